@@ -1,0 +1,20 @@
+"""apitally-otel: API monitoring for Starlette and FastAPI, built on OpenTelemetry."""
+
+from apitally_otel._consumers import Consumer
+from apitally_otel._context import set_consumer
+from apitally_otel.instrumentation import Instrumentation, instrument_app
+from apitally_otel.metric_exporter import ApitallyMetricExporter
+from apitally_otel.metric_reader import ApitallyMetricReader
+from apitally_otel.span_processor import ApitallySpanProcessor
+from apitally_otel.version import __version__
+
+__all__ = [
+    "ApitallyMetricExporter",
+    "ApitallyMetricReader",
+    "ApitallySpanProcessor",
+    "Consumer",
+    "Instrumentation",
+    "__version__",
+    "instrument_app",
+    "set_consumer",
+]

@@ -1,0 +1,217 @@
+"""The in-process aggregate of one sync interval, with explicit cardinality bounds.
+
+The span processor adds to it on the request path (a dict update under a lock, O(1)); the metric
+reader swaps it out once per interval (:meth:`Aggregator.drain`) and converts the snapshot outside
+the lock. Nothing here grows without bound: distinct consumers per interval are capped (the rest
+are counted without a consumer), distinct error details per interval are capped (the rest are
+counted as dropped), and the memory of consumer names is a bounded LRU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from apitally_otel._consumers import Consumer
+
+_logger = logging.getLogger(__name__)
+
+SeriesKey = tuple[str | None, str, str, int]  # consumer, method, route, status
+ValidationKey = tuple[str | None, str, str, tuple[str, ...], str, str]  # + loc, msg, type
+ServerErrorKey = tuple[str | None, str, str, str, str, str]  # + type, msg, traceback
+
+DEFAULT_MAX_VALIDATION_ERRORS = 1_000
+DEFAULT_MAX_SERVER_ERRORS = 100
+DEFAULT_MAX_KNOWN_CONSUMERS = 100_000
+
+
+class Series:
+    """Counts and histogram bins of one (consumer, method, route, status)."""
+
+    __slots__ = (
+        "count",
+        "duration_max",
+        "duration_min",
+        "duration_sum",
+        "request_size_bins",
+        "request_size_sum",
+        "response_size_bins",
+        "response_size_sum",
+        "time_bins",
+    )
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.duration_sum = 0.0
+        self.duration_min = float("inf")
+        self.duration_max = 0.0
+        self.time_bins: dict[int, int] = {}  # ms, floored to a multiple of 10
+        self.request_size_sum = 0
+        self.response_size_sum = 0
+        self.request_size_bins: dict[int, int] = {}  # kB (bytes // 1000)
+        self.response_size_bins: dict[int, int] = {}
+
+
+@dataclass
+class IntervalData:
+    start_time: float
+    end_time: float
+    series: dict[SeriesKey, Series] = field(default_factory=dict)
+    validation_errors: dict[ValidationKey, int] = field(default_factory=dict)
+    server_errors: dict[ServerErrorKey, int] = field(default_factory=dict)
+    consumers: list[Consumer] = field(default_factory=list)  # new or changed name/group
+
+
+class Aggregator:
+    def __init__(
+        self,
+        *,
+        max_consumers: int = 10_000,
+        max_validation_errors: int = DEFAULT_MAX_VALIDATION_ERRORS,
+        max_server_errors: int = DEFAULT_MAX_SERVER_ERRORS,
+        max_known_consumers: int = DEFAULT_MAX_KNOWN_CONSUMERS,
+    ) -> None:
+        self.max_consumers = max_consumers
+        self.max_validation_errors = max_validation_errors
+        self.max_server_errors = max_server_errors
+        self.max_known_consumers = max_known_consumers
+        self._lock = threading.Lock()
+        self._data = IntervalData(time.time(), 0.0)
+        self._interval_consumers: set[str] = set()
+        self._known: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        self._changed: dict[str, Consumer] = {}
+        self._overflowed_consumers = 0
+        self._dropped_errors = 0
+        self._warned_consumer_cap = False
+
+    def add_request(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        request_size: int | None,
+        response_size: int | None,
+    ) -> None:
+        duration = max(duration, 0.0)
+        time_bin = int(duration * 100) * 10  # floor(seconds / 0.01) * 10 ms
+        with self._lock:
+            identifier = self._consumer_key(consumer)
+            key = (identifier, method, route, status)
+            series = self._data.series.get(key)
+            if series is None:
+                series = self._data.series[key] = Series()
+            series.count += 1
+            series.duration_sum += duration
+            if duration < series.duration_min:
+                series.duration_min = duration
+            if duration > series.duration_max:
+                series.duration_max = duration
+            series.time_bins[time_bin] = series.time_bins.get(time_bin, 0) + 1
+            if request_size is not None and request_size >= 0:
+                series.request_size_sum += request_size
+                kb = request_size // 1000
+                series.request_size_bins[kb] = series.request_size_bins.get(kb, 0) + 1
+            if response_size is not None and response_size >= 0:
+                series.response_size_sum += response_size
+                kb = response_size // 1000
+                series.response_size_bins[kb] = series.response_size_bins.get(kb, 0) + 1
+
+    def add_validation_errors(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        errors: list[tuple[tuple[str, ...], str, str]],
+    ) -> None:
+        with self._lock:
+            identifier = self._consumer_key(consumer)
+            bucket = self._data.validation_errors
+            for loc, msg, type_ in errors:
+                key = (identifier, method, route, loc, msg, type_)
+                if key in bucket:
+                    bucket[key] += 1
+                elif len(bucket) < self.max_validation_errors:
+                    bucket[key] = 1
+                else:
+                    self._dropped_errors += 1
+
+    def add_server_error(
+        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
+    ) -> None:
+        with self._lock:
+            key = (self._consumer_key(consumer), method, route, type_, msg, traceback)
+            bucket = self._data.server_errors
+            if key in bucket:
+                bucket[key] += 1
+            elif len(bucket) < self.max_server_errors:
+                bucket[key] = 1
+            else:
+                self._dropped_errors += 1
+
+    def _consumer_key(self, consumer: Consumer | None) -> str | None:
+        """The identifier to count under (None past the per-interval cap); notes name/group changes."""
+        if consumer is None:
+            return None
+        identifier = consumer.identifier
+        if identifier not in self._interval_consumers:
+            if len(self._interval_consumers) >= self.max_consumers:
+                self._overflowed_consumers += 1
+                return None
+            self._interval_consumers.add(identifier)
+        if consumer.name is not None or consumer.group is not None:
+            labels = (consumer.name, consumer.group)
+            known = self._known.get(identifier)
+            if known != labels:
+                self._known[identifier] = labels
+                self._changed[identifier] = consumer
+                if len(self._known) > self.max_known_consumers:
+                    self._known.popitem(last=False)  # forgotten: resent if seen again
+            self._known.move_to_end(identifier)
+        return identifier
+
+    def drain(self) -> IntervalData:
+        """Swap out the current interval (O(1) under the lock) and return it."""
+        now = time.time()
+        with self._lock:
+            data = self._data
+            self._data = IntervalData(now, 0.0)
+            data.end_time = now
+            data.consumers = list(self._changed.values())
+            self._changed = {}
+            self._interval_consumers = set()
+            overflowed, self._overflowed_consumers = self._overflowed_consumers, 0
+            dropped, self._dropped_errors = self._dropped_errors, 0
+        if overflowed:
+            if not self._warned_consumer_cap:
+                _logger.warning(
+                    "apitally-otel: more than %d distinct consumers in one interval; %d requests from "
+                    "further consumers were counted without a consumer (raise max_consumers to keep them)",
+                    self.max_consumers,
+                    overflowed,
+                )
+                self._warned_consumer_cap = True
+            else:
+                _logger.debug("apitally-otel: %d requests counted without consumer (cap)", overflowed)
+        if dropped:
+            _logger.warning(
+                "apitally-otel: %d error details dropped this interval (distinct-error cap)", dropped
+            )
+        return data
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: what was counted before the fork is the parent's to report.
+
+        The lock may have been held by another thread of the parent at fork time, so it is
+        replaced, not acquired.
+        """
+        self._lock = threading.Lock()
+        self._data = IntervalData(time.time(), 0.0)
+        self._interval_consumers = set()
+        self._changed = {}
+        self._overflowed_consumers = 0
+        self._dropped_errors = 0

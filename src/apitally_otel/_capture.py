@@ -1,0 +1,285 @@
+"""The capture middleware: a pure ASGI middleware that runs inside the OpenTelemetry SERVER span.
+
+It measures what the span does not carry — the full route template, time to first byte, request
+and response bytes, the body of validation-error responses, the exception that escaped — puts the
+semconv attributes on the span before it ends, and keeps the rest in the request's
+:class:`~apitally_otel._context.RequestRecord` for the span processor. All per-request state lives
+in a per-request :class:`_Exchange`, never on the middleware.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, Protocol
+
+import anyio.to_thread
+from opentelemetry import trace
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from apitally_otel._consumers import Consumer, consumer_from_value
+from apitally_otel._context import RequestRecord, current_request
+from apitally_otel._errors import MAX_BODY_BYTES, decode_body
+from apitally_otel._routes import RouteTemplates
+
+_logger = logging.getLogger(__name__)
+
+_SCOPE_KEY = "apitally_otel.captured"
+_VALIDATION_STATUSES = (400, 422)
+_MAX_DISTINCT_WARNINGS = 100
+
+ConsumerCallback = Callable[[Request], Any]
+
+
+class RequestSink(Protocol):
+    def attach_record(self, record: RequestRecord) -> None:
+        """Keep the record until its span ends (the processor completes it from the span)."""
+
+    def record_request(self, record: RequestRecord) -> None:
+        """Count a request whose span no processor will see (sampled out, or no SDK tracer)."""
+
+
+class Lifecycle(Protocol):
+    def on_app_startup(self, app: Any) -> None: ...
+
+    def on_app_shutdown(self) -> None: ...
+
+
+class CaptureMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sink: RequestSink | None = None,
+        lifecycle: Lifecycle | None = None,
+        consumer_callback: ConsumerCallback | None = None,
+    ) -> None:
+        self.app = app
+        self.sink = sink
+        self.lifecycle = lifecycle
+        self.consumer_callback = consumer_callback
+        self._templates: RouteTemplates | None = None
+        self._started = False
+        self._warned: set[tuple[str, str]] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope.get(_SCOPE_KEY):
+            await self.app(scope, receive, send)  # websockets, CORS preflights, nested apps
+            return
+        scope[_SCOPE_KEY] = True
+        if not self._started:
+            await self._notify_startup(scope.get("app"))  # served without lifespan events
+        span = trace.get_current_span()
+        span_context = span.get_span_context()
+        record = RequestRecord(scope["method"], span_context.trace_id, span_context.span_id)
+        exchange = _Exchange(record, receive, send, scope)
+        root_path: str = scope.get("root_path", "")
+        token = current_request.set(record)
+        try:
+            await self.app(scope, exchange.receive if exchange.count_request else receive, exchange.send)
+        except Exception as exc:
+            record.exception = exc
+            raise
+        finally:
+            await self._finish(scope, root_path, record, exchange, span)
+            current_request.reset(token)
+
+    async def _finish(
+        self, scope: Scope, root_path: str, record: RequestRecord, exchange: _Exchange, span: trace.Span
+    ) -> None:
+        try:
+            route = scope.get("route")
+            if route is not None:
+                if self._templates is None:
+                    self._templates = RouteTemplates(scope.get("app"))
+                record.route = self._templates.template_for(route, root_path, scope.get("root_path", ""))
+            if record.status is None and record.exception is not None:
+                record.status = 500  # the error response is sent outside of this middleware
+            if exchange.body_parts is not None:
+                record.validation_body = decode_body(b"".join(exchange.body_parts), exchange.content_encoding)
+            if record.route is None or record.status is None:
+                return  # no route matched (not counted), or cancelled before any response
+            record.fallback_consumer = await self._fallback_consumer(scope)
+            if span.is_recording():
+                attributes: dict[str, Any] = {"http.route": record.route}
+                if record.request_size is not None:
+                    attributes["http.request.body.size"] = record.request_size
+                if record.response_size is not None:
+                    attributes["http.response.body.size"] = record.response_size
+                if record.exception is not None and exchange.status_missing:
+                    attributes[
+                        "http.response.status_code" if span_uses_new_semconv(span) else "http.status_code"
+                    ] = 500
+                span.set_attributes(attributes)
+                if self.sink is not None:
+                    self.sink.attach_record(record)
+            elif self.sink is not None:
+                # Sampled out (or no SDK tracer): no processor will see this span, count it here.
+                self.sink.record_request(record)
+        except Exception:  # our own bookkeeping must never fail the request
+            _logger.exception("apitally-otel: failed to capture request details")
+
+    async def _fallback_consumer(self, scope: Scope) -> Consumer | None:
+        value: Any = None
+        if self.consumer_callback is not None:
+            try:
+                value = self.consumer_callback(Request(scope))
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:  # a user callback: warn once per distinct failure
+                self._warn_once(
+                    "apitally-otel: consumer_callback raised %s: %s", type(exc).__qualname__, str(exc)[:200]
+                )
+                value = None
+            consumer = consumer_from_value(value)
+            if value is not None and consumer is None:
+                self._warn_once(
+                    "apitally-otel: consumer_callback returned an unusable %s%s; expected a string",
+                    type(value).__name__,
+                    "",
+                )
+            if consumer is not None:
+                return consumer
+        state = scope.get("state")
+        if isinstance(state, dict) and "apitally_consumer" in state:
+            return consumer_from_value(state["apitally_consumer"])
+        return None
+
+    def _warn_once(self, message: str, arg1: str, arg2: str) -> None:
+        key = (arg1, arg2)
+        if key not in self._warned and len(self._warned) < _MAX_DISTINCT_WARNINGS:
+            self._warned.add(key)
+            _logger.warning(message, arg1, arg2)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._notify_startup(scope.get("app"))
+            return message
+
+        async def lifespan_send(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self._notify_shutdown()
+            await send(message)
+
+        await self.app(scope, lifespan_receive, lifespan_send)
+
+    async def _notify_startup(self, app: Any) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.lifecycle is not None:
+            try:
+                # Building the OpenAPI document can take a while for a large app: not on the loop.
+                await anyio.to_thread.run_sync(self.lifecycle.on_app_startup, app)
+            except Exception:  # never fail the app's startup because of monitoring
+                _logger.exception("apitally-otel: startup hook failed")
+
+    async def _notify_shutdown(self) -> None:
+        if self.lifecycle is not None:
+            try:
+                await anyio.to_thread.run_sync(self.lifecycle.on_app_shutdown)
+            except Exception:  # never fail the app's shutdown because of monitoring
+                _logger.exception("apitally-otel: shutdown hook failed")
+
+
+def span_uses_new_semconv(span: trace.Span) -> bool:
+    attributes: Any = getattr(span, "attributes", None) or {}
+    return "http.request.method" in attributes and "http.method" not in attributes
+
+
+class _Exchange:
+    """The state of one request/response exchange, and the receive/send wrappers that fill it."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "body_parts",
+        "body_size",
+        "content_encoding",
+        "count_request",
+        "count_response",
+        "record",
+        "start",
+        "status_missing",
+    )
+
+    def __init__(self, record: RequestRecord, receive: Receive, send: Send, scope: Scope) -> None:
+        self.record = record
+        self._receive = receive
+        self._send = send
+        self.start = perf_counter()
+        self.count_request = True
+        self.count_response = True
+        self.status_missing = True
+        self.body_parts: list[bytes] | None = None
+        self.body_size = 0
+        self.content_encoding: str | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                size = _parse_size(value)
+                if size is not None:
+                    record.request_size = size
+                    self.count_request = False
+                break
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.record.request_size = (self.record.request_size or 0) + len(message.get("body", b""))
+        return message
+
+    async def send(self, message: Message) -> None:
+        msg_type = message["type"]
+        if msg_type == "http.response.start":
+            self._on_start(message)
+        elif msg_type == "http.response.body":
+            body: bytes = message.get("body", b"")
+            if self.count_response:
+                self.record.response_size = (self.record.response_size or 0) + len(body)
+            if self.body_parts is not None:
+                self.body_size += len(body)
+                if self.body_size > MAX_BODY_BYTES:
+                    self.body_parts = None  # too large to be a validation error we parse
+                else:
+                    self.body_parts.append(body)
+        await self._send(message)
+
+    def _on_start(self, message: Message) -> None:
+        record = self.record
+        record.ttfb = perf_counter() - self.start
+        status: int = message["status"]
+        record.status = status
+        self.status_missing = False
+        capture = status in _VALIDATION_STATUSES
+        is_json = False
+        for name, value in message.get("headers", ()):
+            name = name.lower()
+            if name == b"content-length":
+                size = _parse_size(value)
+                if size is not None:
+                    record.response_size = size
+                    self.count_response = False
+                    if size > MAX_BODY_BYTES:
+                        capture = False
+            elif capture and name == b"content-type":
+                is_json = value[:16].lower() == b"application/json"
+            elif capture and name == b"content-encoding":
+                self.content_encoding = value.decode("latin-1")
+        if capture and is_json:
+            self.body_parts = []
+
+
+def _parse_size(value: bytes) -> int | None:
+    try:
+        size = int(value)
+    except ValueError:
+        return None
+    return size if size >= 0 else None

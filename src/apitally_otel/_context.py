@@ -1,0 +1,82 @@
+"""Per-request state shared by the capture middleware, user code and the span processor.
+
+The capture middleware puts a :class:`RequestRecord` in a context variable. Code running for that
+request — endpoints in the threadpool, ``BaseHTTPMiddleware`` child tasks — sees the same object
+(contexts are copied, the object is shared), so :func:`set_consumer` works from anywhere, and the
+span processor finds the record when the request's SERVER span ends in the same context.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar
+from typing import Any
+
+from opentelemetry import trace
+
+from apitally_otel._consumers import ATTR_GROUP, ATTR_IDENTIFIER, ATTR_NAME, Consumer, make_consumer
+
+_logger = logging.getLogger(__name__)
+
+
+class RequestRecord:
+    """What the capture middleware measured for one HTTP request."""
+
+    __slots__ = (
+        "consumer",
+        "exception",
+        "fallback_consumer",
+        "method",
+        "request_size",
+        "response_size",
+        "route",
+        "span_id",
+        "status",
+        "trace_id",
+        "ttfb",
+        "validation_body",
+    )
+
+    def __init__(self, method: str, trace_id: int, span_id: int) -> None:
+        self.method = method
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.route: str | None = None
+        self.status: int | None = None
+        self.ttfb: float | None = None
+        self.request_size: int | None = None
+        self.response_size: int | None = None
+        self.exception: BaseException | None = None
+        self.validation_body: bytes | None = None
+        self.consumer: Consumer | None = None  # from set_consumer(): wins over every other source
+        self.fallback_consumer: Consumer | None = None  # callback / request.state: after span attributes
+
+
+current_request: ContextVar[RequestRecord | None] = ContextVar("apitally_otel_request", default=None)
+
+
+def set_consumer(identifier: Any, name: Any = None, group: Any = None) -> None:
+    """Identify the consumer of the current request, from anywhere in its handling.
+
+    Strings are stripped and cut to 128 (identifier) and 64 (name, group) characters; an empty
+    identifier clears nothing and is ignored. Never raises.
+    """
+    try:
+        consumer = make_consumer(identifier, name, group)
+        if consumer is None:
+            return
+        record = current_request.get()
+        if record is not None:
+            record.consumer = consumer
+        span = trace.get_current_span()
+        if span.is_recording():
+            attributes: dict[str, str] = {ATTR_IDENTIFIER: consumer.identifier}
+            if consumer.name:
+                attributes[ATTR_NAME] = consumer.name
+            if consumer.group:
+                attributes[ATTR_GROUP] = consumer.group
+            span.set_attributes(attributes)
+        elif record is None:
+            _logger.debug("set_consumer() called outside of a monitored request; ignored")
+    except Exception:  # user-facing API called from request handlers: never raise into the app
+        _logger.exception("set_consumer() failed")

@@ -1,0 +1,183 @@
+"""``instrument_app``: one call to monitor a Starlette or FastAPI app through OpenTelemetry.
+
+It composes the contrib ``OpenTelemetryMiddleware`` (receive/send spans excluded, its own metrics
+off unless asked) with the capture middleware inside the SERVER span, registers an
+:class:`~apitally_otel.ApitallySpanProcessor` on the tracer provider and an
+:class:`~apitally_otel.ApitallyMetricReader` on the meter provider.
+
+Providers: the ones passed in; else the global SDK providers when the app set them up. When there
+is no SDK tracer provider at all, one is created and installed as the global provider (so that the
+app's own spans — e.g. a child span carrying ``apitally.consumer.identifier`` — are recorded); set
+up OpenTelemetry before calling ``instrument_app``, or pass ``tracer_provider=``, to keep yours.
+A meter provider is never installed globally: without one, a private one carries our reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.middleware import Middleware
+
+from apitally_otel._capture import CaptureMiddleware, ConsumerCallback
+from apitally_otel._config import ConfigError, is_disabled, resolve_settings
+from apitally_otel.metric_exporter import ApitallyMetricExporter
+from apitally_otel.metric_reader import ApitallyMetricReader
+from apitally_otel.span_processor import ApitallySpanProcessor
+
+_logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 5.0
+
+
+@dataclass
+class Instrumentation:
+    """What :func:`instrument_app` set up for one app."""
+
+    span_processor: ApitallySpanProcessor
+    metric_reader: ApitallyMetricReader
+    exporter: ApitallyMetricExporter
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider | None
+    app_version: str | None
+    send_openapi: bool
+
+    # -- CaptureMiddleware lifecycle hooks (run in a worker thread) ---------------------------
+    def on_app_startup(self, app: Any) -> None:
+        self.exporter.set_app(app, self.app_version, openapi=self.send_openapi)
+
+    def on_app_shutdown(self) -> None:
+        # One final collection and delivery attempt, bounded; the periodic reader keeps running
+        # (and the provider's atexit shutdown reports anything counted after this).
+        self.metric_reader.force_flush(timeout_millis=SHUTDOWN_TIMEOUT * 1000)
+
+
+_instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
+
+
+def get_instrumentation(app: Any) -> Instrumentation | None:
+    return _instrumented.get(app)
+
+
+def instrument_app(
+    app: Any,
+    *,
+    client_id: str | None = None,
+    env: str | None = None,
+    hub_base_url: str | None = None,
+    consumer_callback: ConsumerCallback | None = None,
+    app_version: str | None = None,
+    openapi_url: str | None = "/openapi.json",
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    sync_interval: float | None = None,
+    max_consumers: int | None = None,
+    otel_metrics: bool = False,
+    disabled: bool | None = None,
+) -> Instrumentation | None:
+    """Monitor ``app`` (Starlette or FastAPI) and sync its metrics to the Apitally hub.
+
+    Missing arguments fall back to ``APITALLY_CLIENT_ID``, ``APITALLY_ENV``,
+    ``APITALLY_HUB_BASE_URL``, ``APITALLY_SYNC_INTERVAL``; ``APITALLY_DISABLED=true`` makes this a
+    no-op. Calling it again for the same app does nothing. An invalid configuration logs one error
+    and leaves the app untouched. Returns what was set up, or None.
+
+    ``openapi_url=None`` keeps the OpenAPI document out of the startup message; FastAPI apps are
+    asked for theirs with ``app.openapi()`` at startup.
+    """
+    if is_disabled(disabled):
+        _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
+        return None
+    existing = _instrumented.get(app)
+    if existing is not None:
+        _logger.debug("apitally-otel: app already instrumented")
+        return existing
+    try:
+        settings = resolve_settings(client_id, env, hub_base_url, sync_interval, max_consumers)
+    except ConfigError as exc:
+        _logger.error("apitally-otel disabled: %s", exc)
+        return None
+
+    sdk_tracer_provider = _sdk_tracer_provider(tracer_provider)
+    processor = ApitallySpanProcessor(max_consumers=settings.max_consumers)
+    exporter = ApitallyMetricExporter(settings=settings)
+    reader = ApitallyMetricReader(exporter, span_processor=processor, sync_interval=settings.sync_interval)
+    sdk_tracer_provider.add_span_processor(processor)
+    sdk_meter_provider = _attach_reader(meter_provider, reader)
+
+    setup = Instrumentation(
+        processor,
+        reader,
+        exporter,
+        sdk_tracer_provider,
+        sdk_meter_provider,
+        app_version,
+        openapi_url is not None,
+    )
+    _add_middleware(
+        app, setup, consumer_callback, sdk_tracer_provider, meter_provider if otel_metrics else None
+    )
+    _instrumented[app] = setup
+    return setup
+
+
+def _sdk_tracer_provider(given: trace.TracerProvider | None) -> TracerProvider:
+    if isinstance(given, TracerProvider):
+        return given
+    if given is not None:
+        _logger.warning("apitally-otel: tracer_provider is not an SDK TracerProvider; using a private one")
+    global_provider = trace.get_tracer_provider()
+    if given is None and isinstance(global_provider, TracerProvider):
+        return global_provider
+    provider = TracerProvider()
+    if given is None:
+        # Asked to set up tracing where there was none: the app's own spans must reach us too.
+        trace.set_tracer_provider(provider)
+        _logger.info("apitally-otel: no OpenTelemetry TracerProvider was configured; installed an SDK one")
+    return provider
+
+
+def _attach_reader(given: metrics.MeterProvider | None, reader: ApitallyMetricReader) -> MeterProvider:
+    candidate = given if given is not None else metrics.get_meter_provider()
+    if isinstance(candidate, MeterProvider) and hasattr(candidate, "add_metric_reader"):
+        candidate.add_metric_reader(reader)
+        return candidate
+    # A private provider: owns the reader's lifecycle (final export at interpreter exit).
+    return MeterProvider(metric_readers=[reader])
+
+
+def _add_middleware(
+    app: Any,
+    setup: Instrumentation,
+    consumer_callback: ConsumerCallback | None,
+    tracer_provider: TracerProvider,
+    meter_provider: metrics.MeterProvider | None,
+) -> None:
+    capture = Middleware(
+        CaptureMiddleware, sink=setup.span_processor, lifecycle=setup, consumer_callback=consumer_callback
+    )
+    stack: list[Middleware] = app.user_middleware
+    otel_index = next((i for i, m in enumerate(stack) if m.cls is OpenTelemetryMiddleware), None)  # type: ignore[comparison-overlap]
+    if otel_index is not None or getattr(app, "_is_instrumented_by_opentelemetry", False):
+        # Already traced by hand or by the contrib instrumentor: only add what is missing, inside
+        # the existing server span (no second SERVER span, no double counting).
+        stack.insert(otel_index + 1 if otel_index is not None else len(stack), capture)
+    else:
+        stack.insert(0, capture)
+        stack.insert(
+            0,
+            Middleware(
+                OpenTelemetryMiddleware,
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider if meter_provider is not None else NoOpMeterProvider(),
+                exclude_spans=["receive", "send"],
+            ),
+        )
+    app.middleware_stack = None  # rebuilt on first call (Starlette builds it lazily)

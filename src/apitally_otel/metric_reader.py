@@ -1,0 +1,85 @@
+"""ApitallyMetricReader: a PeriodicExportingMetricReader that also drains the span processor's aggregate.
+
+Every interval it collects whatever the MeterProvider it is registered with has (usually nothing:
+the request metrics are not SDK instruments, see design notes) and adds the interval drained from
+:class:`~apitally_otel.ApitallySpanProcessor` as OTel metric data under the ``apitally_otel``
+instrumentation scope. It always produces data, so the exporter sends a sync every interval — the
+hub's heartbeat — even with no traffic, and it works without being registered on a MeterProvider.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from apitally_otel._config import resolve_sync_interval
+from apitally_otel._metrics import SCOPE_NAME, interval_to_metrics
+from apitally_otel.metric_exporter import ApitallyMetricExporter
+from apitally_otel.span_processor import ApitallySpanProcessor
+from apitally_otel.version import __version__
+
+_logger = logging.getLogger(__name__)
+
+_SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
+_Collect = Callable[..., "MetricsData | None"]
+
+
+class ApitallyMetricReader(PeriodicExportingMetricReader):
+    """Syncs with the hub every ``sync_interval`` seconds (default 60, or ``APITALLY_SYNC_INTERVAL``,
+    or ``OTEL_METRIC_EXPORT_INTERVAL`` in ms). Built with no arguments it configures itself from env
+    vars, which is what ``OTEL_METRICS_EXPORTER=apitally`` does.
+    """
+
+    def __init__(
+        self,
+        exporter: MetricExporter | None = None,
+        *,
+        span_processor: ApitallySpanProcessor | None = None,
+        sync_interval: float | None = None,
+        export_timeout_millis: float | None = None,
+    ) -> None:
+        self._sdk_collect: _Collect | None = None
+        self.span_processor = span_processor if span_processor is not None else ApitallySpanProcessor()
+        self.exporter = exporter if exporter is not None else ApitallyMetricExporter()
+        super().__init__(
+            self.exporter,
+            export_interval_millis=resolve_sync_interval(sync_interval) * 1000,
+            export_timeout_millis=export_timeout_millis,
+        )
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    # The SDK stores the MeterProvider's collect callback in ``_collect``; wrapping it here is
+    # what lets every collection include the processor's interval (and work unregistered).
+    @property  # type: ignore[override]
+    def _collect(self) -> _Collect:
+        return self._collect_with_requests
+
+    @_collect.setter  # type: ignore[override]
+    def _collect(self, value: _Collect | None) -> None:
+        self._sdk_collect = value
+
+    def _collect_with_requests(self, reader: Any, timeout_millis: float = 10_000) -> MetricsData:
+        sdk_data = self._sdk_collect(reader, timeout_millis=timeout_millis) if self._sdk_collect else None
+        scope_metrics = ScopeMetrics(_SCOPE, interval_to_metrics(self.span_processor.aggregator.drain()), "")
+        if sdk_data is None or not sdk_data.resource_metrics:
+            return MetricsData([ResourceMetrics(Resource.get_empty(), [scope_metrics], "")])
+        first, *rest = sdk_data.resource_metrics
+        merged = ResourceMetrics(first.resource, [*first.scope_metrics, scope_metrics], first.schema_url)
+        return MetricsData([merged, *rest])
+
+    def _after_fork_in_child(self) -> None:
+        # What was counted before the fork belongs to the parent, which reports it itself.
+        self.span_processor.aggregator.reset_after_fork()

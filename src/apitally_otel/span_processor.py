@@ -1,0 +1,185 @@
+"""ApitallySpanProcessor: derives per-request metrics and error details from SERVER spans.
+
+``on_end`` runs on the thread that ends the span — for the request's SERVER span, the event loop —
+so it does a few dict operations and returns. It never raises: the SDK's multi-span processor
+calls processors without a try/except, so an exception here would reach the application and skip
+the processors registered after this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind
+
+from apitally_otel._aggregator import Aggregator
+from apitally_otel._config import DEFAULT_MAX_CONSUMERS
+from apitally_otel._consumers import ATTR_IDENTIFIER, Consumer, consumer_from_attributes, make_consumer
+from apitally_otel._context import RequestRecord
+from apitally_otel._errors import parse_validation_errors, server_error_details
+
+_logger = logging.getLogger(__name__)
+
+_MAX_PENDING = 10_000
+_ENDUSER_ATTRIBUTES = ("enduser.id", "user.id")
+_METHOD_ATTRIBUTES = ("http.request.method", "http.method")
+_STATUS_ATTRIBUTES = ("http.response.status_code", "http.status_code")
+_REQUEST_SIZE_ATTRIBUTES = ("http.request.body.size", "http.request_content_length")
+_RESPONSE_SIZE_ATTRIBUTES = ("http.response.body.size", "http.response_content_length")
+
+
+class ApitallySpanProcessor(SpanProcessor):
+    """Counts every HTTP request of a Starlette/FastAPI app from its SERVER span.
+
+    Register it on the ``TracerProvider`` that instruments the app. The aggregate it builds is
+    turned into hub syncs by :class:`~apitally_otel.ApitallyMetricReader` (give the reader this
+    processor, or let :func:`~apitally_otel.instrument_app` wire both).
+    """
+
+    def __init__(
+        self, *, max_consumers: int = DEFAULT_MAX_CONSUMERS, aggregator: Aggregator | None = None
+    ) -> None:
+        self.aggregator = aggregator if aggregator is not None else Aggregator(max_consumers=max_consumers)
+        self._pending: dict[int, RequestRecord] = {}  # span id -> record of a request in flight
+        self._trace_consumers: dict[int, Consumer] = {}  # trace id -> consumer from a child span
+        self._lock = threading.Lock()
+        self._warned_pending = False
+        self._shutdown = False
+
+    # -- called by the capture middleware -------------------------------------------------
+    def attach_record(self, record: RequestRecord) -> None:
+        if len(self._pending) >= _MAX_PENDING:
+            # Spans that never reach us: this processor is not on the provider that traces the app.
+            if not self._warned_pending:
+                self._warned_pending = True
+                _logger.warning(
+                    "apitally-otel: request spans do not reach ApitallySpanProcessor; add it to the "
+                    "TracerProvider used by the OpenTelemetry middleware"
+                )
+            self._pending.clear()
+        self._pending[record.span_id] = record
+
+    def record_request(self, record: RequestRecord) -> None:
+        try:
+            self._record(record, None)
+        except Exception:  # never raise into the request
+            _logger.exception("apitally-otel: failed to record a request")
+
+    # -- SpanProcessor --------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        try:
+            self._on_end(span)
+        except Exception:  # see the module docstring: never raise from on_end
+            _logger.exception("apitally-otel: failed to process span %s", getattr(span, "name", "?"))
+
+    def _on_end(self, span: ReadableSpan) -> None:
+        if self._shutdown:
+            return
+        context = span.context
+        if context is None:
+            return
+        record = self._pending.pop(context.span_id, None) if self._pending else None
+        attributes = span.attributes or {}
+        if record is None:
+            parent = span.parent
+            if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
+                if ATTR_IDENTIFIER in attributes:
+                    self._remember_trace_consumer(context.trace_id, attributes)
+                return
+            record = _record_from_span(span, attributes)
+            if record is None:
+                return
+        self._record(record, attributes)
+
+    def _remember_trace_consumer(self, trace_id: int, attributes: Any) -> None:
+        consumer = consumer_from_attributes(attributes)
+        if consumer is None:
+            return
+        with self._lock:
+            if len(self._trace_consumers) >= _MAX_PENDING:
+                self._trace_consumers.pop(next(iter(self._trace_consumers)))
+            self._trace_consumers.setdefault(trace_id, consumer)
+
+    def _record(self, record: RequestRecord, attributes: Any) -> None:
+        if record.route is None or record.status is None:
+            return
+        trace_consumer = self._trace_consumers.pop(record.trace_id, None) if self._trace_consumers else None
+        consumer = (
+            record.consumer
+            or consumer_from_attributes(attributes)
+            or trace_consumer
+            or record.fallback_consumer
+            or _enduser(attributes)
+        )
+        status = record.status
+        duration = record.ttfb if record.ttfb is not None else 0.0
+        self.aggregator.add_request(
+            consumer, record.method, record.route, status, duration, record.request_size, record.response_size
+        )
+        if record.validation_body is not None and status in (400, 422):
+            errors = parse_validation_errors(record.validation_body)
+            if errors:
+                self.aggregator.add_validation_errors(consumer, record.method, record.route, errors)
+        if status == 500 and record.exception is not None:
+            type_, msg, tb = server_error_details(record.exception)
+            self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb)
+
+    def shutdown(self) -> None:
+        self._shutdown = True
+        self._pending.clear()
+        self._trace_consumers.clear()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def _enduser(attributes: Any) -> Consumer | None:
+    if not attributes:
+        return None
+    for name in _ENDUSER_ATTRIBUTES:
+        value = attributes.get(name)
+        if value is not None:
+            return make_consumer(value)
+    return None
+
+
+def _first(attributes: Any, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = attributes.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def _record_from_span(span: ReadableSpan, attributes: Any) -> RequestRecord | None:
+    """A request seen only through its span (no capture middleware): semconv attributes, old or new."""
+    route = attributes.get("http.route")
+    method = _first(attributes, _METHOD_ATTRIBUTES)
+    if not isinstance(route, str) or not isinstance(method, str) or method.upper() == "OPTIONS":
+        return None
+    context = span.context
+    assert context is not None
+    record = RequestRecord(method.upper(), context.trace_id, context.span_id)
+    record.route = route
+    status = _first(attributes, _STATUS_ATTRIBUTES)
+    if isinstance(status, int):
+        record.status = status
+    elif any(event.name == "exception" for event in span.events):
+        record.status = 500  # the error response was sent outside the instrumented app
+    if span.start_time is not None and span.end_time is not None:
+        record.ttfb = (span.end_time - span.start_time) / 1e9
+    for names, slot in (
+        (_REQUEST_SIZE_ATTRIBUTES, "request_size"),
+        (_RESPONSE_SIZE_ATTRIBUTES, "response_size"),
+    ):
+        size = _first(attributes, names)
+        if isinstance(size, int) and size >= 0:
+            setattr(record, slot, size)
+    return record

@@ -1,0 +1,158 @@
+"""Real servers on loopback for the tests: a uvicorn server in a thread, an app in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServerThread:
+    """``with ServerThread(app) as url:`` serves an ASGI app with uvicorn on 127.0.0.1:<free port>."""
+
+    def __init__(self, app: Any, **config: Any) -> None:
+        self.sock = bound_socket()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="auto", **config))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self.url
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@dataclass
+class RecordingHub:
+    """A minimal hub that records what clients send (until the local hub serves every test)."""
+
+    messages: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status_code: int = 202
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            kind = request.path_params["kind"]
+            data = json.loads(gzip.decompress(body) if kind == "log" else body) if kind != "log" else {}
+            with self.lock:
+                self.messages.append((kind, data))
+            return Response(status_code=self.status_code)
+
+        return Starlette(routes=[Route("/v2/{client_id}/{env}/{kind}", receive, methods=["POST"])])
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [data for k, data in self.messages if k == kind]
+
+    def wait_for(self, kind: str, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while len(self.of_kind(kind)) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} {kind} message(s), got {len(self.of_kind(kind))}")
+            time.sleep(0.02)
+        return self.of_kind(kind)
+
+
+class AppProcess:
+    """An app served by ``python -m uvicorn`` in a subprocess on a socket bound here."""
+
+    def __init__(self, target: str, env: dict[str, str], *args: str) -> None:
+        self.sock = bound_socket()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ROOT, **env}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                target,
+                "--fd",
+                str(self.sock.fileno()),
+                "--log-level",
+                "warning",
+                *args,
+            ],
+            env=full_env,
+            pass_fds=[self.sock.fileno()],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output = ""
+
+    def wait_ready(self, path: str = "/", timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("app exited:\n" + (self.proc.stdout.read() if self.proc.stdout else ""))
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(self.url + path, timeout=1)
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("app did not start")
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 20.0) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.output = self.proc.stdout.read()
+            self.proc.stdout.close()
+        self.sock.close()
+        return self.output
+
+
+@contextlib.contextmanager
+def app_process(target: str, env: dict[str, str], *args: str) -> Iterator[AppProcess]:
+    process = AppProcess(target, env, *args)
+    try:
+        yield process
+    finally:
+        process.stop()
