@@ -100,7 +100,12 @@ class AppProcess:
     def __init__(self, target: str, env: dict[str, str], *args: str) -> None:
         self.sock = bound_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        full_env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": ROOT, **env}
+        full_env = {
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": ROOT,
+            "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
+            **env,
+        }
         self.proc = subprocess.Popen(
             [
                 sys.executable,

@@ -98,7 +98,7 @@ class Aggregator:
         response_size: int | None,
     ) -> None:
         duration = max(duration, 0.0)
-        time_bin = int(duration * 100) * 10  # floor(seconds / 0.01) * 10 ms
+        time_bin = int(duration / 0.01) * 10  # hub-protocol §4.1, to the letter
         with self._lock:
             identifier = self._consumer_key(consumer)
             key = (identifier, method, route, status)

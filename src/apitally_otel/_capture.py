@@ -1,10 +1,14 @@
 """The capture middleware: a pure ASGI middleware that runs inside the OpenTelemetry SERVER span.
 
 It measures what the span does not carry — the full route template, time to first byte, request
-and response bytes, the body of validation-error responses, the exception that escaped — puts the
-semconv attributes on the span before it ends, and keeps the rest in the request's
-:class:`~apitally_otel._context.RequestRecord` for the span processor. All per-request state lives
-in a per-request :class:`_Exchange`, never on the middleware.
+and response bytes, the body of validation-error responses, the exception that escaped — and puts
+the semconv attributes on the span before it ends. The contrib middleware ends the SERVER span as
+soon as the last body chunk is sent, so attributes are set just before that chunk goes out.
+
+Once the app has returned (background tasks included), the request is handed to the sink (the
+span processor) with everything needed to count it, whether or not the span was sampled: the
+processor does not count spans this middleware claimed. All per-request state lives in a
+per-request :class:`_Exchange`, never on the middleware.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
 from apitally_otel._errors import MAX_BODY_BYTES, decode_body
-from apitally_otel._routes import RouteTemplates
+from apitally_otel._routes import RouteTemplates, route_key
 
 _logger = logging.getLogger(__name__)
 
@@ -35,11 +39,11 @@ ConsumerCallback = Callable[[Request], Any]
 
 
 class RequestSink(Protocol):
-    def attach_record(self, record: RequestRecord) -> None:
-        """Keep the record until its span ends (the processor completes it from the span)."""
+    def claim_span(self, record: RequestRecord) -> None:
+        """This request's span is handled here: the processor must not count it from the span."""
 
-    def record_request(self, record: RequestRecord) -> None:
-        """Count a request whose span no processor will see (sampled out, or no SDK tracer)."""
+    def record_request(self, record: RequestRecord, attributes: Any) -> None:
+        """Count a finished request; ``attributes`` are its SERVER span's (consumer attributes)."""
 
 
 class Lifecycle(Protocol):
@@ -78,8 +82,9 @@ class CaptureMiddleware:
         span = trace.get_current_span()
         span_context = span.get_span_context()
         record = RequestRecord(scope["method"], span_context.trace_id, span_context.span_id)
-        exchange = _Exchange(record, receive, send, scope)
-        root_path: str = scope.get("root_path", "")
+        if self.sink is not None and span.is_recording():
+            self.sink.claim_span(record)
+        exchange = _Exchange(record, receive, send, scope, span, self._template_for)
         token = current_request.set(record)
         try:
             await self.app(scope, exchange.receive if exchange.count_request else receive, exchange.send)
@@ -87,41 +92,28 @@ class CaptureMiddleware:
             record.exception = exc
             raise
         finally:
-            await self._finish(scope, root_path, record, exchange, span)
+            await self._finish(scope, record, exchange, span)
             current_request.reset(token)
 
+    def _template_for(self, scope: Scope, root_path: str) -> str | None:
+        route = route_key(scope)
+        if route is None:
+            return None
+        if self._templates is None:
+            self._templates = RouteTemplates(scope.get("app"))
+        return self._templates.template_for(route, root_path, scope.get("root_path", ""))
+
     async def _finish(
-        self, scope: Scope, root_path: str, record: RequestRecord, exchange: _Exchange, span: trace.Span
+        self, scope: Scope, record: RequestRecord, exchange: _Exchange, span: trace.Span
     ) -> None:
         try:
-            route = scope.get("route")
-            if route is not None:
-                if self._templates is None:
-                    self._templates = RouteTemplates(scope.get("app"))
-                record.route = self._templates.template_for(route, root_path, scope.get("root_path", ""))
-            if record.status is None and record.exception is not None:
-                record.status = 500  # the error response is sent outside of this middleware
-            if exchange.body_parts is not None:
-                record.validation_body = decode_body(b"".join(exchange.body_parts), exchange.content_encoding)
+            if not exchange.finalized:
+                exchange.finalize()  # no complete response went out (an exception, a disconnect)
             if record.route is None or record.status is None:
                 return  # no route matched (not counted), or cancelled before any response
             record.fallback_consumer = await self._fallback_consumer(scope)
-            if span.is_recording():
-                attributes: dict[str, Any] = {"http.route": record.route}
-                if record.request_size is not None:
-                    attributes["http.request.body.size"] = record.request_size
-                if record.response_size is not None:
-                    attributes["http.response.body.size"] = record.response_size
-                if record.exception is not None and exchange.status_missing:
-                    attributes[
-                        "http.response.status_code" if span_uses_new_semconv(span) else "http.status_code"
-                    ] = 500
-                span.set_attributes(attributes)
-                if self.sink is not None:
-                    self.sink.attach_record(record)
-            elif self.sink is not None:
-                # Sampled out (or no SDK tracer): no processor will see this span, count it here.
-                self.sink.record_request(record)
+            if self.sink is not None:
+                self.sink.record_request(record, getattr(span, "attributes", None))
         except Exception:  # our own bookkeeping must never fail the request
             _logger.exception("apitally-otel: failed to capture request details")
 
@@ -201,20 +193,38 @@ class _Exchange:
     __slots__ = (
         "_receive",
         "_send",
+        "_template_for",
         "body_parts",
         "body_size",
         "content_encoding",
         "count_request",
         "count_response",
+        "finalized",
         "record",
+        "root_path",
+        "scope",
+        "span",
         "start",
         "status_missing",
     )
 
-    def __init__(self, record: RequestRecord, receive: Receive, send: Send, scope: Scope) -> None:
+    def __init__(
+        self,
+        record: RequestRecord,
+        receive: Receive,
+        send: Send,
+        scope: Scope,
+        span: trace.Span,
+        template_for: Callable[[Scope, str], str | None],
+    ) -> None:
         self.record = record
         self._receive = receive
         self._send = send
+        self.scope = scope
+        self.span = span
+        self._template_for = template_for
+        self.root_path: str = scope.get("root_path", "")  # before routing appends mount prefixes
+        self.finalized = False
         self.start = perf_counter()
         self.count_request = True
         self.count_response = True
@@ -250,7 +260,33 @@ class _Exchange:
                     self.body_parts = None  # too large to be a validation error we parse
                 else:
                     self.body_parts.append(body)
+            if not message.get("more_body", False) and not self.finalized:
+                self.finalize()  # the contrib middleware ends the span when this chunk is sent
         await self._send(message)
+
+    def finalize(self) -> None:
+        """Complete the record and put the span attributes on while the span is still open."""
+        self.finalized = True
+        record = self.record
+        record.route = self._template_for(self.scope, self.root_path)
+        if record.status is None and record.exception is not None:
+            record.status = 500  # the error response is sent outside of this middleware
+        if self.body_parts is not None:
+            record.validation_body = decode_body(b"".join(self.body_parts), self.content_encoding)
+            self.body_parts = None
+        span = self.span
+        if record.route is None or not span.is_recording():
+            return
+        attributes: dict[str, Any] = {"http.route": record.route}
+        if record.request_size is not None:
+            attributes["http.request.body.size"] = record.request_size
+        if record.response_size is not None:
+            attributes["http.response.body.size"] = record.response_size
+        if record.exception is not None and self.status_missing:
+            attributes["http.response.status_code" if span_uses_new_semconv(span) else "http.status_code"] = (
+                500
+            )
+        span.set_attributes(attributes)
 
     def _on_start(self, message: Message) -> None:
         record = self.record

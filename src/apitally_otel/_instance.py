@@ -8,6 +8,7 @@ process. Without a usable temp dir, a random UUID is used.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -52,6 +53,8 @@ def instance_uuid(client_id: str, env: str, directory: str | None = None) -> str
                 handle.truncate()
                 handle.write(value)
                 handle.flush()
+            if not _held:
+                atexit.register(_release)
             _held.append(handle)
             return value
         _logger.warning(
@@ -62,6 +65,11 @@ def instance_uuid(client_id: str, env: str, directory: str | None = None) -> str
             "apitally-otel: cannot keep a stable instance id in %s (%s); using a random one", directory, exc
         )
     return str(uuid.uuid4())
+
+
+def _release() -> None:
+    while _held:
+        _held.pop().close()
 
 
 def release_after_fork() -> None:

@@ -4,6 +4,11 @@ Starlette's router stores the matched route in ``scope["route"]`` (the innermost
 routers update the same scope). A route object only knows its own path, not the prefixes of the
 mounts above it, so the full template comes from a map of route object -> full template, built by
 walking the app's routes once and rebuilt only when a route that is not in it shows up.
+
+FastAPI (0.16x) includes routers lazily: ``include_router`` adds one ``_IncludedRouter`` whose
+"effective route contexts" carry the full path of each route as included (the same route object
+can be included twice under two prefixes). The context that matched is in
+``scope["fastapi"]["effective_route_context"]``; it is the map key when present.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ def _walk(routes: Iterable[BaseRoute], prefix: str) -> Iterator[tuple[BaseRoute,
                 yield from _walk(sub, prefix)
         elif isinstance(route, (Route, WebSocketRoute)):
             yield route, prefix + route.path
+        elif callable(getattr(route, "effective_route_contexts", None)):  # FastAPI's included router
+            for context in route.effective_route_contexts():  # type: ignore[attr-defined]
+                yield context, prefix + context.path
         else:
             path = getattr(route, "path", None)
             if isinstance(path, str):
@@ -107,12 +115,23 @@ def _app_routes(app: Any) -> list[BaseRoute]:
     return _sub_routes(app) or []
 
 
+def route_key(scope: Any) -> Any:
+    """What identifies the matched route in the map: FastAPI's effective context, else the route."""
+    fastapi_state = scope.get("fastapi")
+    if isinstance(fastapi_state, dict):
+        context = fastapi_state.get("effective_route_context")
+        if context is not None:
+            return context
+    return scope.get("route")
+
+
 def list_paths(app: Any) -> list[dict[str, str]]:
     """Every HTTP endpoint of the app as ``{"method": "get", "path": template}`` (hub-protocol §3)."""
     paths: list[dict[str, str]] = []
     seen: set[tuple[str, str]] = set()
     for route, template in _walk(_app_routes(app), ""):
-        if not template or isinstance(route, (WebSocketRoute, Mount)):
+        route = getattr(route, "original_route", route)  # a FastAPI effective route context
+        if not template or isinstance(route, (WebSocketRoute, Mount)) or not _in_schema(route):
             continue
         for method in _route_methods(route):
             key = (method, template)
@@ -120,6 +139,11 @@ def list_paths(app: Any) -> list[dict[str, str]]:
                 seen.add(key)
                 paths.append({"method": method.lower(), "path": template})
     return paths
+
+
+def _in_schema(route: BaseRoute) -> bool:
+    # FastAPI's own /docs, /redoc and /openapi.json are not endpoints of the API.
+    return getattr(route, "include_in_schema", True) is not False
 
 
 def _route_methods(route: BaseRoute) -> list[str]:

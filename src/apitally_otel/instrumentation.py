@@ -45,9 +45,19 @@ class Instrumentation:
     metric_reader: ApitallyMetricReader
     exporter: ApitallyMetricExporter
     tracer_provider: TracerProvider
-    meter_provider: MeterProvider | None
+    meter_provider: MeterProvider
+    owns_meter_provider: bool
     app_version: str | None
     send_openapi: bool
+
+    def shutdown(self) -> None:
+        """Final sync and stop (also done at interpreter exit). Safe to call twice."""
+        if self.owns_meter_provider:
+            if not getattr(self.meter_provider, "_shutdown", False):
+                self.meter_provider.shutdown()
+        elif not self.metric_reader._shutdown:
+            self.meter_provider.remove_metric_reader(self.metric_reader)
+        self.span_processor.shutdown()
 
     # -- CaptureMiddleware lifecycle hooks (run in a worker thread) ---------------------------
     def on_app_startup(self, app: Any) -> None:
@@ -110,16 +120,17 @@ def instrument_app(
     exporter = ApitallyMetricExporter(settings=settings)
     reader = ApitallyMetricReader(exporter, span_processor=processor, sync_interval=settings.sync_interval)
     sdk_tracer_provider.add_span_processor(processor)
-    sdk_meter_provider = _attach_reader(meter_provider, reader)
+    sdk_meter_provider, owned = _attach_reader(meter_provider, reader)
 
     setup = Instrumentation(
-        processor,
-        reader,
-        exporter,
-        sdk_tracer_provider,
-        sdk_meter_provider,
-        app_version,
-        openapi_url is not None,
+        span_processor=processor,
+        metric_reader=reader,
+        exporter=exporter,
+        tracer_provider=sdk_tracer_provider,
+        meter_provider=sdk_meter_provider,
+        owns_meter_provider=owned,
+        app_version=app_version,
+        send_openapi=openapi_url is not None,
     )
     _add_middleware(
         app, setup, consumer_callback, sdk_tracer_provider, meter_provider if otel_metrics else None
@@ -144,13 +155,15 @@ def _sdk_tracer_provider(given: trace.TracerProvider | None) -> TracerProvider:
     return provider
 
 
-def _attach_reader(given: metrics.MeterProvider | None, reader: ApitallyMetricReader) -> MeterProvider:
+def _attach_reader(
+    given: metrics.MeterProvider | None, reader: ApitallyMetricReader
+) -> tuple[MeterProvider, bool]:
     candidate = given if given is not None else metrics.get_meter_provider()
     if isinstance(candidate, MeterProvider) and hasattr(candidate, "add_metric_reader"):
         candidate.add_metric_reader(reader)
-        return candidate
+        return candidate, False
     # A private provider: owns the reader's lifecycle (final export at interpreter exit).
-    return MeterProvider(metric_readers=[reader])
+    return MeterProvider(metric_readers=[reader]), True
 
 
 def _add_middleware(

@@ -44,28 +44,26 @@ class ApitallySpanProcessor(SpanProcessor):
         self, *, max_consumers: int = DEFAULT_MAX_CONSUMERS, aggregator: Aggregator | None = None
     ) -> None:
         self.aggregator = aggregator if aggregator is not None else Aggregator(max_consumers=max_consumers)
-        self._pending: dict[int, RequestRecord] = {}  # span id -> record of a request in flight
+        self._claimed: dict[int, RequestRecord] = {}  # span id -> request the middleware counts
         self._trace_consumers: dict[int, Consumer] = {}  # trace id -> consumer from a child span
         self._lock = threading.Lock()
         self._warned_pending = False
         self._shutdown = False
 
     # -- called by the capture middleware -------------------------------------------------
-    def attach_record(self, record: RequestRecord) -> None:
-        if len(self._pending) >= _MAX_PENDING:
-            # Spans that never reach us: this processor is not on the provider that traces the app.
+    def claim_span(self, record: RequestRecord) -> None:
+        if len(self._claimed) >= _MAX_PENDING:
+            # Never released: a bug, or a middleware whose requests never finish. Stay bounded.
             if not self._warned_pending:
                 self._warned_pending = True
-                _logger.warning(
-                    "apitally-otel: request spans do not reach ApitallySpanProcessor; add it to the "
-                    "TracerProvider used by the OpenTelemetry middleware"
-                )
-            self._pending.clear()
-        self._pending[record.span_id] = record
+                _logger.warning("apitally-otel: too many requests in flight; forgetting the oldest")
+            self._claimed.pop(next(iter(self._claimed)), None)
+        self._claimed[record.span_id] = record
 
-    def record_request(self, record: RequestRecord) -> None:
+    def record_request(self, record: RequestRecord, attributes: Any = None) -> None:
+        """Count a request measured by the capture middleware (sampled or not)."""
         try:
-            self._record(record, None)
+            self._record(record, attributes or {})
         except Exception:  # never raise into the request
             _logger.exception("apitally-otel: failed to record a request")
 
@@ -85,18 +83,18 @@ class ApitallySpanProcessor(SpanProcessor):
         context = span.context
         if context is None:
             return
-        record = self._pending.pop(context.span_id, None) if self._pending else None
         attributes = span.attributes or {}
-        if record is None:
-            parent = span.parent
-            if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
-                if ATTR_IDENTIFIER in attributes:
-                    self._remember_trace_consumer(context.trace_id, attributes)
-                return
-            record = _record_from_span(span, attributes)
-            if record is None:
-                return
-        self._record(record, attributes)
+        parent = span.parent
+        if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
+            if ATTR_IDENTIFIER in attributes:
+                self._remember_trace_consumer(context.trace_id, attributes)
+            return
+        if self._claimed.pop(context.span_id, None) is not None:
+            return  # the capture middleware counts this request when the app has returned
+        # Traced without our capture middleware (instrumented by hand): derive from the span.
+        record = _record_from_span(span, attributes)
+        if record is not None:
+            self._record(record, attributes)
 
     def _remember_trace_consumer(self, trace_id: int, attributes: Any) -> None:
         consumer = consumer_from_attributes(attributes)
@@ -110,6 +108,8 @@ class ApitallySpanProcessor(SpanProcessor):
     def _record(self, record: RequestRecord, attributes: Any) -> None:
         if record.route is None or record.status is None:
             return
+        # Consumer sources, first match wins: set_consumer(), the SERVER span's attributes, a child
+        # span's attributes, consumer_callback / request.state, enduser.id / user.id.
         trace_consumer = self._trace_consumers.pop(record.trace_id, None) if self._trace_consumers else None
         consumer = (
             record.consumer
@@ -133,7 +133,7 @@ class ApitallySpanProcessor(SpanProcessor):
 
     def shutdown(self) -> None:
         self._shutdown = True
-        self._pending.clear()
+        self._claimed.clear()
         self._trace_consumers.clear()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from servers import RecordingHub, ServerThread  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Instance lock files and other temp files of this run (and its subprocesses) stay in it."""
+    import tempfile
+
+    path = str(tmp_path_factory.mktemp("tmp"))
+    previous = tempfile.tempdir
+    tempfile.tempdir = path
+    os.environ["TMPDIR"] = path
+    yield
+    tempfile.tempdir = previous
+
+
+@pytest.fixture(autouse=True)
+def clean_env() -> Iterator[None]:
+    """No APITALLY_* / OTEL_* settings leak in from the machine or between tests."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("APITALLY_", "OTEL_"))}
+    with mock.patch.dict(os.environ, keep, clear=True):
+        yield
+
+
+@pytest.fixture
+def recording_hub() -> Iterator[tuple[RecordingHub, str]]:
+    hub = RecordingHub()
+    with ServerThread(hub.app()) as url:
+        yield hub, url
