@@ -1,15 +1,27 @@
-"""The ``apitally-otel`` command line (subcommands are added by their own modules)."""
+"""The ``apitally-otel`` command line.
+
+Each subcommand lives with its feature: a module listed in ``SUBCOMMAND_MODULES`` exposes
+``register(subparsers)``, which adds its parser(s) and sets ``handler`` (``args -> int``) as a
+default. Registering modules import only argparse-level code; handlers import the rest.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "apitally_otel.hub.cli",  # hub, report
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apitally-otel", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="apitally-otel", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
     return parser
 
 

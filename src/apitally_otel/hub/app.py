@@ -1,0 +1,127 @@
+"""The hub's Starlette application: ingest routes, query API, lifespan (database + retention)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .context import HubContext
+from .db import Database
+from .errors import HubError, http_exception_handler, hub_error_handler
+from .faults import FaultPlan
+from .ingest import IngestEndpoints
+from .query import QueryEndpoints
+from .retention import prune
+from .settings import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_LOG_BYTES,
+    DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
+    DEFAULT_PRUNE_INTERVAL,
+    DEFAULT_RETENTION_DAYS,
+    HubSettings,
+    parse_allow_list,
+)
+
+_logger = logging.getLogger(__name__)
+
+
+def create_app(
+    db_path: str | Path,
+    *,
+    client_ids: Iterable[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
+    max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
+    retention_days: float = DEFAULT_RETENTION_DAYS,
+    prune_interval: float = DEFAULT_PRUNE_INTERVAL,
+    allow_extra_fields: bool = False,
+    faults: FaultPlan | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Starlette:
+    """Build the hub app; the database is opened (and migrated, and pruned) by its lifespan.
+
+    ``client_ids``: allow-list of client ids (None accepts any UUID). ``faults``: a plan whose
+    entries make ingest calls fail on purpose (client tests). ``clock``: epoch-seconds source.
+    """
+    settings = HubSettings(
+        db_path=Path(db_path),
+        client_ids=parse_allow_list(client_ids),
+        max_body_bytes=max_body_bytes,
+        max_log_bytes=max_log_bytes,
+        max_log_decompressed_bytes=max_log_decompressed_bytes,
+        retention_days=retention_days,
+        prune_interval=prune_interval,
+        allow_extra_fields=allow_extra_fields,
+    )
+    context = HubContext(settings=settings, faults=faults or FaultPlan())
+    if clock is not None:
+        context.clock = clock
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok" if context.db is not None else "starting"})
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        *IngestEndpoints(context).routes(),
+        *QueryEndpoints(context).routes(),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=_lifespan(context),
+        exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
+    )
+    app.state.hub = context
+    return app
+
+
+def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(context.settings.db_path)
+        version = await anyio.to_thread.run_sync(db.open)
+        _logger.info("Hub database %s at schema version %d", db.path, version)
+        context.db = db
+        try:
+            await prune_now(context)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(_prune_periodically, context)
+                try:
+                    yield
+                finally:
+                    tasks.cancel_scope.cancel()
+        finally:
+            context.db = None
+            await anyio.to_thread.run_sync(db.close)
+
+    return lifespan
+
+
+async def prune_now(context: HubContext) -> dict[str, int]:
+    """Delete data older than the retention window; returns rows deleted per table."""
+    cutoff = context.clock() - context.settings.retention_seconds
+    deleted = await context.database.awrite(lambda conn: prune(conn, cutoff))
+    total = sum(deleted.values())
+    if total:
+        _logger.info("Pruned %d rows older than %.1f days", total, context.settings.retention_days)
+    return deleted
+
+
+async def _prune_periodically(context: HubContext) -> None:
+    interval = context.settings.prune_interval
+    while True:
+        await anyio.sleep(interval if math.isfinite(interval) else 3600.0)
+        try:
+            await prune_now(context)
+        except Exception:  # keep the hub serving; the next round retries
+            _logger.exception("Periodic pruning failed")

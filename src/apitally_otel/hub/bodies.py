@@ -1,0 +1,143 @@
+"""Reading request bodies under limits: streamed size checks, strict JSON, bounded gunzip.
+
+The parsing helpers are synchronous and pure (run them in a worker thread for big inputs);
+they raise :class:`~apitally_otel.hub.errors.HubError` with the status to answer: 400 for
+malformed input, 413 for too large, 415 for an unsupported media type or encoding.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from .errors import HubError, field_error
+
+JSON_MEDIA_TYPES = frozenset({"application/json"})
+LOG_MEDIA_TYPES = frozenset({"application/octet-stream", "application/gzip", "application/x-gzip"})
+
+
+def media_type(request: Request) -> str | None:
+    value = request.headers.get("content-type")
+    return value.split(";", 1)[0].strip().lower() if value else None
+
+
+def require_media_type(request: Request, allowed: frozenset[str], *, optional: bool = False) -> None:
+    media = media_type(request)
+    if (media is None and not optional) or (media is not None and media not in allowed):
+        raise HubError(415, f"Unsupported media type {media!r}; expected one of {sorted(allowed)}")
+
+
+def require_encoding(request: Request, allowed: frozenset[str]) -> None:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in allowed:
+        raise HubError(415, f"Unsupported content encoding {encoding!r}")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HubError(413, f"Request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HubError(413, f"Request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise HubError(400, "Client disconnected while sending the body") from None
+    return b"".join(chunks)
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` refusing duplicate keys and NaN/Infinity; raises ValueError or RecursionError."""
+    return json.loads(text, object_pairs_hook=_object_without_duplicates, parse_constant=_reject_constant)
+
+
+def _require_encodable(value: Any, text: str) -> None:
+    """Refuse lone surrogates (a ``\\ud800`` escape): valid JSON, but not encodable as UTF-8."""
+    if "\\ud" not in text and "\\uD" not in text:
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise ValueError("text contains a lone UTF-16 surrogate escape") from None
+
+
+def loads_checked(text: str) -> Any:
+    """:func:`loads_strict` that also refuses lone surrogates; raises ValueError or RecursionError."""
+    value = loads_strict(text)
+    _require_encodable(value, text)
+    return value
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return loads_checked(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise HubError(400, "Request body is not valid UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise HubError(400, f"Malformed JSON: {exc}") from None
+
+
+def gunzip_limited(data: bytes, limit: int) -> bytes:
+    """Decompress a gzip stream (members concatenated are allowed) to at most ``limit`` bytes."""
+    if not data:
+        raise HubError(400, "Request body is empty; expected a gzip stream")
+    output = bytearray()
+    pending = data
+    decompressor = zlib.decompressobj(wbits=31)
+    try:
+        while True:
+            output += decompressor.decompress(pending, limit - len(output) + 1)
+            if len(output) > limit:
+                raise HubError(413, f"Decompressed body is larger than {limit} bytes")
+            pending = decompressor.unconsumed_tail
+            if decompressor.eof:
+                pending = decompressor.unused_data
+                if not pending.strip(b"\0"):
+                    return bytes(output)
+                decompressor = zlib.decompressobj(wbits=31)
+            elif not pending:
+                raise HubError(400, "Truncated gzip stream")
+    except zlib.error as exc:
+        raise HubError(400, f"Request body is not a valid gzip stream: {exc}") from None
+
+
+def parse_ndjson(text: bytes) -> list[tuple[int, str, Any]]:
+    """Non-blank NDJSON lines as ``(line_index, line_text, value)``; a malformed line gives 400."""
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HubError(400, "Decompressed body is not valid UTF-8") from None
+    lines: list[tuple[int, str, Any]] = []
+    for index, raw in enumerate(decoded.split("\n")):
+        line = raw.strip()
+        if not line:
+            continue
+        try:
+            value = loads_checked(line)
+        except (ValueError, RecursionError) as exc:
+            raise field_error(("lines", index), f"Malformed JSON: {exc}", "json_invalid", 400) from None
+        lines.append((index, line, value))
+    return lines

@@ -1,0 +1,140 @@
+"""Thread-safe access to the hub's SQLite database (WAL mode).
+
+One write connection guarded by a lock runs every write in a ``BEGIN IMMEDIATE`` transaction;
+reads use a small pool of read-only connections, which WAL lets run alongside the writer. The
+``a*`` methods run the work in a worker thread (``anyio.to_thread``), so the event loop never
+waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .schema import migrate, register_functions
+
+_logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Database:
+    def __init__(self, path: str | Path, *, read_pool_size: int = 4) -> None:
+        self.path = Path(path)
+        self._read_pool_size = read_pool_size
+        self._write_lock = threading.Lock()
+        self._pool_lock = threading.Lock()
+        self._writer: sqlite3.Connection | None = None
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._all_readers: list[sqlite3.Connection] = []
+        self._write_limiter: anyio.CapacityLimiter | None = None
+        self._read_limiter: anyio.CapacityLimiter | None = None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> int:
+        """Create the file if needed, enable WAL and run pending migrations; returns the schema version."""
+        if self._writer is not None:
+            raise RuntimeError("database is already open")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            register_functions(conn)
+            with self._write_lock:
+                version = migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._writer = conn
+        self._closed = False
+        return version
+
+    def close(self) -> None:
+        """Close every connection; safe to call twice."""
+        self._closed = True
+        with self._write_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+        with self._pool_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+            self._idle_readers.clear()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    # -- synchronous API (call from worker threads or plain code) --------------------------
+
+    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction: committed on return, rolled back on error."""
+        with self._write_lock:
+            conn = self._writer
+            if conn is None:
+                raise RuntimeError("database is not open")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one read transaction (a consistent snapshot) on a pooled connection."""
+        conn = self._acquire_reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return work(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._release_reader(conn)
+
+    def _acquire_reader(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._closed:
+                raise RuntimeError("database is closed")
+            if self._idle_readers:
+                return self._idle_readers.pop()
+            conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+            self._all_readers.append(conn)
+            return conn
+
+    def _release_reader(self, conn: sqlite3.Connection) -> None:
+        with self._pool_lock:
+            if self._closed or len(self._idle_readers) >= self._read_pool_size:
+                if conn in self._all_readers:
+                    self._all_readers.remove(conn)
+                conn.close()
+            else:
+                self._idle_readers.append(conn)
+
+    # -- async API (from the event loop) ----------------------------------------------------
+
+    async def awrite(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._write_limiter is None:
+            self._write_limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self.write, work, limiter=self._write_limiter)
+
+    async def aread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        if self._read_limiter is None:
+            self._read_limiter = anyio.CapacityLimiter(self._read_pool_size)
+        return await anyio.to_thread.run_sync(self.read, work, limiter=self._read_limiter)

@@ -1,0 +1,166 @@
+"""Ingest endpoints: ``POST /v2/{client_id}/{env}/startup | sync | log?uuid=`` (hub-protocol.md).
+
+Order of checks: client id (malformed or not allowed → 404), env (→ 422), injected faults,
+media type (→ 415), body size (→ 413), JSON/gzip well-formedness (→ 400), field validation
+(→ 422). Accepted messages get 202; a resend of a stored ``message_uuid`` (or log file ``uuid``)
+gets 200 with ``"status": "duplicate"`` and is not counted again. Parsing, decompression and
+SQLite work on big inputs run in worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import bodies, writes
+from .checker import FieldError
+from .context import HubContext
+from .errors import HubError, field_error, unprocessable
+from .settings import normalize_client_id
+from .validation import is_valid_env, validate_startup, validate_sync
+from .validation_log import validate_log_lines
+
+_logger = logging.getLogger(__name__)
+
+INLINE_PARSE_LIMIT = 64 * 1024
+"""Bodies up to this size are parsed on the event loop; bigger ones in a worker thread."""
+
+Validator = Callable[..., list[FieldError]]
+Store = Callable[[sqlite3.Connection, str, str, dict[str, Any], bytes, float], bool]
+
+
+def _parse_message(body: bytes, validate: Validator, allow_extra: bool) -> dict[str, Any]:
+    message = bodies.parse_json(body)
+    errors = validate(message, allow_extra=allow_extra)
+    if errors:
+        raise unprocessable(errors)
+    assert isinstance(message, dict)  # validators reject anything else
+    return message
+
+
+def _parse_log(body: bytes, limit: int, allow_extra: bool) -> list[tuple[str, dict[str, Any]]]:
+    lines = bodies.parse_ndjson(bodies.gunzip_limited(body, limit))
+    errors = validate_log_lines([(index, value) for index, _, value in lines], allow_extra=allow_extra)
+    if errors:
+        raise unprocessable(errors)
+    return [(text, value) for _, text, value in lines]
+
+
+def _accepted(stored: bool, **extra: Any) -> JSONResponse:
+    status = "accepted" if stored else "duplicate"
+    return JSONResponse({"status": status, **extra}, status_code=202 if stored else 200)
+
+
+class IngestEndpoints:
+    def __init__(self, context: HubContext) -> None:
+        self.context = context
+
+    def routes(self) -> list[Route]:
+        prefix = "/v2/{client_id}/{env}"
+        return [
+            Route(f"{prefix}/startup", self.startup, methods=["POST"]),
+            Route(f"{prefix}/sync", self.sync, methods=["POST"]),
+            Route(f"{prefix}/log", self.log, methods=["POST"]),
+        ]
+
+    def _address(self, request: Request) -> tuple[str, str]:
+        client_id = normalize_client_id(request.path_params["client_id"])
+        if client_id is None or not self.context.settings.is_allowed(client_id):
+            raise HubError(404, "Unknown client id")
+        env = request.path_params["env"]
+        if not is_valid_env(env):
+            raise field_error(("path", "env"), "env should match ^[\\w-]{1,32}$", "string_pattern_mismatch")
+        return client_id, env
+
+    def _fault(self, endpoint: str) -> Response | None:
+        fault = self.context.faults.take(endpoint)
+        if fault is None:
+            return None
+        _logger.info("Answering /%s with injected status %d", endpoint, fault.status_code)
+        return JSONResponse(fault.body, status_code=fault.status_code, headers=dict(fault.headers))
+
+    async def _reject(self, client_id: str, env: str, endpoint: str, exc: HubError) -> None:
+        summary = str(exc.detail)
+        if len(summary) > 500:
+            summary = summary[:500] + "..."
+        _logger.warning(
+            "Rejected /%s for %s/%s with %d: %s", endpoint, client_id, env, exc.status_code, summary
+        )
+        now = self.context.clock()
+
+        def record(conn: sqlite3.Connection) -> None:
+            writes.store_rejection(conn, client_id, env, endpoint, exc.status_code, exc.detail, now)
+
+        try:
+            await self.context.database.awrite(record)
+        except (sqlite3.Error, HubError):  # the rejection is what matters; recording it is best effort
+            _logger.exception("Could not record a rejected /%s message", endpoint)
+
+    async def _json_message(
+        self, request: Request, endpoint: str, validate: Validator, store: Store
+    ) -> Response:
+        client_id, env = self._address(request)
+        fault = self._fault(endpoint)
+        if fault is not None:
+            return fault
+        settings = self.context.settings
+        try:
+            bodies.require_media_type(request, bodies.JSON_MEDIA_TYPES)
+            bodies.require_encoding(request, frozenset({"identity"}))
+            body = await bodies.read_body(request, settings.max_body_bytes)
+            if len(body) <= INLINE_PARSE_LIMIT:
+                message = _parse_message(body, validate, settings.allow_extra_fields)
+            else:
+                message = await anyio.to_thread.run_sync(
+                    _parse_message, body, validate, settings.allow_extra_fields
+                )
+        except HubError as exc:
+            await self._reject(client_id, env, endpoint, exc)
+            raise
+        now = self.context.clock()
+        stored = await self.context.database.awrite(
+            lambda conn: store(conn, client_id, env, message, body, now)
+        )
+        return _accepted(stored, message_uuid=message["message_uuid"])
+
+    async def startup(self, request: Request) -> Response:
+        return await self._json_message(request, "startup", validate_startup, writes.store_startup)
+
+    async def sync(self, request: Request) -> Response:
+        return await self._json_message(request, "sync", validate_sync, writes.store_sync)
+
+    async def log(self, request: Request) -> Response:
+        client_id, env = self._address(request)
+        fault = self._fault("log")
+        if fault is not None:
+            return fault
+        settings = self.context.settings
+        try:
+            file_uuid = request.query_params.get("uuid")
+            if file_uuid is None:
+                raise field_error(("query", "uuid"), "Field required", "missing")
+            if normalize_client_id(file_uuid) != file_uuid:
+                raise field_error(
+                    ("query", "uuid"), "Input should be a lowercase hyphenated UUID", "uuid_parsing"
+                )
+            bodies.require_media_type(request, bodies.LOG_MEDIA_TYPES, optional=True)
+            bodies.require_encoding(request, frozenset({"identity", "gzip"}))
+            body = await bodies.read_body(request, settings.max_log_bytes)
+            lines = await anyio.to_thread.run_sync(
+                _parse_log, body, settings.max_log_decompressed_bytes, settings.allow_extra_fields
+            )
+        except HubError as exc:
+            await self._reject(client_id, env, "log", exc)
+            raise
+        now = self.context.clock()
+        stored = await self.context.database.awrite(
+            lambda conn: writes.store_log_file(conn, client_id, env, file_uuid, lines, body, now)
+        )
+        return _accepted(stored, uuid=file_uuid, lines=len(lines))

@@ -1,0 +1,142 @@
+"""Plain-text rendering of a report document (see :mod:`.report`): aligned tables per section."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+_MAX_CELL = 60
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+    """Columns padded to their widest cell; ``numeric`` column indexes are right-aligned."""
+    if not rows:
+        return "  (none)\n"
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [
+            v.rjust(w) if i in numeric else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ]
+        return "  " + "  ".join(parts).rstrip() + "\n"
+
+    return line(headers) + line(["-" * w for w in widths]) + "".join(line(r) for r in cells)
+
+
+def _time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ago(epoch: float | None, now: float) -> str:
+    if epoch is None:
+        return "-"
+    seconds = max(0.0, now - epoch)
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    now = time.time()
+    window = report["window"]
+    out = [
+        f"Apitally hub report  {report['client_id']} / {report['env']}  ({report.get('hub', '')})\n",
+        f"window: {_time(window['since'])} .. {_time(window['until'])}\n\n",
+        "Endpoints\n",
+        table(
+            [
+                "method",
+                "path",
+                "requests",
+                "4xx",
+                "5xx",
+                "error rate",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "req bytes",
+                "resp bytes",
+            ],
+            [
+                [
+                    e["method"],
+                    e["path"],
+                    e["requests"],
+                    e["client_errors"],
+                    e["server_errors"],
+                    f"{e['error_rate']:.1%}",
+                    e["p50_ms"],
+                    e["p95_ms"],
+                    e["p99_ms"],
+                    e["request_bytes"],
+                    e["response_bytes"],
+                ]
+                for e in report["endpoints"]
+            ],
+            numeric=range(2, 11),
+        ),
+        "\nConsumers\n",
+        table(
+            ["identifier", "name", "group", "requests", "4xx", "5xx"],
+            [
+                [
+                    c["identifier"],
+                    c["name"],
+                    c["group"],
+                    c["requests"],
+                    c["client_errors"],
+                    c["server_errors"],
+                ]
+                for c in report["consumers"]
+            ],
+            numeric=(3, 4, 5),
+        ),
+        "\nValidation errors\n",
+        table(
+            ["count", "method", "path", "loc", "type", "msg"],
+            [
+                [v["count"], v["method"], v["path"], ".".join(v["loc"]), v["type"], v["msg"]]
+                for v in report["validation_errors"]
+            ],
+            numeric=(0,),
+        ),
+        "\nServer errors\n",
+        table(
+            ["count", "method", "path", "type", "msg"],
+            [[s["count"], s["method"], s["path"], s["type"], s["msg"]] for s in report["server_errors"]],
+            numeric=(0,),
+        ),
+        "\nInstances\n",
+        table(
+            ["instance", "status", "last sync", "interval s", "client", "versions"],
+            [
+                [
+                    i["instance_uuid"],
+                    "online" if i["online"] else "offline",
+                    _ago(i["last_sync_at"], now),
+                    i["sync_interval"],
+                    i["client"],
+                    ", ".join(f"{k} {v}" for k, v in sorted(i["versions"].items())),
+                ]
+                for i in report["instances"]
+            ],
+            numeric=(3,),
+        ),
+    ]
+    return "".join(out)

@@ -1,0 +1,185 @@
+"""Running the hub with uvicorn: :func:`serve` (foreground, the CLI) and :class:`HubServer`
+(a background thread on an ephemeral loopback port, for tests and examples)::
+
+    with HubServer(tmp_path / "hub.sqlite") as hub:
+        os.environ["APITALLY_HUB_BASE_URL"] = hub.url
+        ...
+        hub.faults.add("sync", 503, times=2)   # make the next two /sync calls fail
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import uvicorn
+
+from .api_client import HubQueryClient
+from .app import create_app
+from .faults import FaultPlan
+
+_logger = logging.getLogger(__name__)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio enables TCP_NODELAY only on sockets whose proto says TCP;
+    # without it Nagle's algorithm and delayed ACKs add ~40 ms to every response.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8250,
+    db: str | Path = "apitally-hub.sqlite",
+    *,
+    out: TextIO | None = None,
+    log_level: str = "info",
+    **app_options: Any,
+) -> int:
+    """Run the hub in the foreground until SIGINT (Ctrl+C: graceful stop, exit code 0) or SIGTERM
+    (graceful stop, then uvicorn re-raises the signal); returns the exit code."""
+    out = out or sys.stdout
+    db_path = Path(db).resolve()
+    app = create_app(db_path, **app_options)
+    sock = _bind(host, port)
+    try:
+        url = _url(sock)
+        print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
+        print(f"data: {db_path}  (SQLite, WAL)", file=out, flush=True)
+        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
+        server = uvicorn.Server(config)
+        # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
+        print("hub stopped", file=out, flush=True)
+        return 0 if server.started else 1
+    finally:
+        sock.close()
+
+
+class HubServer:
+    """The hub on ``host:port`` (default 127.0.0.1 and an ephemeral port) in a background thread.
+
+    ``db_path`` None uses a fresh temporary database per run, removed on :meth:`stop`. Extra
+    keyword arguments go to :func:`~apitally_otel.hub.app.create_app` (``client_ids``,
+    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``url`` is the base URL to give the
+    client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
+    ``faults`` a :class:`~apitally_otel.hub.faults.FaultPlan`; ``query(...)`` reads the query API.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+        **app_options: Any,
+    ) -> None:
+        self._db_path = None if db_path is None else Path(db_path)
+        self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        self.host, self.port = host, port
+        self.startup_timeout = startup_timeout
+        self.faults: FaultPlan = app_options.pop("faults", None) or FaultPlan()
+        self._app_options = app_options
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._failure: BaseException | None = None
+        self.url = ""
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file (for a temporary database: the one of the current run)."""
+        if self._db_path is not None:
+            return self._db_path
+        if self._tempdir is None:
+            raise RuntimeError("a temporary database exists only while the HubServer runs")
+        return Path(self._tempdir.name) / "hub.sqlite"
+
+    def hub_url(self, client_id: str, env: str) -> str:
+        return f"{self.url}/v2/{client_id}/{env}"
+
+    def query(self, client_id: str, env: str, resource: str, **params: str | int | None) -> dict[str, Any]:
+        """GET ``/api/{client_id}/{env}/{resource}`` (e.g. ``"endpoints"``, ``since="1h"``) as JSON."""
+        with HubQueryClient(self.url) as client:
+            return client.app(client_id, env, resource, **params)
+
+    def start(self) -> HubServer:
+        if self._thread is not None:
+            raise RuntimeError("HubServer is already running")
+        if self._db_path is None:
+            self._tempdir = tempfile.TemporaryDirectory(prefix="apitally-hub-")
+        try:
+            app = create_app(self.db_path, faults=self.faults, **self._app_options)
+            self._sock = _bind(self.host, self.port)
+        except BaseException:
+            self.stop()
+            raise
+        self.url = _url(self._sock)
+        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._failure = None
+        self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            self._thread.join(0.005)
+        if not self._server.started:
+            failure = self._failure
+            self.stop()
+            raise RuntimeError(f"the hub did not start within {self.startup_timeout} s: {failure!r}")
+        return self
+
+    def _run(self) -> None:
+        assert self._server is not None and self._sock is not None
+        try:
+            self._server.run(sockets=[self._sock])
+        except BaseException as exc:  # reported by start(): uvicorn exits with SystemExit on failure
+            self._failure = exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving and wait for the thread; idempotent."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                _logger.warning("Hub server thread did not stop within %.1f s", timeout)
+        if self._sock is not None:
+            self._sock.close()
+        self._server = self._thread = self._sock = None
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+            self._tempdir = None
+
+    def __enter__(self) -> HubServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,184 @@
+"""Strict validator for request-log lines (hub-protocol.md §5).
+
+Optional keys may be absent or ``null`` (the client omits null or empty values). Errors are
+located as ``("lines", <0-based line index>, ...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from .checker import Checker, FieldError, Loc, TooManyErrors, present
+from .validation import MAX_EXCEPTION_MSG, MAX_IDENTIFIER, MAX_TRACEBACK
+
+MAX_LOG_RECORDS = 1000
+_MAX_NANOS = 2**63 - 1
+
+_SPAN_ID_RE = re.compile(r"[0-9a-f]{16}")
+_TRACE_ID_RE = re.compile(r"[0-9a-f]{32}")
+_URL_RE = re.compile(r"https?://\S+", re.IGNORECASE)
+_SPAN_KINDS = frozenset({"INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"})
+_SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
+
+_LINE_OPTIONAL = ("exception", "logs", "spans", "trace_id")
+_REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body")
+_RESPONSE_OPTIONAL = ("headers", "size", "body")
+
+
+def validate_log_lines(lines: Sequence[tuple[int, Any]], *, allow_extra: bool = False) -> list[FieldError]:
+    """Validate decoded NDJSON lines given as ``(line_index, value)``; line uuids must be unique."""
+    checker = Checker(allow_extra=allow_extra)
+    seen: set[str] = set()
+    with contextlib.suppress(TooManyErrors):
+        for index, value in lines:
+            loc: Loc = ("lines", index)
+            _check_line(checker, value, loc)
+            uuid = value.get("uuid") if isinstance(value, dict) else None
+            if isinstance(uuid, str):
+                if uuid in seen:
+                    checker.add((*loc, "uuid"), "Duplicate request uuid in this file", "duplicate_item")
+                seen.add(uuid)
+    return checker.errors
+
+
+def _check_line(c: Checker, value: Any, loc: Loc) -> None:
+    line = c.obj(value, loc, ("uuid", "request", "response"), _LINE_OPTIONAL)
+    if line is None:
+        return
+    if present(line, "uuid"):
+        c.uuid(line["uuid"], (*loc, "uuid"))
+    if present(line, "request"):
+        _check_request(c, line["request"], (*loc, "request"))
+    if present(line, "response"):
+        _check_response(c, line["response"], (*loc, "response"))
+    if present(line, "exception", nullable=True):
+        _check_exception(c, line["exception"], (*loc, "exception"))
+    if present(line, "logs", nullable=True):
+        records = c.array(line["logs"], (*loc, "logs"), max_items=MAX_LOG_RECORDS)
+        for i, record in enumerate(records or ()):
+            _check_log_record(c, record, (*loc, "logs", i))
+    if present(line, "spans", nullable=True):
+        spans = c.array(line["spans"], (*loc, "spans"))
+        for i, span in enumerate(spans or ()):
+            _check_span(c, span, (*loc, "spans", i))
+    if present(line, "trace_id", nullable=True):
+        c.string(
+            line["trace_id"], (*loc, "trace_id"), pattern=_TRACE_ID_RE, pattern_msg="Should be 32 hex digits"
+        )
+
+
+def _check_headers(c: Checker, value: Any, loc: Loc) -> None:
+    headers = c.array(value, loc)
+    for i, pair in enumerate(headers or ()):
+        if not isinstance(pair, list) or len(pair) != 2:
+            c.add((*loc, i), "Header should be a [name, value] pair", "header_pair")
+            continue
+        c.string(pair[0], (*loc, i, 0), min_len=1)
+        c.string(pair[1], (*loc, i, 1))
+
+
+def _check_request(c: Checker, value: Any, loc: Loc) -> None:
+    request = c.obj(value, loc, ("timestamp", "method", "url"), _REQUEST_OPTIONAL)
+    if request is None:
+        return
+    if present(request, "timestamp"):
+        c.timestamp(request["timestamp"], (*loc, "timestamp"))
+    if present(request, "method"):
+        c.method(request["method"], (*loc, "method"))
+    if present(request, "path", nullable=True):
+        c.route_path(request["path"], (*loc, "path"))
+    if present(request, "url"):
+        c.string(request["url"], (*loc, "url"), pattern=_URL_RE, pattern_msg="Input should be an http(s) URL")
+    if present(request, "headers", nullable=True):
+        _check_headers(c, request["headers"], (*loc, "headers"))
+    if present(request, "size", nullable=True):
+        c.integer(request["size"], (*loc, "size"), ge=0)
+    if present(request, "consumer", nullable=True):
+        c.string(request["consumer"], (*loc, "consumer"), min_len=1, max_len=MAX_IDENTIFIER, stripped=True)
+    if present(request, "body", nullable=True):
+        c.base64(request["body"], (*loc, "body"))
+
+
+def _check_response(c: Checker, value: Any, loc: Loc) -> None:
+    response = c.obj(value, loc, ("status_code", "response_time"), _RESPONSE_OPTIONAL)
+    if response is None:
+        return
+    if present(response, "status_code"):
+        c.integer(response["status_code"], (*loc, "status_code"), ge=100, le=599)
+    if present(response, "response_time"):
+        c.number(response["response_time"], (*loc, "response_time"), ge=0)
+    if present(response, "headers", nullable=True):
+        _check_headers(c, response["headers"], (*loc, "headers"))
+    if present(response, "size", nullable=True):
+        c.integer(response["size"], (*loc, "size"), ge=0)
+    if present(response, "body", nullable=True):
+        c.base64(response["body"], (*loc, "body"))
+
+
+def _check_exception(c: Checker, value: Any, loc: Loc) -> None:
+    exception = c.obj(value, loc, ("type", "message", "traceback"), ("sentry_event_id",))
+    if exception is None:
+        return
+    if present(exception, "type"):
+        c.string(exception["type"], (*loc, "type"), min_len=1, max_len=1024)
+    if present(exception, "message"):
+        c.string(exception["message"], (*loc, "message"), max_len=MAX_EXCEPTION_MSG)
+    if present(exception, "traceback"):
+        c.string(exception["traceback"], (*loc, "traceback"), max_len=MAX_TRACEBACK)
+    if present(exception, "sentry_event_id", nullable=True):
+        c.string(exception["sentry_event_id"], (*loc, "sentry_event_id"), min_len=1, max_len=64)
+
+
+def _check_log_record(c: Checker, value: Any, loc: Loc) -> None:
+    record = c.obj(value, loc, ("timestamp", "logger", "level", "message"), ("file", "line"))
+    if record is None:
+        return
+    if present(record, "timestamp"):
+        c.timestamp(record["timestamp"], (*loc, "timestamp"))
+    for key in ("logger", "level"):
+        if present(record, key):
+            c.string(record[key], (*loc, key))
+    if present(record, "message"):
+        c.string(record["message"], (*loc, "message"), max_len=MAX_EXCEPTION_MSG)
+    if present(record, "file", nullable=True):
+        c.string(record["file"], (*loc, "file"))
+    if present(record, "line", nullable=True):
+        c.integer(record["line"], (*loc, "line"), ge=0)
+
+
+def _check_span(c: Checker, value: Any, loc: Loc) -> None:
+    required = ("span_id", "name", "kind", "start_time", "end_time", "status")
+    span = c.obj(value, loc, required, ("parent_span_id", "attributes"))
+    if span is None:
+        return
+    if present(span, "span_id"):
+        c.string(
+            span["span_id"], (*loc, "span_id"), pattern=_SPAN_ID_RE, pattern_msg="Should be 16 hex digits"
+        )
+    if present(span, "parent_span_id", nullable=True):
+        c.string(
+            span["parent_span_id"],
+            (*loc, "parent_span_id"),
+            pattern=_SPAN_ID_RE,
+            pattern_msg="Should be 16 hex digits",
+        )
+    if present(span, "name"):
+        c.string(span["name"], (*loc, "name"))
+    kind = c.string(span["kind"], (*loc, "kind")) if present(span, "kind") else None
+    if kind is not None and kind not in _SPAN_KINDS:
+        c.add((*loc, "kind"), f"Input should be one of {sorted(_SPAN_KINDS)}", "enum")
+    status = c.string(span["status"], (*loc, "status")) if present(span, "status") else None
+    if status is not None and status not in _SPAN_STATUSES:
+        c.add((*loc, "status"), f"Input should be one of {sorted(_SPAN_STATUSES)}", "enum")
+    start = end = None
+    if present(span, "start_time"):
+        start = c.integer(span["start_time"], (*loc, "start_time"), ge=0, le=_MAX_NANOS)
+    if present(span, "end_time"):
+        end = c.integer(span["end_time"], (*loc, "end_time"), ge=0, le=_MAX_NANOS)
+    if start is not None and end is not None and end < start:
+        c.add((*loc, "end_time"), "end_time should not be before start_time", "value_error")
+    if present(span, "attributes", nullable=True) and not isinstance(span["attributes"], dict):
+        c.add((*loc, "attributes"), "Input should be an object", "object_type")

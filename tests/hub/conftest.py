@@ -1,0 +1,40 @@
+"""Fixtures for the local hub tests: one real hub per session on 127.0.0.1:0, a fresh app each test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apitally_otel.hub import HubServer
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    with HubServer(tmp_path_factory.mktemp("hub") / "hub.sqlite") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def http(hub: HubServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=hub.url, timeout=10.0) as client:
+        yield client
+
+
+@pytest.fixture
+def client_id() -> str:
+    """A fresh client id, so each test sees only its own data in the shared hub."""
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def app_path(client_id: str) -> str:
+    return f"/v2/{client_id}/dev"
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> Path:
+    return tmp_path / "hub.sqlite"

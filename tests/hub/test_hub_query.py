@@ -1,0 +1,270 @@
+"""The read-only query API: windows, time series, consumers, errors, instances, request log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hub_samples import (
+    CONSUMER_ITEM,
+    REQUEST_ITEM,
+    SERVER_ERROR_ITEM,
+    VALIDATION_ERROR_ITEM,
+    gzip_lines,
+    log_line,
+    new_uuid,
+    startup,
+    sync,
+)
+
+from apitally_otel.hub import HubServer
+
+
+def item(**changes: Any) -> dict[str, Any]:
+    return {**REQUEST_ITEM, **changes}
+
+
+def get(http: httpx.Client, client_id: str, resource: str, **params: Any) -> Any:
+    response = http.get(f"/api/{client_id}/dev/{resource}", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_endpoint_summary_counts_errors_bytes_and_percentiles(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    requests = [
+        item(),
+        item(status_code=404, request_count=2, response_times={"0": 2}, request_sizes={}, response_sizes={}),
+        item(
+            consumer=None,
+            status_code=500,
+            request_count=1,
+            response_times={"990": 1},
+            request_sizes={},
+            response_sizes={},
+            request_size_sum=0,
+            response_size_sum=10,
+        ),
+        item(
+            method="POST",
+            path="/api/items",
+            request_count=1,
+            response_times={"20": 1},
+            request_sizes={},
+            response_sizes={},
+        ),
+    ]
+    assert http.post(f"{app_path}/sync", json=sync(requests=requests)).status_code == 202
+    endpoints = get(http, client_id, "endpoints")["endpoints"]
+    assert [(e["method"], e["path"]) for e in endpoints] == [
+        ("POST", "/api/items"),
+        ("GET", "/api/items/{item_id}"),
+    ]
+    get_item = endpoints[1]
+    assert get_item["requests"] == 45
+    assert (get_item["client_errors"], get_item["server_errors"]) == (2, 1)
+    assert get_item["error_rate"] == round(3 / 45, 6)
+    assert get_item["request_bytes"] == 2 * 12345  # the 500 item sent 0
+    assert get_item["response_bytes"] == 2 * 67890 + 10
+    assert get_item["status_codes"] == {"200": 42, "404": 2, "500": 1}
+    # bins {0: 32, 10: 9, 120: 3, 990: 1}, N = 45: p50 rank 23 -> 0; p95 rank 43 -> 120; p99 rank 45 -> 990
+    assert (get_item["p50_ms"], get_item["p95_ms"], get_item["p99_ms"]) == (0, 120, 990)
+
+
+def test_include_idle_lists_paths_from_startup(http: httpx.Client, app_path: str, client_id: str) -> None:
+    assert http.post(f"{app_path}/startup", json=startup()).status_code == 202
+    assert get(http, client_id, "endpoints")["endpoints"] == []
+    [idle] = get(http, client_id, "endpoints", include_idle="true")["endpoints"]
+    assert (idle["method"], idle["path"], idle["requests"], idle["p50_ms"]) == (
+        "GET",
+        "/api/items/{item_id}",
+        0,
+        None,
+    )
+
+
+def test_window_excludes_older_minutes(http: httpx.Client, app_path: str, client_id: str) -> None:
+    now = time.time()
+    for ts in (now - 7200, now - 1800, now):
+        assert http.post(f"{app_path}/sync", json=sync(timestamp=ts)).status_code == 202
+    assert get(http, client_id, "endpoints", since="1h")["endpoints"][0]["requests"] == 84
+    assert get(http, client_id, "endpoints", since="3h")["endpoints"][0]["requests"] == 126
+    assert get(http, client_id, "endpoints", since="3h", until="45m")["endpoints"][0]["requests"] == 42
+    assert get(http, client_id, "endpoints", since="3h", until="20m")["endpoints"][0]["requests"] == 84
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 2 * 3600 - 120))
+    assert get(http, client_id, "endpoints", since=iso)["endpoints"][0]["requests"] == 126
+    assert len(get(http, client_id, "timeseries", since="3h")["points"]) == 3
+
+
+@pytest.mark.parametrize(("name", "value"), [("since", "yesterday"), ("since", "-5"), ("until", "soon")])
+def test_bad_time_parameters_are_422(http: httpx.Client, client_id: str, name: str, value: str) -> None:
+    response = http.get(f"/api/{client_id}/dev/endpoints", params={name: value})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", name]
+
+
+def test_timeseries_filters_by_endpoint(http: httpx.Client, app_path: str, client_id: str) -> None:
+    minute = int(time.time() // 60) * 60 - 120
+    requests = [
+        item(),
+        item(method="POST", request_count=1, response_times={"20": 1}, request_sizes={}, response_sizes={}),
+    ]
+    for ts in (minute + 5, minute + 65):
+        assert http.post(f"{app_path}/sync", json=sync(timestamp=ts, requests=requests)).status_code == 202
+    points = get(http, client_id, "timeseries", method="post", path="/api/items/{item_id}")["points"]
+    assert [(p["minute"], p["requests"], p["p50_ms"]) for p in points] == [
+        (minute, 1, 20),
+        (minute + 60, 1, 20),
+    ]
+
+
+def test_consumers_with_traffic_and_name_history(http: httpx.Client, app_path: str, client_id: str) -> None:
+    renamed = {**CONSUMER_ITEM, "group": "Free"}
+    messages = [
+        sync(requests=[item(consumer="acme-corp")]),
+        sync(
+            requests=[
+                item(
+                    consumer="anon",
+                    request_count=1,
+                    response_times={"0": 1},
+                    request_sizes={},
+                    response_sizes={},
+                )
+            ],
+            consumers=[],
+        ),
+        sync(requests=[], consumers=[renamed]),
+        sync(requests=[], consumers=[renamed]),  # unchanged: no new history entry
+    ]
+    for message in messages:
+        assert http.post(f"{app_path}/sync", json=message).status_code == 202
+    consumers = get(http, client_id, "consumers")["consumers"]
+    assert [(c["identifier"], c["name"], c["group"], c["requests"]) for c in consumers] == [
+        ("acme-corp", "Acme Corp", "Free", 42),
+        ("anon", None, None, 1),
+    ]
+    assert [h["group"] for h in consumers[0]["history"]] == ["Enterprise", "Free"]
+
+
+def test_validation_and_server_errors_are_summed(http: httpx.Client, app_path: str, client_id: str) -> None:
+    for _ in range(2):
+        assert http.post(f"{app_path}/sync", json=sync()).status_code == 202
+    [validation] = get(http, client_id, "validation-errors")["validation_errors"]
+    assert (validation["loc"], validation["type"], validation["count"]) == (
+        ["query", "foo"],
+        "int_parsing",
+        6,
+    )
+    [server] = get(http, client_id, "server-errors")["server_errors"]
+    assert (server["type"], server["msg"], server["count"]) == ("builtins.ValueError", "baz", 2)
+    assert server["traceback"] == SERVER_ERROR_ITEM["traceback"]
+    assert VALIDATION_ERROR_ITEM["msg"] == validation["msg"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clocked_hub() -> Iterator[tuple[HubServer, Clock]]:
+    clock = Clock()
+    with HubServer(clock=clock) as hub:
+        yield hub, clock
+
+
+def test_instances_go_offline_after_three_inferred_intervals(clocked_hub: tuple[HubServer, Clock]) -> None:
+    hub, clock = clocked_hub
+    client_id, instance = new_uuid(), new_uuid()
+    with httpx.Client(base_url=hub.url) as http:
+        assert http.post(f"/v2/{client_id}/dev/startup", json=startup(instance)).status_code == 202
+        for offset in (0.0, 10.0):
+            message = sync(instance_uuid=instance, timestamp=clock.now + offset)
+            assert http.post(f"/v2/{client_id}/dev/sync", json=message).status_code == 202
+        # a late resend of an older message must not shrink the inferred interval
+        old = sync(instance_uuid=instance, timestamp=clock.now + 9.5)
+        assert http.post(f"/v2/{client_id}/dev/sync", json=old).status_code == 202
+        [row] = get(http, client_id, "instances")["instances"]
+        assert (row["online"], row["sync_interval"], row["syncs"]) == (True, 10.0, 3)
+        assert row["versions"]["app"] == "1.2.3" and row["client"] == "python:starlette"
+        assert row["cpu_percent"] == 3.2 and row["memory_rss"] == 123456789
+        clock.now += 29
+        assert get(http, client_id, "instances")["instances"][0]["online"] is True
+        clock.now += 2
+        assert get(http, client_id, "instances")["instances"][0]["online"] is False
+        detail = http.get(f"/api/{client_id}/dev/instances/{instance}").json()
+        assert detail["paths"] == [{"method": "GET", "path": "/api/items/{item_id}"}]
+        assert detail["openapi"]["openapi"] == "3.1.0"
+        assert http.get(f"/api/{client_id}/dev/instances/{new_uuid()}").status_code == 404
+
+
+def test_instance_without_inferred_interval_uses_60_seconds(clocked_hub: tuple[HubServer, Clock]) -> None:
+    hub, clock = clocked_hub
+    client_id = new_uuid()
+    with httpx.Client(base_url=hub.url) as http:
+        assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
+        clock.now += 179
+        assert get(http, client_id, "instances")["instances"][0]["online"] is True
+        clock.now += 2
+        assert get(http, client_id, "instances")["instances"][0]["online"] is False
+
+
+def test_request_log_filters_and_detail(http: httpx.Client, app_path: str, client_id: str) -> None:
+    lines = [
+        log_line(),
+        log_line(method="POST", path="/api/items", url="https://host/api/items?Search=Blue", status_code=422),
+        log_line(status_code=500, consumer=None),
+        log_line(timestamp=time.time() - 7200),
+    ]
+    assert (
+        http.post(f"{app_path}/log", params={"uuid": new_uuid()}, content=gzip_lines(lines)).status_code
+        == 202
+    )
+
+    def uuids(**params: Any) -> set[str]:
+        return {i["uuid"] for i in get(http, client_id, "requests", **params)["items"]}
+
+    assert uuids() == {line["uuid"] for line in lines[:3]}
+    assert uuids(since="3h") == {line["uuid"] for line in lines}
+    assert uuids(method="post") == {lines[1]["uuid"]}
+    assert uuids(status="4xx") == {lines[1]["uuid"]}
+    assert uuids(status="500") == {lines[2]["uuid"]}
+    assert uuids(consumer="acme") == {lines[0]["uuid"], lines[1]["uuid"]}
+    assert uuids(q="search=blue") == {lines[1]["uuid"]}
+    assert uuids(path="/api/items") == {lines[1]["uuid"]}
+    page = get(http, client_id, "requests", limit=1, offset=1)
+    assert (page["total"], len(page["items"])) == (3, 1)
+    detail = get(http, client_id, f"requests/{lines[0]['uuid']}")
+    assert detail["item"] == lines[0]
+    assert detail["response_time_ms"] == 105.0 and detail["exception_type"] == "builtins.ValueError"
+    assert http.get(f"/api/{client_id}/dev/requests/{new_uuid()}").status_code == 404
+    assert http.get(f"/api/{client_id}/dev/requests", params={"status": "6xx"}).status_code == 422
+    assert http.get(f"/api/{client_id}/dev/requests", params={"limit": "0"}).status_code == 422
+
+
+def test_apps_lists_client_and_env(http: httpx.Client, client_id: str) -> None:
+    assert http.post(f"/v2/{client_id}/staging/sync", json=sync()).status_code == 202
+    apps = http.get("/api/apps").json()["apps"]
+    assert {"client_id": client_id, "env": "staging"}.items() <= next(
+        a for a in apps if a["client_id"] == client_id
+    ).items()
+
+
+def test_malformed_client_id_in_a_query_is_404(http: httpx.Client) -> None:
+    assert http.get("/api/nope/dev/endpoints").status_code == 404
+    assert http.get("/api/does/not/exist").status_code == 404
+
+
+def test_hub_server_query_helper(hub: HubServer, http: httpx.Client, app_path: str, client_id: str) -> None:
+    assert http.post(f"{app_path}/sync", json=sync()).status_code == 202
+    [endpoint] = hub.query(client_id, "dev", "endpoints", since="10m")["endpoints"]
+    assert endpoint["requests"] == 42
+    assert hub.hub_url(client_id, "dev") == f"{hub.url}{app_path}"
