@@ -92,7 +92,20 @@ class CaptureMiddleware:
             record.exception = exc
             raise
         finally:
-            await self._finish(scope, record, exchange, span)
+            # Inline rather than a helper coroutine: this runs for every request.
+            try:
+                if not exchange.finalized:
+                    exchange.finalize()  # no complete response went out (an exception, a disconnect)
+                # Requests that matched no route, or were cancelled before any response, don't count.
+                if record.route is not None and record.status is not None and self.sink is not None:
+                    if self.consumer_callback is not None:
+                        record.fallback_consumer = await self._callback_consumer(scope)
+                    state = scope.get("state")
+                    if record.fallback_consumer is None and state and "apitally_consumer" in state:
+                        record.fallback_consumer = consumer_from_value(state["apitally_consumer"])
+                    self.sink.record_request(record, getattr(span, "attributes", None))
+            except Exception:  # our own bookkeeping must never fail the request
+                _logger.exception("apitally-otel: failed to capture request details")
             current_request.reset(token)
 
     def _template_for(self, scope: Scope, root_path: str) -> str | None:
@@ -103,45 +116,25 @@ class CaptureMiddleware:
             self._templates = RouteTemplates(scope.get("app"))
         return self._templates.template_for(route, root_path, scope.get("root_path", ""))
 
-    async def _finish(
-        self, scope: Scope, record: RequestRecord, exchange: _Exchange, span: trace.Span
-    ) -> None:
+    async def _callback_consumer(self, scope: Scope) -> Consumer | None:
+        assert self.consumer_callback is not None
         try:
-            if not exchange.finalized:
-                exchange.finalize()  # no complete response went out (an exception, a disconnect)
-            if record.route is None or record.status is None:
-                return  # no route matched (not counted), or cancelled before any response
-            record.fallback_consumer = await self._fallback_consumer(scope)
-            if self.sink is not None:
-                self.sink.record_request(record, getattr(span, "attributes", None))
-        except Exception:  # our own bookkeeping must never fail the request
-            _logger.exception("apitally-otel: failed to capture request details")
-
-    async def _fallback_consumer(self, scope: Scope) -> Consumer | None:
-        value: Any = None
-        if self.consumer_callback is not None:
-            try:
-                value = self.consumer_callback(Request(scope))
-                if inspect.isawaitable(value):
-                    value = await value
-            except Exception as exc:  # a user callback: warn once per distinct failure
-                self._warn_once(
-                    "apitally-otel: consumer_callback raised %s: %s", type(exc).__qualname__, str(exc)[:200]
-                )
-                value = None
-            consumer = consumer_from_value(value)
-            if value is not None and consumer is None:
-                self._warn_once(
-                    "apitally-otel: consumer_callback returned an unusable %s%s; expected a string",
-                    type(value).__name__,
-                    "",
-                )
-            if consumer is not None:
-                return consumer
-        state = scope.get("state")
-        if isinstance(state, dict) and "apitally_consumer" in state:
-            return consumer_from_value(state["apitally_consumer"])
-        return None
+            value = self.consumer_callback(Request(scope))
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:  # a user callback: warn once per distinct failure
+            self._warn_once(
+                "apitally-otel: consumer_callback raised %s: %s", type(exc).__qualname__, str(exc)[:200]
+            )
+            return None
+        consumer = consumer_from_value(value)
+        if value is not None and consumer is None:
+            self._warn_once(
+                "apitally-otel: consumer_callback returned an unusable %s%s; expected a string",
+                type(value).__name__,
+                "",
+            )
+        return consumer
 
     def _warn_once(self, message: str, arg1: str, arg2: str) -> None:
         key = (arg1, arg2)

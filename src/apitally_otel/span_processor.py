@@ -78,19 +78,17 @@ class ApitallySpanProcessor(SpanProcessor):
             _logger.exception("apitally-otel: failed to process span %s", getattr(span, "name", "?"))
 
     def _on_end(self, span: ReadableSpan) -> None:
-        if self._shutdown:
-            return
         context = span.context
-        if context is None:
+        if context is None or self._shutdown:
             return
+        if self._claimed and self._claimed.pop(context.span_id, None) is not None:
+            return  # the capture middleware counts this request when the app has returned
         attributes = span.attributes or {}
         parent = span.parent
         if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
             if ATTR_IDENTIFIER in attributes:
                 self._remember_trace_consumer(context.trace_id, attributes)
             return
-        if self._claimed.pop(context.span_id, None) is not None:
-            return  # the capture middleware counts this request when the app has returned
         # Traced without our capture middleware (instrumented by hand): derive from the span.
         record = _record_from_span(span, attributes)
         if record is not None:
