@@ -146,3 +146,24 @@ def test_roundtrip_matches_a_naive_computation(reqs: list[tuple]) -> None:  # ty
         assert item["request_sizes"] == dict(e["rq"]) and item["request_size_sum"] == e["rq_sum"]  # type: ignore[call-overload]
         assert item["response_sizes"] == dict(e["rs"]) and item["response_size_sum"] == e["rs_sum"]  # type: ignore[call-overload]
         assert all(int(k) % 10 == 0 for k in item["response_times"])  # type: ignore[attr-defined]
+
+
+def test_state_stays_bounded_over_many_distinct_consumers() -> None:
+    """100 000 distinct named consumers over 10 intervals on 1 000 routes: every structure that
+    outlives an interval is capped (RSS over time is measured in benchmarks/)."""
+    agg = Aggregator(max_consumers=5_000, max_known_consumers=20_000)
+    routes = [f"/r{i}/{{id}}" for i in range(1000)]
+    n = 0
+    for _ in range(10):
+        for _ in range(10_000):
+            agg.add_request(
+                Consumer(f"consumer-{n:07d}", f"Name {n}", "g"), "GET", routes[n % 1000], 200, 0.01, 1, 2
+            )
+            n += 1
+        assert len(agg._interval_consumers) == 5_000
+        assert len(agg._data.series) <= 5_000 + 1000  # capped consumers + overflow per route
+        data = agg.drain()
+        assert sum(s.count for s in data.series.values()) == 10_000  # nothing lost
+        assert len(data.consumers) == 5_000
+        assert len(agg._known) <= 20_000 and not agg._changed and not agg._interval_consumers
+    assert len(agg._known) == 20_000

@@ -81,7 +81,9 @@ class Aggregator:
         self._lock = threading.Lock()
         self._data = IntervalData(time.time(), 0.0)
         self._interval_consumers: set[str] = set()
-        self._known: OrderedDict[str, tuple[str | None, str | None]] = OrderedDict()
+        # hash(identifier) -> hash((name, group)) of consumers whose labels were sent: a bounded LRU
+        # of ints, so remembering 100 000 consumers costs ~10 MB whatever their identifiers' length.
+        self._known: OrderedDict[int, int] = OrderedDict()
         self._changed: dict[str, Consumer] = {}
         self._overflowed_consumers = 0
         self._dropped_errors = 0
@@ -164,14 +166,13 @@ class Aggregator:
                 return None
             self._interval_consumers.add(identifier)
         if consumer.name is not None or consumer.group is not None:
-            labels = (consumer.name, consumer.group)
-            known = self._known.get(identifier)
-            if known != labels:
-                self._known[identifier] = labels
+            key, labels = hash(identifier), hash((consumer.name, consumer.group))
+            if self._known.get(key) != labels:
+                self._known[key] = labels
                 self._changed[identifier] = consumer
                 if len(self._known) > self.max_known_consumers:
                     self._known.popitem(last=False)  # forgotten: resent if seen again
-            self._known.move_to_end(identifier)
+            self._known.move_to_end(key)
         return identifier
 
     def drain(self) -> IntervalData:
