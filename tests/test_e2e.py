@@ -219,3 +219,47 @@ def test_heartbeat_without_traffic(recording_hub: tuple[RecordingHub, str]) -> N
     assert any(p["resources"] is not None for p in syncs)
     resources = next(p["resources"] for p in syncs if p["resources"] is not None)
     assert resources["memory_rss"] > 1_000_000 and resources["cpu_percent"] >= 0
+
+
+def test_through_the_local_hub() -> None:
+    """The FastAPI example against the real local hub: what the hub reports is exactly what was sent."""
+    from apitally_otel.hub import HubServer
+
+    client_id = str(uuid.uuid4())
+    with HubServer() as hub:
+        environment = {
+            "APITALLY_CLIENT_ID": client_id,
+            "APITALLY_HUB_BASE_URL": hub.url,
+            "APITALLY_SYNC_INTERVAL": "1",
+        }
+        with app_process("examples.fastapi_app:app", environment) as process:
+            process.wait_ready("/__ready__")
+            with httpx.Client(base_url=process.url) as client:
+                for i in range(40):
+                    client.get(f"/api/items/{i}", headers={"x-consumer": f"c{i % 4}"})
+                for _ in range(3):
+                    client.get("/api/items/x")
+                    client.get("/api/fail")
+                    client.get("/api/me", headers={"x-api-key": "vip"})
+        endpoints = {
+            (e["method"], e["path"]): e for e in hub.query(client_id, "dev", "endpoints")["endpoints"]
+        }
+        item = endpoints[("GET", "/api/items/{item_id}")]
+        assert (item["requests"], item["client_errors"], item["server_errors"]) == (43, 3, 0)
+        assert endpoints[("GET", "/api/fail")]["server_errors"] == 3
+        consumers = {c["identifier"]: c for c in hub.query(client_id, "dev", "consumers")["consumers"]}
+        assert {k: v["requests"] for k, v in consumers.items()} == {
+            "c0": 10,
+            "c1": 10,
+            "c2": 10,
+            "c3": 10,
+            "vip": 3,
+        }
+        assert (consumers["vip"]["name"], consumers["vip"]["group"]) == ("Customer vip", "Customers")
+        (validation,) = hub.query(client_id, "dev", "validation-errors")["validation_errors"]
+        assert (validation["loc"], validation["count"]) == (["path", "item_id"], 3)
+        (error,) = hub.query(client_id, "dev", "server-errors")["server_errors"]
+        assert (error["type"], error["count"]) == ("builtins.RuntimeError", 3)
+        (instance,) = hub.query(client_id, "dev", "instances")["instances"]
+        assert instance["has_openapi"] and instance["versions"]["app"] == "1.0.0"
+        assert hub.query(client_id, "dev", "rejections")["rejections"] == []

@@ -35,6 +35,17 @@ async def respond(request: Request) -> Response:
     )
 
 
+CONSUMER_VALUES: list[Any] = [None]
+
+
+async def identify(request: Request) -> Response:
+    import apitally_otel
+
+    value = CONSUMER_VALUES[0]
+    apitally_otel.set_consumer(value, name=value, group=value)
+    return Response("ok")
+
+
 async def handled_500(request: Request) -> Response:
     return JSONResponse({"error": "handled"}, status_code=500)
 
@@ -56,6 +67,7 @@ def instrumented() -> Iterator[tuple[Starlette, Instrumentation]]:
         routes=[
             Route("/respond", respond, methods=["POST"]),
             Route("/handled", handled_500),
+            Route("/identify", identify),
             Route("/background", fails_in_background),
             Route("/group", fails_in_group),
         ]
@@ -203,3 +215,30 @@ def test_any_body_is_served_and_counted(
     assert call(app, "POST", "/respond", json=case) == (status, body)
     data = drain(setup)
     assert sum(s.count for s in data.series.values()) == 1
+
+
+consumer_values = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300) | st.binary(max_size=50)
+)
+
+
+@given(
+    value=consumer_values
+    | st.lists(consumer_values, max_size=3)
+    | st.dictionaries(st.text(max_size=5), consumer_values, max_size=3)
+)
+def test_any_consumer_value_is_served_and_counted(
+    instrumented: tuple[Starlette, Instrumentation], value: Any
+) -> None:
+    app, setup = instrumented
+    drain(setup)
+    CONSUMER_VALUES[0] = value
+    assert call(app, "GET", "/identify") == (200, b"ok")
+    data = drain(setup)
+    ((consumer, *_), count) = ((key, s.count) for key, s in data.series.items()).__next__()
+    assert count == 1 and len(data.series) == 1
+    assert consumer is None or (
+        isinstance(consumer, str) and 0 < len(consumer) <= 128 and consumer == consumer.strip()
+    )
+    for info in data.consumers:
+        assert info.name is None or len(info.name) <= 64

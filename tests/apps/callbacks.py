@@ -25,6 +25,8 @@ def callback(request: Request) -> Any:
         return {"not": "a consumer"}.items()
     if mode == "long":
         return "c" * 10_000
+    if mode == "consumer-object":
+        return apitally_otel.Consumer("obj", name=" Obj ", group="G")
     if mode == "state":
         request.state.apitally_consumer = "from-state"
         return None
