@@ -98,7 +98,7 @@ class RecordingHub:
 class AppProcess:
     """An app served by ``python -m uvicorn`` in a subprocess on a socket bound here."""
 
-    def __init__(self, target: str, env: dict[str, str], *args: str) -> None:
+    def __init__(self, target: str, env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()) -> None:
         self.sock = bound_socket()
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         full_env = {
@@ -109,6 +109,7 @@ class AppProcess:
         }
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "uvicorn",
@@ -156,8 +157,11 @@ class AppProcess:
 
 
 @contextlib.contextmanager
-def app_process(target: str, env: dict[str, str], *args: str) -> Iterator[AppProcess]:
-    process = AppProcess(target, env, *args)
+def app_process(
+    target: str, env: dict[str, str], *args: str, prefix: tuple[str, ...] = ()
+) -> Iterator[AppProcess]:
+    """``prefix`` goes before the python command, e.g. ``("opentelemetry-instrument",)``."""
+    process = AppProcess(target, env, *args, prefix=prefix)
     try:
         yield process
     finally:

@@ -146,3 +146,59 @@ def test_set_consumer_outside_a_request_is_harmless() -> None:
     apitally_otel.set_consumer("nobody")
     apitally_otel.set_consumer(None)
     apitally_otel.set_consumer(object())
+
+
+def test_existing_pipeline_with_fastapi_instrumentor(recording_hub: tuple[RecordingHub, str]) -> None:
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    hub, hub_url = recording_hub
+    provider, spans = providers()
+    user_reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[user_reader])
+    app = FastAPI()
+
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise ZeroDivisionError("x")
+
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, meter_provider=meter_provider)
+    setup = instrument_app(
+        app,
+        client_id=str(uuid.uuid4()),
+        hub_base_url=hub_url,
+        tracer_provider=provider,
+        meter_provider=meter_provider,
+    )
+    assert setup is not None and not setup.owns_meter_provider
+    with ServerThread(app) as url:
+        for i in range(4):
+            assert httpx.get(f"{url}/things/{i}").status_code == 200
+        assert httpx.get(f"{url}/crash").status_code == 500
+    assert request_counts(hub) == {
+        (None, "GET", "/things/{thing_id}", 200): 4,
+        (None, "GET", "/crash", 500): 1,
+    }
+    server_spans = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(server_spans) == 5  # one SERVER span per request, all still exported
+    assert {s.attributes["http.route"] for s in server_spans if s.attributes} == {
+        "/things/{thing_id}",
+        "/crash",
+    }
+    # The user's own metric reader still gets the instrumentor's metrics, untouched by ours.
+    names = {
+        m.name
+        for rm in user_reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert "http.server.duration" in names or "http.server.request.duration" in names
+    server_errors = [e for p in hub.of_kind("sync") for e in p["server_errors"]]
+    assert [e["type"] for e in server_errors] == ["builtins.ZeroDivisionError"]
+    setup.shutdown()

@@ -39,21 +39,29 @@ class HubSettings:
         return f"{self.hub_base_url}/v2/{self.client_id}/{self.env}"
 
 
+def env(name: str) -> str | None:
+    """``APITALLY_X``, else its ``OTEL_APITALLY_X`` alias (``opentelemetry-instrument --apitally_x``)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        value = os.environ.get("OTEL_" + name)
+    return value or None
+
+
 def is_disabled(disabled: bool | None = None) -> bool:
     if disabled is not None:
         return disabled
-    return os.environ.get(env_vars.APITALLY_DISABLED, "").strip().lower() in _TRUE
+    return (env(env_vars.APITALLY_DISABLED) or "").strip().lower() in _TRUE
 
 
 def resolve_settings(
     client_id: str | None = None,
-    env: str | None = None,
+    environment: str | None = None,
     hub_base_url: str | None = None,
     sync_interval: float | None = None,
     max_consumers: int | None = None,
 ) -> HubSettings:
     """Resolve and validate; raise :class:`ConfigError` with a message fit for one log line."""
-    raw_client_id = client_id if client_id is not None else os.environ.get(env_vars.APITALLY_CLIENT_ID)
+    raw_client_id = client_id if client_id is not None else env(env_vars.APITALLY_CLIENT_ID)
     if not raw_client_id:
         raise ConfigError(f"no client id: pass client_id= or set {env_vars.APITALLY_CLIENT_ID}")
     try:
@@ -61,11 +69,11 @@ def resolve_settings(
     except ValueError:
         raise ConfigError(f"invalid client id {raw_client_id!r}: expected a UUID") from None
 
-    raw_env = env if env is not None else os.environ.get(env_vars.APITALLY_ENV, DEFAULT_ENV)
+    raw_env = environment if environment is not None else (env(env_vars.APITALLY_ENV) or DEFAULT_ENV)
     if not isinstance(raw_env, str) or not _ENV_PATTERN.match(raw_env):
         raise ConfigError(f"invalid env {raw_env!r}: expected 1-32 characters of [A-Za-z0-9_-]")
 
-    base = hub_base_url or os.environ.get(env_vars.APITALLY_HUB_BASE_URL) or DEFAULT_HUB_BASE_URL
+    base = hub_base_url or env(env_vars.APITALLY_HUB_BASE_URL) or DEFAULT_HUB_BASE_URL
     base = base.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base):
         raise ConfigError(f"invalid hub base URL {base!r}: expected http(s)://host[:port]")
@@ -92,7 +100,7 @@ def _resolve_interval(value: float | None) -> float:
         _logger.warning("Invalid sync interval %r, using %s s", value, DEFAULT_SYNC_INTERVAL)
         return DEFAULT_SYNC_INTERVAL
     for name, scale in ((env_vars.APITALLY_SYNC_INTERVAL, 1.0), (OTEL_METRIC_EXPORT_INTERVAL, 0.001)):
-        raw = os.environ.get(name)
+        raw = env(name) if name.startswith("APITALLY_") else os.environ.get(name)
         if raw:
             try:
                 seconds = float(raw) * scale
@@ -107,7 +115,7 @@ def _resolve_interval(value: float | None) -> float:
 
 def _resolve_positive_int(value: int | None, name: str, default: int) -> int:
     if value is None:
-        raw = os.environ.get(name)
+        raw = env(name)
         if not raw:
             return default
         try:

@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 
+from apitally_otel import auto
 from apitally_otel._capture import CaptureMiddleware, ConsumerCallback
 from apitally_otel._config import ConfigError, is_disabled, resolve_settings
 from apitally_otel.metric_exporter import ApitallyMetricExporter
@@ -104,6 +105,11 @@ def instrument_app(
     """
     if is_disabled(disabled):
         _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
+        return None
+    if auto.active_reader() is not None:
+        _logger.info(
+            "apitally-otel: already set up by opentelemetry-instrument; instrument_app() does nothing"
+        )
         return None
     existing = _instrumented.get(app)
     if existing is not None:
