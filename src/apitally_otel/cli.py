@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apitally_otel.hub.cli",  # hub, report
+    "apitally_otel.demo.cli",  # demo
 )
 
 

@@ -1,0 +1,123 @@
+"""``apitally-otel demo``: the demo app in a subprocess, a real hub, exact counts in the report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import tempfile
+from importlib.machinery import ModuleSpec
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apitally_otel.cli import main
+from apitally_otel.demo import run as demo_run
+from apitally_otel.demo.consumers import API_KEYS, CLIENT_APPS
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["demo", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def leftovers() -> list[str]:
+    return [name for name in os.listdir(tempfile.gettempdir()) if name.startswith("apitally-demo-")]
+
+
+def test_json_report_counts_exactly_what_was_sent(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--duration", "3", "--json")
+    assert code == 0, err
+    report: dict[str, Any] = json.loads(out)
+    assert report["env"] == "demo"
+    sent = report["demo"]["sent"]  # the traffic generator's own ledger
+    assert report["demo"]["match"] is True and report["demo"]["differences"] == []
+    assert report["demo"]["database"] is None
+    assert sent["failures"] == []
+
+    # Per endpoint and status code, the hub counted exactly what was sent.
+    def by_endpoint(endpoints: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+        return {(e["method"], e["path"]): (e["requests"], e["status_codes"]) for e in endpoints}
+
+    assert by_endpoint(report["endpoints"]) == by_endpoint(sent["endpoints"])
+    assert sum(e["requests"] for e in report["endpoints"]) == sent["counted_requests"] > 50
+    statuses = {status for e in report["endpoints"] for status in e["status_codes"]}
+    assert {"200", "201", "401", "404", "422", "500"} <= statuses
+    # Unknown URLs were sent but are not counted (by design).
+    assert sent["uncounted"] and all(u["status_code"] == 404 for u in sent["uncounted"])
+    assert sent["requests"] == sent["counted_requests"] + sum(u["requests"] for u in sent["uncounted"])
+    assert not {u["url"] for u in sent["uncounted"]} & {e["path"] for e in report["endpoints"]}
+
+    # Validation errors in query, path and body; the server error with its traceback.
+    locations = {(v["path"], v["loc"][0]) for v in report["validation_errors"]}
+    assert {("/api/items/", "query"), ("/api/items/{item_id}", "path"), ("/api/items/", "body")} <= locations
+    assert ("/api/items/", ("body", "price"), "missing") in {
+        (v["path"], tuple(v["loc"]), v["type"]) for v in report["validation_errors"]
+    }
+    [server_error] = report["server_errors"]
+    assert (server_error["method"], server_error["path"]) == ("GET", "/api/fail")
+    assert (server_error["type"], server_error["msg"]) == ("builtins.RuntimeError", "the database is on fire")
+    assert server_error["traceback"].startswith("Traceback") and "demo/app.py" in server_error["traceback"]
+    assert server_error["count"] == by_endpoint(sent["endpoints"])[("GET", "/api/fail")][1]["500"]
+
+    # Consumers with names and groups, from set_consumer (X-Api-Key) and the callback (X-Consumer).
+    consumers = {c["identifier"]: c for c in report["consumers"]}
+    assert {c: consumers[c]["requests"] for c in consumers} == sent["consumers"]
+    known = {**API_KEYS, **CLIENT_APPS}
+    for identifier, consumer in consumers.items():
+        assert (consumer["name"], consumer["group"]) == known[identifier]
+    assert {"ak_live_acme_7f3a", "ak_live_globex_91c2", "ios-app"} <= set(consumers)
+
+    [instance] = report["instances"]
+    assert instance["versions"]["app"] == "1.0.0" and "fastapi" in instance["versions"]
+    assert "exact match" in err and "requests sent" in err
+    assert leftovers() == []
+
+
+def test_text_report_and_kept_database(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    db = tmp_path / "kept" / "demo.sqlite"
+    code, out, err = run(capsys, "--duration", "1", "--db", str(db))
+    assert code == 0, err
+    assert out.startswith("Apitally hub report ")
+    for section in ("Endpoints", "Consumers", "Validation errors", "Server errors", "Instances"):
+        assert f"\n{section}\n" in out
+    assert "Acme Corp" in out and "/api/items/{item_id}" in out
+    assert f"database: {db.resolve()}" in out
+    summary = out.rstrip().splitlines()[-1]
+    assert summary.startswith("sent ") and ": exact match" in summary
+    assert db.stat().st_size > 0
+    assert leftovers() == []
+
+
+def test_without_fastapi_says_how_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "fastapi" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    code, out, err = run(capsys, "--duration", "1")
+    assert code == 2 and out == ""
+    assert "needs FastAPI" in err and "missing: fastapi" in err
+    assert "pip install 'apitally-otel[fastapi]'" in err
+
+
+def test_app_that_does_not_start_is_reported(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(demo_run, "APP_TARGET", "apitally_otel.demo.missing:app")
+    code, out, err = run(capsys, "--duration", "1")
+    assert code == 1 and out == ""
+    assert "error: the demo app exited with code" in err and "apitally_otel.demo.missing" in err
+    assert leftovers() == []
+
+
+def test_duration_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--duration", "0"])
+    assert exit_info.value.code == 2
+    assert "--duration" in capsys.readouterr().err
