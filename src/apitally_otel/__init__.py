@@ -5,6 +5,7 @@ from apitally_otel._context import set_consumer
 from apitally_otel.instrumentation import Instrumentation, instrument_app
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
+from apitally_otel.request_logging import RequestLoggingConfig, ResponseInfo
 from apitally_otel.span_processor import ApitallySpanProcessor
 from apitally_otel.version import __version__
 
@@ -14,6 +15,8 @@ __all__ = [
     "ApitallySpanProcessor",
     "Consumer",
     "Instrumentation",
+    "RequestLoggingConfig",
+    "ResponseInfo",
     "__version__",
     "instrument_app",
     "set_consumer",

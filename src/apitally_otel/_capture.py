@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
 from apitally_otel._errors import MAX_BODY_BYTES, decode_body
+from apitally_otel._log_capture import LogCapture
+from apitally_otel._request_log import RequestLogger
 from apitally_otel._routes import RouteTemplates, route_key
 
 _logger = logging.getLogger(__name__)
@@ -42,8 +44,8 @@ class RequestSink(Protocol):
     def claim_span(self, record: RequestRecord) -> None:
         """This request's span is handled here: the processor must not count it from the span."""
 
-    def record_request(self, record: RequestRecord, attributes: Any) -> None:
-        """Count a finished request; ``attributes`` are its SERVER span's (consumer attributes)."""
+    def record_request(self, record: RequestRecord, attributes: Any) -> Consumer | None:
+        """Count a finished request; ``attributes`` are its SERVER span's. Returns its consumer."""
 
 
 class Lifecycle(Protocol):
@@ -60,8 +62,10 @@ class CaptureMiddleware:
         sink: RequestSink | None = None,
         lifecycle: Lifecycle | None = None,
         consumer_callback: ConsumerCallback | None = None,
+        request_logger: RequestLogger | None = None,
     ) -> None:
         self.app = app
+        self.request_logger = request_logger
         self.sink = sink
         self.lifecycle = lifecycle
         self.consumer_callback = consumer_callback
@@ -84,10 +88,17 @@ class CaptureMiddleware:
         record = RequestRecord(scope["method"], span_context.trace_id, span_context.span_id)
         if self.sink is not None and span.is_recording():
             self.sink.claim_span(record)
+        request_logger = self.request_logger
+        if (
+            request_logger is not None
+            and request_logger.active
+            and not request_logger.builder.excluded_path(scope["path"])
+        ):
+            record.log = LogCapture(request_logger.config, scope)
         exchange = _Exchange(record, receive, send, scope, span, self._template_for)
         token = current_request.set(record)
         try:
-            await self.app(scope, exchange.receive if exchange.count_request else receive, exchange.send)
+            await self.app(scope, exchange.receive if exchange.wrap_receive else receive, exchange.send)
         except Exception as exc:
             record.exception = exc
             raise
@@ -103,7 +114,11 @@ class CaptureMiddleware:
                     state = scope.get("state")
                     if record.fallback_consumer is None and state and "apitally_consumer" in state:
                         record.fallback_consumer = consumer_from_value(state["apitally_consumer"])
-                    self.sink.record_request(record, getattr(span, "attributes", None))
+                    consumer = self.sink.record_request(record, getattr(span, "attributes", None))
+                    if record.log is not None and request_logger is not None:
+                        item = record.log.finish(record, perf_counter() - exchange.start)
+                        item.consumer = consumer.identifier if consumer is not None else None
+                        request_logger.submit(item)
             except Exception:  # our own bookkeeping must never fail the request
                 _logger.exception("apitally-otel: failed to capture request details")
             current_request.reset(token)
@@ -199,6 +214,7 @@ class _Exchange:
         "span",
         "start",
         "status_missing",
+        "wrap_receive",
     )
 
     def __init__(
@@ -232,19 +248,28 @@ class _Exchange:
                     record.request_size = size
                     self.count_request = False
                 break
+        self.wrap_receive = self.count_request or (record.log is not None and record.log.wants_request_body)
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.request":
-            self.record.request_size = (self.record.request_size or 0) + len(message.get("body", b""))
+            body = message.get("body", b"")
+            if self.count_request:
+                self.record.request_size = (self.record.request_size or 0) + len(body)
+            if self.record.log is not None:
+                self.record.log.on_request_body(body)
         return message
 
     async def send(self, message: Message) -> None:
         msg_type = message["type"]
         if msg_type == "http.response.start":
             self._on_start(message)
+            if self.record.log is not None:
+                self.record.log.on_response_start(message)
         elif msg_type == "http.response.body":
             body: bytes = message.get("body", b"")
+            if self.record.log is not None:
+                self.record.log.on_response_body(body)
             if self.count_response:
                 self.record.response_size = (self.record.response_size or 0) + len(body)
             if self.body_parts is not None:
@@ -264,6 +289,7 @@ class _Exchange:
         record.route = self._template_for(self.scope, self.root_path)
         if record.status is None and record.exception is not None:
             record.status = 500  # the error response is sent outside of this middleware
+            record.ttfb = perf_counter() - self.start
         if self.body_parts is not None:
             record.validation_body = decode_body(b"".join(self.body_parts), self.content_encoding)
             self.body_parts = None

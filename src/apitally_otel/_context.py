@@ -15,6 +15,7 @@ from typing import Any
 from opentelemetry import trace
 
 from apitally_otel._consumers import ATTR_GROUP, ATTR_IDENTIFIER, ATTR_NAME, Consumer, make_consumer
+from apitally_otel._log_capture import LogCapture
 
 _logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class RequestRecord:
         "consumer",
         "exception",
         "fallback_consumer",
+        "log",
         "method",
         "request_size",
         "response_size",
@@ -50,6 +52,7 @@ class RequestRecord:
         self.validation_body: bytes | None = None
         self.consumer: Consumer | None = None  # from set_consumer(): wins over every other source
         self.fallback_consumer: Consumer | None = None  # callback / request.state: after span attributes
+        self.log: LogCapture | None = None  # when this request is request-logged
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("apitally_otel_request", default=None)

@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from apitally_otel import environment_variables as env_vars
 from apitally_otel._capture import CaptureMiddleware
 from apitally_otel._config import env, is_disabled
+from apitally_otel._request_log import RequestLogger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 
@@ -47,8 +48,9 @@ _state: dict[str, Any] = {}  # "reader", "original_init" once installed
 class _Lifecycle:
     """Startup message and final sync for apps instrumented without code."""
 
-    def __init__(self, reader: ApitallyMetricReader) -> None:
+    def __init__(self, reader: ApitallyMetricReader, request_logger: RequestLogger | None) -> None:
         self.reader = reader
+        self.request_logger = request_logger
 
     def on_app_startup(self, app: Any) -> None:
         if isinstance(self.reader.exporter, ApitallyMetricExporter):
@@ -56,6 +58,8 @@ class _Lifecycle:
 
     def on_app_shutdown(self) -> None:
         self.reader.force_flush(timeout_millis=_SHUTDOWN_TIMEOUT_MILLIS)
+        if self.request_logger is not None:
+            self.request_logger.flush(_SHUTDOWN_TIMEOUT_MILLIS / 1000)
 
 
 def pre_instrument(**kwargs: Any) -> None:
@@ -92,7 +96,12 @@ def _setup() -> None:
         _logger.error("apitally-otel: no SDK TracerProvider was configured; not monitoring")
         return
     tracer_provider.add_span_processor(reader.span_processor)
-    _patch_middleware(reader)
+    request_logger = None
+    if exporter.settings is not None:
+        from apitally_otel.instrumentation import build_request_logger
+
+        request_logger = build_request_logger(None, exporter.settings)
+    _patch_middleware(reader, request_logger)
     _state["reader"] = reader
     _logger.info(
         "apitally-otel: monitoring Starlette/FastAPI apps, syncing to %s",
@@ -117,9 +126,9 @@ def _excluded_spans() -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip() in ("receive", "send")]
 
 
-def _patch_middleware(reader: ApitallyMetricReader) -> None:
+def _patch_middleware(reader: ApitallyMetricReader, request_logger: RequestLogger | None) -> None:
     original = OpenTelemetryMiddleware.__init__
-    lifecycle = _Lifecycle(reader)
+    lifecycle = _Lifecycle(reader, request_logger)
     exclude = _excluded_spans()
 
     @functools.wraps(original)
@@ -129,7 +138,9 @@ def _patch_middleware(reader: ApitallyMetricReader) -> None:
         if _only_apitally_readers():
             kwargs["meter"] = NoOpMeterProvider().get_meter("opentelemetry.instrumentation.asgi")
         original(self, app, *args, **kwargs)
-        self.app = CaptureMiddleware(self.app, sink=reader.span_processor, lifecycle=lifecycle)
+        self.app = CaptureMiddleware(
+            self.app, sink=reader.span_processor, lifecycle=lifecycle, request_logger=request_logger
+        )
 
     _state["original_init"] = original
     OpenTelemetryMiddleware.__init__ = __init__  # type: ignore[method-assign]

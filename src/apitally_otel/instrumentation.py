@@ -15,6 +15,7 @@ A meter provider is never installed globally: without one, a private one carries
 from __future__ import annotations
 
 import logging
+import re
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,11 @@ from starlette.middleware import Middleware
 
 from apitally_otel import auto
 from apitally_otel._capture import CaptureMiddleware, ConsumerCallback
-from apitally_otel._config import ConfigError, is_disabled, resolve_settings
+from apitally_otel._config import ConfigError, HubSettings, is_disabled, resolve_settings
+from apitally_otel._request_log import RequestLogger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
+from apitally_otel.request_logging import RequestLoggingConfig
 from apitally_otel.span_processor import ApitallySpanProcessor
 
 _logger = logging.getLogger(__name__)
@@ -50,9 +53,12 @@ class Instrumentation:
     owns_meter_provider: bool
     app_version: str | None
     send_openapi: bool
+    request_logger: RequestLogger | None = None
 
     def shutdown(self) -> None:
         """Final sync and stop (also done at interpreter exit). Safe to call twice."""
+        if self.request_logger is not None:
+            self.request_logger.shutdown(SHUTDOWN_TIMEOUT)
         if self.owns_meter_provider:
             if not getattr(self.meter_provider, "_shutdown", False):
                 self.meter_provider.shutdown()
@@ -68,6 +74,8 @@ class Instrumentation:
         # One final collection and delivery attempt, bounded; the periodic reader keeps running
         # (and the provider's atexit shutdown reports anything counted after this).
         self.metric_reader.force_flush(timeout_millis=SHUTDOWN_TIMEOUT * 1000)
+        if self.request_logger is not None:
+            self.request_logger.flush(SHUTDOWN_TIMEOUT)
 
 
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
@@ -91,6 +99,7 @@ def instrument_app(
     sync_interval: float | None = None,
     max_consumers: int | None = None,
     otel_metrics: bool = False,
+    request_logging: RequestLoggingConfig | None = None,
     disabled: bool | None = None,
 ) -> Instrumentation | None:
     """Monitor ``app`` (Starlette or FastAPI) and sync its metrics to the Apitally hub.
@@ -101,7 +110,8 @@ def instrument_app(
     and leaves the app untouched. Returns what was set up, or None.
 
     ``openapi_url=None`` keeps the OpenAPI document out of the startup message; FastAPI apps are
-    asked for theirs with ``app.openapi()`` at startup.
+    asked for theirs with ``app.openapi()`` at startup. ``request_logging`` (default: from the
+    ``APITALLY_REQUEST_LOGGING_*`` env vars, off) turns on request logging.
     """
     if is_disabled(disabled):
         _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
@@ -121,6 +131,7 @@ def instrument_app(
         _logger.error("apitally-otel disabled: %s", exc)
         return None
 
+    request_logger = build_request_logger(request_logging, settings)
     sdk_tracer_provider = _sdk_tracer_provider(tracer_provider)
     processor = ApitallySpanProcessor(max_consumers=settings.max_consumers)
     exporter = ApitallyMetricExporter(settings=settings)
@@ -137,12 +148,25 @@ def instrument_app(
         owns_meter_provider=owned,
         app_version=app_version,
         send_openapi=openapi_url is not None,
+        request_logger=request_logger,
     )
     _add_middleware(
         app, setup, consumer_callback, sdk_tracer_provider, meter_provider if otel_metrics else None
     )
     _instrumented[app] = setup
     return setup
+
+
+def build_request_logger(config: RequestLoggingConfig | None, settings: HubSettings) -> RequestLogger | None:
+    """A RequestLogger when request logging is enabled (argument, else env vars); None otherwise."""
+    config = config if config is not None else RequestLoggingConfig.from_env()
+    if not config.enabled:
+        return None
+    try:
+        return RequestLogger(config, settings, upload_interval=settings.sync_interval)
+    except re.error as exc:
+        _logger.error("apitally-otel: request logging disabled: invalid pattern (%s)", exc)
+        return None
 
 
 def _sdk_tracer_provider(given: trace.TracerProvider | None) -> TracerProvider:
@@ -180,7 +204,11 @@ def _add_middleware(
     meter_provider: metrics.MeterProvider | None,
 ) -> None:
     capture = Middleware(
-        CaptureMiddleware, sink=setup.span_processor, lifecycle=setup, consumer_callback=consumer_callback
+        CaptureMiddleware,
+        sink=setup.span_processor,
+        lifecycle=setup,
+        consumer_callback=consumer_callback,
+        request_logger=setup.request_logger,
     )
     stack: list[Middleware] = app.user_middleware
     otel_index = next((i for i, m in enumerate(stack) if m.cls is OpenTelemetryMiddleware), None)  # type: ignore[comparison-overlap]

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 from apitally_otel._aggregator import Aggregator
 from apitally_otel._config import DEFAULT_MAX_CONSUMERS
 from apitally_otel._consumers import ATTR_IDENTIFIER, Consumer, consumer_from_attributes, make_consumer
-from apitally_otel._context import RequestRecord
+from apitally_otel._context import RequestRecord, current_request
 from apitally_otel._errors import parse_validation_errors, server_error_details
 
 _logger = logging.getLogger(__name__)
@@ -60,12 +60,13 @@ class ApitallySpanProcessor(SpanProcessor):
             self._claimed.pop(next(iter(self._claimed)), None)
         self._claimed[record.span_id] = record
 
-    def record_request(self, record: RequestRecord, attributes: Any = None) -> None:
-        """Count a request measured by the capture middleware (sampled or not)."""
+    def record_request(self, record: RequestRecord, attributes: Any = None) -> Consumer | None:
+        """Count a request measured by the capture middleware (sampled or not); its consumer."""
         try:
-            self._record(record, attributes or {})
+            return self._record(record, attributes or {})
         except Exception:  # never raise into the request
             _logger.exception("apitally-otel: failed to record a request")
+            return None
 
     # -- SpanProcessor --------------------------------------------------------------------
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -81,6 +82,9 @@ class ApitallySpanProcessor(SpanProcessor):
         context = span.context
         if context is None or self._shutdown:
             return
+        request = current_request.get()
+        if request is not None and request.log is not None and request.trace_id == context.trace_id:
+            request.log.add_span(serialize_span(span))
         if self._claimed and self._claimed.pop(context.span_id, None) is not None:
             return  # the capture middleware counts this request when the app has returned
         attributes = span.attributes or {}
@@ -103,9 +107,9 @@ class ApitallySpanProcessor(SpanProcessor):
                 self._trace_consumers.pop(next(iter(self._trace_consumers)))
             self._trace_consumers.setdefault(trace_id, consumer)
 
-    def _record(self, record: RequestRecord, attributes: Any) -> None:
+    def _record(self, record: RequestRecord, attributes: Any) -> Consumer | None:
         if record.route is None or record.status is None:
-            return
+            return None
         # Consumer sources, first match wins: set_consumer(), the SERVER span's attributes, a child
         # span's attributes, consumer_callback / request.state, enduser.id / user.id.
         trace_consumer = self._trace_consumers.pop(record.trace_id, None) if self._trace_consumers else None
@@ -128,6 +132,7 @@ class ApitallySpanProcessor(SpanProcessor):
         if status == 500 and record.exception is not None:
             type_, msg, tb = server_error_details(record.exception)
             self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb)
+        return consumer
 
     def shutdown(self) -> None:
         self._shutdown = True
@@ -181,3 +186,20 @@ def _record_from_span(span: ReadableSpan, attributes: Any) -> RequestRecord | No
         if isinstance(size, int) and size >= 0:
             setattr(record, slot, size)
     return record
+
+
+def serialize_span(span: ReadableSpan) -> dict[str, Any]:
+    """A span as request logs carry it (hub-protocol §5)."""
+    context = span.context
+    parent = span.parent
+    attributes = {k: list(v) if isinstance(v, tuple) else v for k, v in (span.attributes or {}).items()}
+    return {
+        "span_id": f"{context.span_id:016x}" if context else None,
+        "parent_span_id": f"{parent.span_id:016x}" if parent else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "start_time": span.start_time,
+        "end_time": span.end_time,
+        "status": span.status.status_code.name,
+        "attributes": attributes,
+    }

@@ -1,0 +1,151 @@
+"""Per-request capture of what request logging asked for (hub-protocol §5).
+
+The capture middleware owns one :class:`LogCapture` per logged request. It only collects raw
+facts on the request path (header lists, body chunks up to the limit, timings, log records and
+spans of the request); masking, exclusion callbacks, base64 and JSON happen later on the request
+logger's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from apitally_otel.request_logging import RequestLoggingConfig
+
+MAX_BODY_BYTES = 50_000
+MAX_LOG_RECORDS = 1000
+MAX_LOG_MESSAGE = 2048
+MAX_SPANS = 1000
+BODY_CONTENT_TYPES = (
+    b"application/json",
+    b"application/problem+json",
+    b"application/vnd.api+json",
+    b"text/plain",
+)
+
+
+@dataclass
+class RawLogItem:
+    """One request as captured, before masking: handed to the request logger's thread."""
+
+    timestamp: float
+    method: str
+    path: str | None
+    scope: dict[str, Any]  # a shallow copy: headers, query string, client, state (for callbacks)
+    consumer: str | None = None
+    request_size: int | None = None
+    request_body: bytes | None = None
+    request_body_too_large: bool = False
+    status_code: int | None = None
+    response_time: float | None = None
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    response_size: int | None = None
+    response_body: bytes | None = None
+    response_body_too_large: bool = False
+    exception: BaseException | None = None
+    logs: list[dict[str, Any]] | None = None
+    spans: list[dict[str, Any]] | None = None
+    trace_id: int = 0
+
+    def approximate_size(self) -> int:
+        return (
+            1000
+            + len(self.request_body or b"")
+            + len(self.response_body or b"")
+            + 300 * len(self.spans or ())
+        )
+
+
+def _allowed(content_type: bytes | None) -> bool:
+    return content_type is not None and content_type.lower().startswith(BODY_CONTENT_TYPES)
+
+
+class LogCapture:
+    __slots__ = ("_request_body", "_response_body", "config", "item")
+
+    def __init__(self, config: RequestLoggingConfig, scope: MutableMapping[str, Any]) -> None:
+        self.config = config
+        self.item = RawLogItem(time.time(), scope["method"], None, dict(scope))
+        self._request_body: list[bytes] | None = None
+        self._response_body: list[bytes] | None = None
+        if config.log_request_body:
+            content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), None)
+            if _allowed(content_type):
+                self._request_body = []
+        if config.capture_logs:
+            self.item.logs = []
+        if config.capture_traces:
+            self.item.spans = []
+
+    @property
+    def wants_request_body(self) -> bool:
+        return self._request_body is not None
+
+    def on_request_body(self, chunk: bytes) -> None:
+        parts = self._request_body
+        if parts is None or not chunk:
+            return
+        parts.append(chunk)
+        if sum(map(len, parts)) > MAX_BODY_BYTES:
+            self._request_body = None
+            self.item.request_body_too_large = True
+
+    def on_response_start(self, message: MutableMapping[str, Any]) -> None:
+        headers = list(message.get("headers", ()))
+        self.item.response_headers = headers
+        if self.config.log_response_body:
+            content_type = next((v for k, v in headers if k.lower() == b"content-type"), None)
+            if _allowed(content_type):
+                self._response_body = []
+
+    def on_response_body(self, chunk: bytes) -> None:
+        parts = self._response_body
+        if parts is None or not chunk:
+            return
+        parts.append(chunk)
+        if sum(map(len, parts)) > MAX_BODY_BYTES:
+            self._response_body = None
+            self.item.response_body_too_large = True
+
+    def add_log_record(self, record: logging.LogRecord) -> None:
+        logs = self.item.logs
+        if logs is None or len(logs) >= MAX_LOG_RECORDS:
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad %-format in the app's log call: keep the raw template
+            message = str(record.msg)
+        logs.append(
+            {
+                "timestamp": record.created,
+                "logger": record.name,
+                "level": record.levelname,
+                "message": message[:MAX_LOG_MESSAGE],
+                "file": record.pathname,
+                "line": record.lineno,
+            }
+        )
+
+    def add_span(self, span: dict[str, Any]) -> None:
+        spans = self.item.spans
+        if spans is not None and len(spans) < MAX_SPANS:
+            spans.append(span)
+
+    def finish(self, record: Any, duration: float) -> RawLogItem:
+        item = self.item
+        item.path = record.route
+        item.status_code = record.status
+        item.response_time = duration
+        item.request_size = record.request_size
+        item.response_size = record.response_size
+        item.exception = record.exception if self.config.log_exception else None
+        item.trace_id = record.trace_id
+        if self._request_body is not None:
+            item.request_body = b"".join(self._request_body)
+        if self._response_body is not None:
+            item.response_body = b"".join(self._response_body)
+        return item
