@@ -149,16 +149,16 @@ class RequestLogger:
     def submit(self, item: RawLogItem) -> None:
         size = item.approximate_size()
         with self._lock:
-            if len(self._queue) >= self.max_queue_items or self._queued_bytes + size > MAX_QUEUE_BYTES:
-                self._drop()
-                return
-            self._queue.append(item)
-            self._queued_bytes += size
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="apitally-otel-request-log", daemon=True
                 )
                 self._thread.start()
+            if len(self._queue) >= self.max_queue_items or self._queued_bytes + size > MAX_QUEUE_BYTES:
+                self._drop()
+                return
+            self._queue.append(item)
+            self._queued_bytes += size
         if len(self._queue) >= 1000:
             self._wake.set()
 
