@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
 from apitally_otel.hub import HubServer
+from apitally_otel.hub.report import run_report
 from apitally_otel.request_logging import RequestLoggingConfig
 from servers import app_process
 
@@ -80,7 +82,7 @@ def test_everything_on(hub: HubServer) -> None:
             headers={"content-encoding": "gzip", "content-type": "application/json"},
         )
 
-    _, items, output = run(hub, traffic, **ALL_ON)
+    client_id, items, output = run(hub, traffic, **ALL_ON)
     paths = by_path(items)
     assert sorted((p, len(v)) for p, v in paths.items()) == [
         ("/big", 1),
@@ -111,6 +113,19 @@ def test_everything_on(hub: HubServer) -> None:
     assert body(paths["/stream"][0]["response"]) == b'{"chunk": 0}\n{"chunk": 1}\n{"chunk": 2}\n'
     failure = paths["/fail"][0]
     assert failure["exception"]["type"] == "builtins.KeyError" and failure["response"]["status_code"] == 500
+    # ... and `apitally-otel report` shows the request log, with filters.
+    out, err = io.StringIO(), io.StringIO()
+    assert (
+        run_report(
+            hub.url, client_id, "dev", as_json=True, out=out, err=err, request_filters={"path": "/echo"}
+        )
+        == 0
+    )
+    report = json.loads(out.getvalue())
+    assert report["requests_total"] == 2 and {r["path"] for r in report["requests"]} == {"/echo"}
+    out = io.StringIO()
+    assert run_report(hub.url, client_id, "dev", out=out, err=err, request_filters={"status": "5xx"}) == 0
+    assert "Request log (latest 1 of 1)" in out.getvalue() and "/fail" in out.getvalue()
 
 
 SECRETS = [

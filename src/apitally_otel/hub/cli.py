@@ -59,6 +59,12 @@ def register(subparsers: Subparsers) -> None:
     report.add_argument("--env", default="dev")
     report.add_argument("--since", default="1h", help="window start: 1h, 30m, 2d, seconds, or ISO time")
     report.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
+    logs = report.add_argument_group("request log filters")
+    logs.add_argument("--method", help="only requests with this method")
+    logs.add_argument("--path", help="only requests to this route template")
+    logs.add_argument("--status", help="a status code (404) or class (4xx)")
+    logs.add_argument("--consumer", help="only requests of this consumer")
+    logs.add_argument("--search", help="text to find in the URL")
     report.set_defaults(handler=run_report)
 
 
@@ -91,4 +97,11 @@ def run_report(args: argparse.Namespace) -> int:
         as_json=args.json,
         out=sys.stdout,
         err=sys.stderr,
+        request_filters={
+            "method": args.method,
+            "path": args.path,
+            "status": args.status,
+            "consumer": args.consumer,
+            "q": args.search,
+        },
     )

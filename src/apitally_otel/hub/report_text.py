@@ -139,4 +139,25 @@ def render_text(report: dict[str, Any]) -> str:
             numeric=(3,),
         ),
     ]
+    requests = report.get("requests") or []
+    if requests:
+        out += [
+            f"\nRequest log (latest {len(requests)} of {report.get('requests_total', len(requests))})\n",
+            table(
+                ["time", "method", "path", "status", "ms", "consumer", "url"],
+                [
+                    [
+                        _time(r.get("timestamp")),
+                        r.get("method"),
+                        r.get("path"),
+                        r.get("status_code"),
+                        round((r.get("response_time") or 0) * 1000),
+                        r.get("consumer") or "",
+                        (r.get("url") or "")[:80],
+                    ]
+                    for r in requests
+                ],
+                numeric=(3, 4),
+            ),
+        ]
     return "".join(out)
