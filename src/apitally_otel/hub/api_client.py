@@ -29,7 +29,7 @@ class HubQueryClient:
     ) -> None:
         self.close()
 
-    def get(self, path: str, **params: str | int | None) -> dict[str, Any]:
+    def get(self, path: str, /, **params: str | int | None) -> dict[str, Any]:
         """GET ``path`` (e.g. ``/api/apps``) with the non-None ``params``; the decoded JSON object."""
         query = {key: str(value) for key, value in params.items() if value is not None}
         try:
@@ -43,6 +43,6 @@ class HubQueryClient:
             raise HubQueryError(f"GET {path} answered with a non-object JSON body")
         return body
 
-    def app(self, client_id: str, env: str, resource: str, **params: str | int | None) -> dict[str, Any]:
+    def app(self, client_id: str, env: str, resource: str, /, **params: str | int | None) -> dict[str, Any]:
         """GET ``/api/{client_id}/{env}/{resource}``, e.g. ``app(cid, "dev", "endpoints", since="1h")``."""
         return self.get(f"/api/{client_id}/{env}/{resource}", **params)
