@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -114,7 +114,7 @@ class CaptureMiddleware:
                     state = scope.get("state")
                     if record.fallback_consumer is None and state and "apitally_consumer" in state:
                         record.fallback_consumer = consumer_from_value(state["apitally_consumer"])
-                    consumer = self.sink.record_request(record, getattr(span, "attributes", None))
+                    consumer = self.sink.record_request(record, span_attributes(span))
                     if record.log is not None and request_logger is not None:
                         item = record.log.finish(record, perf_counter() - exchange.start)
                         item.consumer = consumer.identifier if consumer is not None else None
@@ -188,6 +188,16 @@ class CaptureMiddleware:
                 await anyio.to_thread.run_sync(self.lifecycle.on_app_shutdown)
             except Exception:  # never fail the app's shutdown because of monitoring
                 _logger.exception("apitally-otel: shutdown hook failed")
+
+
+def span_attributes(span: trace.Span) -> Mapping[str, Any]:
+    """The span's attributes for reading. For SDK spans, the plain dict inside their
+    ``BoundedAttributes``: each lookup through the public read-only view costs ~1 µs, on every request."""
+    bounded = getattr(span, "_attributes", None)
+    plain = getattr(bounded, "_dict", None)
+    if isinstance(plain, dict):
+        return plain
+    return getattr(span, "attributes", None) or {}
 
 
 def span_uses_new_semconv(span: trace.Span) -> bool:
@@ -296,16 +306,16 @@ class _Exchange:
         span = self.span
         if record.route is None or not span.is_recording():
             return
-        attributes: dict[str, Any] = {"http.route": record.route}
+        # One set_attribute per key: the SDK's set_attributes() costs twice as much for a few keys.
+        span.set_attribute("http.route", record.route)
         if record.request_size is not None:
-            attributes["http.request.body.size"] = record.request_size
+            span.set_attribute("http.request.body.size", record.request_size)
         if record.response_size is not None:
-            attributes["http.response.body.size"] = record.response_size
+            span.set_attribute("http.response.body.size", record.response_size)
         if record.exception is not None and self.status_missing:
-            attributes["http.response.status_code" if span_uses_new_semconv(span) else "http.status_code"] = (
-                500
+            span.set_attribute(
+                "http.response.status_code" if span_uses_new_semconv(span) else "http.status_code", 500
             )
-        span.set_attributes(attributes)
 
     def _on_start(self, message: Message) -> None:
         record = self.record
