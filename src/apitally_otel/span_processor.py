@@ -14,7 +14,7 @@ from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanContext, SpanKind
 
 from apitally_otel._aggregator import Aggregator
 from apitally_otel._config import DEFAULT_MAX_CONSUMERS
@@ -74,19 +74,23 @@ class ApitallySpanProcessor(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         try:
-            self._on_end(span)
+            context = span.context
+            if context is None or self._shutdown:
+                return
+            # The common case first: the SERVER span of a request the capture middleware counts.
+            claimed = self._claimed.pop(context.span_id, None) if self._claimed else None
+            if claimed is not None:
+                if claimed.log is not None:
+                    claimed.log.add_span(serialize_span(span))
+                return
+            request = current_request.get()
+            if request is not None and request.log is not None and request.trace_id == context.trace_id:
+                request.log.add_span(serialize_span(span))
+            self._on_unclaimed_end(span, context)
         except Exception:  # see the module docstring: never raise from on_end
             _logger.exception("apitally-otel: failed to process span %s", getattr(span, "name", "?"))
 
-    def _on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is None or self._shutdown:
-            return
-        request = current_request.get()
-        if request is not None and request.log is not None and request.trace_id == context.trace_id:
-            request.log.add_span(serialize_span(span))
-        if self._claimed and self._claimed.pop(context.span_id, None) is not None:
-            return  # the capture middleware counts this request when the app has returned
+    def _on_unclaimed_end(self, span: ReadableSpan, context: SpanContext) -> None:
         attributes = span.attributes or {}
         parent = span.parent
         if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
