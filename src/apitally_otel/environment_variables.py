@@ -56,3 +56,21 @@ APITALLY_MAX_CONSUMERS = "APITALLY_MAX_CONSUMERS"
 The most distinct consumers counted per sync interval; further ones are counted without a consumer.
 ``export APITALLY_MAX_CONSUMERS=10000``. Default: 10 000.
 """
+
+APITALLY_SHUTDOWN_TIMEOUT = "APITALLY_SHUTDOWN_TIMEOUT"
+"""
+.. envvar:: APITALLY_SHUTDOWN_TIMEOUT
+
+Seconds the final collection and delivery may take when the app shuts down (lifespan shutdown,
+SIGTERM under uvicorn/gunicorn, interpreter exit), in all. ``export APITALLY_SHUTDOWN_TIMEOUT=5``.
+Default: 5.
+"""
+
+APITALLY_PROXY = "APITALLY_PROXY"
+"""
+.. envvar:: APITALLY_PROXY
+
+Proxy URL for the connection to the hub, e.g. ``export APITALLY_PROXY=http://proxy.internal:3128``.
+Without it, the standard ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` apply.
+Certificates are always verified; ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name a custom CA bundle.
+"""

@@ -2,15 +2,36 @@
 
 ``export()`` runs on the metric reader's thread. It converts (pure functions in ``_encoding``),
 enqueues, and returns; delivery, retries and backoff happen on the HubClient's own thread.
+
+Processes and ``fork()`` (gunicorn, ``--preload``, multiprocessing):
+
+- The ``instance_uuid`` is taken (a slot lock file, see ``_instance``) when first needed, so a
+  process that never sends anything holds no slot.
+- A forked child is a new instance: new HubClient (empty queue, own thread), new id, new resource
+  baseline. It stays *quiet* (sends nothing, not even heartbeats) until it serves: the app's
+  lifespan startup (:meth:`set_app`) or a sync carrying request data. A pool process forked by a
+  serving app therefore never shows up as an instance at the hub.
+- The parent after a fork: if it has not served (no lifespan startup, no request data), it is a
+  pre-fork master (gunicorn ``--preload``): it goes quiet too, and stays so until it serves. It
+  keeps its slot, if it took one, so worker ids stay stable across worker restarts.
+- What the parent counted before the fork is reported by the parent only (the reader resets the
+  child's aggregate).
+
+Shutdown: :meth:`force_flush` (what lifespan shutdown calls) and :meth:`shutdown` (interpreter
+exit) wait for the hub at most ``shutdown_timeout`` seconds (``APITALLY_SHUTDOWN_TIMEOUT``, default
+5), whatever the caller's timeout; a request still hanging after one of them is not waited for
+again by the next, so the two together stay within about one deadline.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,14 +51,19 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from apitally_otel._client import HubClient
-from apitally_otel._config import ConfigError, HubSettings, resolve_settings
+from apitally_otel import environment_variables as env_vars
+from apitally_otel._client import MAX_BACKOFF_CAP, HubClient
+from apitally_otel._config import ConfigError, HubSettings, env, resolve_settings
 from apitally_otel._encoding import encode_startup, encode_sync
-from apitally_otel._instance import instance_uuid, release_after_fork
+from apitally_otel._instance import instance_uuid, release_after_fork, release_instance_uuid
 from apitally_otel._resources import ResourceSampler
 from apitally_otel._startup import app_info
 
 _logger = logging.getLogger(__name__)
+
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+_DATA_KEYS = ("requests", "validation_errors", "server_errors", "consumers")
 
 _DELTA = AggregationTemporality.DELTA
 _TEMPORALITY: dict[type, AggregationTemporality] = {
@@ -53,8 +79,10 @@ _TEMPORALITY: dict[type, AggregationTemporality] = {
 class ApitallyMetricExporter(MetricExporter):
     """Sends the request metrics derived by apitally-otel to an Apitally hub.
 
-    Arguments fall back to ``APITALLY_CLIENT_ID``, ``APITALLY_ENV`` and ``APITALLY_HUB_BASE_URL``.
-    An invalid configuration logs one error and turns the exporter into a no-op; it never raises.
+    Arguments fall back to ``APITALLY_CLIENT_ID``, ``APITALLY_ENV``, ``APITALLY_HUB_BASE_URL``,
+    ``APITALLY_PROXY`` (else the standard ``HTTPS_PROXY``/``NO_PROXY`` variables apply) and
+    ``APITALLY_SHUTDOWN_TIMEOUT``. An invalid configuration logs one error and turns the exporter
+    into a no-op; it never raises.
     """
 
     def __init__(
@@ -64,6 +92,8 @@ class ApitallyMetricExporter(MetricExporter):
         hub_base_url: str | None = None,
         *,
         settings: HubSettings | None = None,
+        proxy: str | None = None,
+        shutdown_timeout: float | None = None,
         _transport: httpx.BaseTransport | None = None,
         _clock: Callable[[], float] = time.time,
     ) -> None:
@@ -73,18 +103,29 @@ class ApitallyMetricExporter(MetricExporter):
         self._shutdown = False
         self._resources = ResourceSampler()
         self._client: HubClient | None = None
-        self.instance_uuid = ""
+        self._instance: str | None = None
         self._startup_payload: dict[str, Any] | None = None
+        self._startup_sent = False
+        self._active = True  # False: quiet until this process serves (see the module docstring)
+        self._app_started = False
+        self._served = False
+        self.shutdown_timeout = _resolve_shutdown_timeout(shutdown_timeout)
         try:
             self.settings: HubSettings | None = settings or resolve_settings(client_id, env, hub_base_url)
+            resolved_proxy = _resolve_proxy(proxy)
         except ConfigError as exc:
             _logger.error("apitally-otel disabled: %s", exc)
             self.settings = None
             return
-        self.instance_uuid = instance_uuid(self.settings.client_id, self.settings.env)
-        self._client = HubClient(self.settings, transport=_transport, clock=_clock)
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
+        self._client_options: dict[str, Any] = {
+            "transport": _transport,
+            "proxy": resolved_proxy,
+            "clock": _clock,
+            # Retry at least once per sync interval, as the 0.x client did (and tests run fast).
+            "max_backoff": min(max(self.settings.sync_interval, 1.0), MAX_BACKOFF_CAP),
+        }
+        self._client = HubClient(self.settings, **self._client_options)
+        _register_at_fork(self)
 
     @property
     def enabled(self) -> bool:
@@ -94,62 +135,165 @@ class ApitallyMetricExporter(MetricExporter):
     def client(self) -> HubClient | None:
         return self._client
 
+    @property
+    def instance_uuid(self) -> str:
+        """This process's instance id (taken on first use); empty when disabled."""
+        if self.settings is None:
+            return ""
+        with self._lock:
+            return self._identity()
+
+    def _identity(self) -> str:  # holding self._lock
+        if self._instance is None:
+            assert self.settings is not None
+            self._instance = instance_uuid(self.settings.client_id, self.settings.env)
+        return self._instance
+
     def set_app(self, app: Any, app_version: str | None = None, *, openapi: bool = True) -> None:
         """Describe the app to the hub: the startup message is (re)sent until the hub accepts it."""
-        if self._client is None:
+        if self._client is None or self._shutdown:
             return
         paths, openapi_json, versions = app_info(app, app_version, openapi=openapi)
-        self._startup_payload = {"paths": paths, "versions": versions, "openapi": openapi_json}
-        self._send_startup()
+        with self._lock:
+            self._startup_payload = {"paths": paths, "versions": versions, "openapi": openapi_json}
+            self._app_started = self._active = True
+            self._send_startup()
 
-    def _send_startup(self) -> None:
+    def _send_startup(self) -> None:  # holding self._lock
         if self._client is None or self._startup_payload is None:
             return
+        self._startup_sent = True
         self._client.set_startup(
             encode_startup(
-                instance_uuid=self.instance_uuid, message_uuid=str(uuid.uuid4()), **self._startup_payload
+                instance_uuid=self._identity(), message_uuid=str(uuid.uuid4()), **self._startup_payload
             )
         )
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        if self._client is None or self._shutdown:
-            return MetricExportResult.SUCCESS if self._client is None else MetricExportResult.FAILURE
+        client = self._client
+        if client is None:
+            return MetricExportResult.SUCCESS
+        if self._shutdown or client.stopped:
+            return MetricExportResult.FAILURE
         try:
             payload = encode_sync(
                 metrics_data,
-                instance_uuid=self.instance_uuid,
+                instance_uuid="",
                 message_uuid=str(uuid.uuid4()),
                 timestamp=self._clock(),
                 resources=self._resources.sample(),
             )
-            queued = self._client.enqueue_sync(payload)
+            with self._lock:
+                if any(payload[key] for key in _DATA_KEYS):
+                    self._served = True
+                    if not self._active:
+                        self._active = True
+                        if self._startup_payload is not None and not self._startup_sent:
+                            self._send_startup()
+                elif not self._active:
+                    return MetricExportResult.SUCCESS  # quiet: nothing to report, no heartbeat
+                payload["instance_uuid"] = self._identity()
+            queued = client.enqueue_sync(payload)
         except Exception:  # export() reports failure, it never raises
             _logger.exception("apitally-otel: failed to build the sync message")
             return MetricExportResult.FAILURE
         return MetricExportResult.SUCCESS if queued else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        if self._client is None:
+        """Deliver what is queued, waiting at most ``min(timeout, shutdown_timeout)``.
+
+        This is the final delivery on lifespan shutdown: uvicorn re-raises SIGTERM after its
+        graceful shutdown, so no interpreter-exit handler runs after it.
+        """
+        client = self._client
+        if client is None:
             return True
-        return self._client.flush(timeout_millis / 1000)
+        delivered = client.flush(min(max(timeout_millis / 1000, 0.0), self.shutdown_timeout))
+        if not delivered and not client.stopped:
+            _logger.warning(
+                "apitally-otel: %d message(s) not delivered to the hub yet (kept for retry)", client.pending
+            )
+        return delivered
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        """Final delivery within ``min(timeout, shutdown_timeout)``; warns when called twice."""
         with self._lock:
             if self._shutdown:
-                _logger.debug("apitally-otel: exporter already shut down")
+                _logger.warning("apitally-otel: the exporter was already shut down")
                 return
             self._shutdown = True
+        # The SDK's PeriodicExportingMetricReader passes ``timeout=`` (milliseconds).
+        timeout_ms = kwargs.get("timeout", timeout_millis)
+        timeout = min(max(float(timeout_ms) / 1000, 0.0), self.shutdown_timeout)
         if self._client is not None:
-            self._client.shutdown(min(timeout_millis / 1000, 5.0))
+            self._client.shutdown(timeout)
+        with self._lock:
+            if self._instance is not None:
+                release_instance_uuid(self._instance)
 
+    # -- fork ------------------------------------------------------------------------------
     def _after_fork_in_child(self) -> None:
-        # A forked worker is a new instance: its own identity, its own (empty) queue and thread.
+        self._lock = threading.Lock()  # another thread of the parent may have held it
         if self._client is None or self.settings is None:
             return
         release_after_fork()
-        self.instance_uuid = instance_uuid(self.settings.client_id, self.settings.env)
-        self._client = HubClient(self.settings, transport=self._client._transport, clock=self._clock)
+        self._instance = None
+        self._client = HubClient(self.settings, **self._client_options)
         self._resources.reset()
-        self._send_startup()
+        self._startup_sent = False
+        self._active = self._app_started = self._served = False
+
+    def _after_fork_in_parent(self) -> None:
+        if not (self._app_started or self._served):
+            self._active = False  # a pre-fork master: its workers report
+
+
+def _register_at_fork(exporter: ApitallyMetricExporter) -> None:
+    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
+        return
+    ref = weakref.ref(exporter)  # the handlers must not keep exporters alive
+
+    def in_child() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_child()
+
+    def in_parent() -> None:
+        target = ref()
+        if target is not None:
+            target._after_fork_in_parent()
+
+    os.register_at_fork(after_in_child=in_child, after_in_parent=in_parent)
+
+
+def _resolve_shutdown_timeout(value: float | None) -> float:
+    raw: object = value if value is not None else env(env_vars.APITALLY_SHUTDOWN_TIMEOUT)
+    if raw is None or raw == "":
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    try:
+        seconds = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        _logger.warning(
+            "apitally-otel: invalid shutdown timeout %r, using %s s", raw, DEFAULT_SHUTDOWN_TIMEOUT
+        )
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    return seconds
+
+
+def _resolve_proxy(value: str | None) -> str | None:
+    raw = value if value is not None else env(env_vars.APITALLY_PROXY)
+    if not raw:
+        return None  # httpx still honours HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY
+    try:
+        url = httpx.URL(raw.strip())
+    except httpx.InvalidURL:
+        url = None
+    if url is None or url.scheme not in _PROXY_SCHEMES or not url.host:
+        raise ConfigError(f"invalid proxy {raw!r}: expected http(s)://host:port or socks5://host:port")
+    if url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+        raise ConfigError(f"proxy {raw!r} needs SOCKS support: pip install 'httpx[socks]'")
+    return raw.strip()

@@ -5,12 +5,21 @@ the request metrics are not SDK instruments, see design notes) and adds the inte
 :class:`~apitally_otel.ApitallySpanProcessor` as OTel metric data under the ``apitally_otel``
 instrumentation scope. It always produces data, so the exporter sends a sync every interval — the
 hub's heartbeat — even with no traffic, and it works without being registered on a MeterProvider.
+
+Fork safety: a fork waits for a collection in progress, so no lock on the collection path (the
+SDK's, the aggregator's drain) is copied while held. The child starts with fresh locks and an
+empty aggregate: what was counted before the fork is the parent's to report (so the SDK's re-export
+of pre-fork data in the child carries nothing for the hub). Our child handler runs before the
+SDK's, which restarts the export thread. Identity and the quiet mode of forked processes: see
+:mod:`apitally_otel.metric_exporter`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +43,7 @@ _logger = logging.getLogger(__name__)
 
 _SCOPE = InstrumentationScope(SCOPE_NAME, __version__)
 _Collect = Callable[..., "MetricsData | None"]
+_FORK_GUARD_TIMEOUT = 2.0
 
 
 class ApitallyMetricReader(PeriodicExportingMetricReader):
@@ -51,15 +61,16 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         export_timeout_millis: float | None = None,
     ) -> None:
         self._sdk_collect: _Collect | None = None
+        self._fork_guard = threading.Lock()  # held by each collection, and by fork() meanwhile
+        self._fork_guard_held = False
         self.span_processor = span_processor if span_processor is not None else ApitallySpanProcessor()
         self.exporter = exporter if exporter is not None else ApitallyMetricExporter()
+        _register_at_fork(self)  # before the SDK's handler: the child is reset before its thread restarts
         super().__init__(
             self.exporter,
             export_interval_millis=resolve_sync_interval(sync_interval) * 1000,
             export_timeout_millis=export_timeout_millis,
         )
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     # The SDK stores the MeterProvider's collect callback in ``_collect``; wrapping it here is
     # what lets every collection include the processor's interval (and work unregistered).
@@ -72,14 +83,48 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         self._sdk_collect = value
 
     def _collect_with_requests(self, reader: Any, timeout_millis: float = 10_000) -> MetricsData:
-        sdk_data = self._sdk_collect(reader, timeout_millis=timeout_millis) if self._sdk_collect else None
-        scope_metrics = ScopeMetrics(_SCOPE, interval_to_metrics(self.span_processor.aggregator.drain()), "")
+        with self._fork_guard:
+            sdk_data = self._sdk_collect(reader, timeout_millis=timeout_millis) if self._sdk_collect else None
+            interval = self.span_processor.aggregator.drain()
+        scope_metrics = ScopeMetrics(_SCOPE, interval_to_metrics(interval), "")
         if sdk_data is None or not sdk_data.resource_metrics:
             return MetricsData([ResourceMetrics(Resource.get_empty(), [scope_metrics], "")])
         first, *rest = sdk_data.resource_metrics
         merged = ResourceMetrics(first.resource, [*first.scope_metrics, scope_metrics], first.schema_url)
         return MetricsData([merged, *rest])
 
+    def _before_fork(self) -> None:
+        # Bounded: a collection never waits on the hub (export only enqueues).
+        self._fork_guard_held = self._fork_guard.acquire(timeout=_FORK_GUARD_TIMEOUT)
+
+    def _after_fork_in_parent(self) -> None:
+        if self._fork_guard_held:
+            self._fork_guard_held = False
+            self._fork_guard.release()
+
     def _after_fork_in_child(self) -> None:
+        self._fork_guard = threading.Lock()
+        self._fork_guard_held = False
+        self._export_lock = threading.Lock()
         # What was counted before the fork belongs to the parent, which reports it itself.
         self.span_processor.aggregator.reset_after_fork()
+
+
+def _register_at_fork(reader: ApitallyMetricReader) -> None:
+    if not hasattr(os, "register_at_fork"):  # pragma: no cover - Windows
+        return
+    ref = weakref.ref(reader)  # the handlers must not keep readers alive
+
+    def call(name: str) -> Callable[[], None]:
+        def handler() -> None:
+            target = ref()
+            if target is not None:
+                getattr(target, name)()
+
+        return handler
+
+    os.register_at_fork(
+        before=call("_before_fork"),
+        after_in_parent=call("_after_fork_in_parent"),
+        after_in_child=call("_after_fork_in_child"),
+    )
