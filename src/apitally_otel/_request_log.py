@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from apitally_otel._client import REQUEST_TIMEOUT, Outcome, classify
+from apitally_otel._client import REQUEST_TIMEOUT, Outcome, classify, parse_retry_after
 from apitally_otel._config import HubSettings
 from apitally_otel._context import current_request
 from apitally_otel._log_capture import RawLogItem
@@ -106,7 +106,9 @@ class RequestLogger:
         max_queue_items: int = MAX_QUEUE_ITEMS,
         max_files: int = MAX_FILES,
         max_disk_bytes: int = MAX_DISK_BYTES,
+        proxy: str | None = None,
     ) -> None:
+        self._proxy = proxy
         self.config = config
         self.settings = settings
         self.upload_interval = upload_interval
@@ -201,7 +203,10 @@ class RequestLogger:
         with (
             suppress_instrumentation(),
             httpx.Client(
-                base_url=self.settings.hub_url, timeout=REQUEST_TIMEOUT, transport=self._transport
+                base_url=self.settings.hub_url,
+                timeout=REQUEST_TIMEOUT,
+                transport=self._transport,
+                proxy=self._proxy,
             ) as http,
         ):
             while not self._closing:
@@ -288,9 +293,8 @@ class RequestLogger:
                 _logger.warning("apitally-otel: hub rejected a request log file (%s)", response.status_code)
 
     def _suspend(self, response: httpx.Response) -> None:
-        try:
-            seconds = float(response.headers.get("retry-after", DEFAULT_SUSPEND))
-        except ValueError:
+        seconds = parse_retry_after(response.headers.get("retry-after"), self._clock)
+        if seconds is None:
             seconds = DEFAULT_SUSPEND
         self.suspended_until = self._clock() + seconds
         with self._lock:

@@ -41,7 +41,6 @@ from apitally_otel.metric_reader import ApitallyMetricReader
 
 _logger = logging.getLogger(__name__)
 
-_SHUTDOWN_TIMEOUT_MILLIS = 5_000
 _state: dict[str, Any] = {}  # "reader", "original_init" once installed
 
 
@@ -57,9 +56,10 @@ class _Lifecycle:
             self.reader.exporter.set_app(app, env(env_vars.APITALLY_APP_VERSION))
 
     def on_app_shutdown(self) -> None:
-        self.reader.force_flush(timeout_millis=_SHUTDOWN_TIMEOUT_MILLIS)
-        if self.request_logger is not None:
-            self.request_logger.flush(_SHUTDOWN_TIMEOUT_MILLIS / 1000)
+        from apitally_otel.instrumentation import final_flush
+
+        if isinstance(self.reader.exporter, ApitallyMetricExporter):
+            final_flush(self.reader, self.reader.exporter, self.request_logger)
 
 
 def pre_instrument(**kwargs: Any) -> None:
@@ -100,7 +100,7 @@ def _setup() -> None:
     if exporter.settings is not None:
         from apitally_otel.instrumentation import build_request_logger
 
-        request_logger = build_request_logger(None, exporter.settings)
+        request_logger = build_request_logger(None, exporter.settings, exporter.proxy)
     _patch_middleware(reader, request_logger)
     _state["reader"] = reader
     _logger.info(

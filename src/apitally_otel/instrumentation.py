@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,15 @@ from apitally_otel.span_processor import ApitallySpanProcessor
 
 _logger = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 5.0
+
+def final_flush(
+    reader: ApitallyMetricReader, exporter: ApitallyMetricExporter, request_logger: RequestLogger | None
+) -> None:
+    """The lifespan-shutdown delivery: metrics, then request logs, within ``shutdown_timeout`` in all."""
+    deadline = time.monotonic() + exporter.shutdown_timeout
+    reader.force_flush(timeout_millis=exporter.shutdown_timeout * 1000)
+    if request_logger is not None:
+        request_logger.flush(max(deadline - time.monotonic(), 0.0))
 
 
 @dataclass
@@ -58,7 +67,7 @@ class Instrumentation:
     def shutdown(self) -> None:
         """Final sync and stop (also done at interpreter exit). Safe to call twice."""
         if self.request_logger is not None:
-            self.request_logger.shutdown(SHUTDOWN_TIMEOUT)
+            self.request_logger.shutdown(self.exporter.shutdown_timeout)
         if self.owns_meter_provider:
             if not getattr(self.meter_provider, "_shutdown", False):
                 self.meter_provider.shutdown()
@@ -71,11 +80,9 @@ class Instrumentation:
         self.exporter.set_app(app, self.app_version, openapi=self.send_openapi)
 
     def on_app_shutdown(self) -> None:
-        # One final collection and delivery attempt, bounded; the periodic reader keeps running
-        # (and the provider's atexit shutdown reports anything counted after this).
-        self.metric_reader.force_flush(timeout_millis=SHUTDOWN_TIMEOUT * 1000)
-        if self.request_logger is not None:
-            self.request_logger.flush(SHUTDOWN_TIMEOUT)
+        # One final collection and delivery attempt, bounded by one deadline for everything; the
+        # periodic reader keeps running (an interpreter-exit shutdown reports what comes after).
+        final_flush(self.metric_reader, self.exporter, self.request_logger)
 
 
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
@@ -100,6 +107,8 @@ def instrument_app(
     max_consumers: int | None = None,
     otel_metrics: bool = False,
     request_logging: RequestLoggingConfig | None = None,
+    proxy: str | None = None,
+    shutdown_timeout: float | None = None,
     disabled: bool | None = None,
 ) -> Instrumentation | None:
     """Monitor ``app`` (Starlette or FastAPI) and sync its metrics to the Apitally hub.
@@ -111,7 +120,9 @@ def instrument_app(
 
     ``openapi_url=None`` keeps the OpenAPI document out of the startup message; FastAPI apps are
     asked for theirs with ``app.openapi()`` at startup. ``request_logging`` (default: from the
-    ``APITALLY_REQUEST_LOGGING_*`` env vars, off) turns on request logging.
+    ``APITALLY_REQUEST_LOGGING_*`` env vars, off) turns on request logging. ``proxy``
+    (``APITALLY_PROXY``) routes hub requests through a proxy; ``shutdown_timeout``
+    (``APITALLY_SHUTDOWN_TIMEOUT``, 5 s) bounds the final delivery at shutdown.
     """
     if is_disabled(disabled):
         _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
@@ -131,10 +142,12 @@ def instrument_app(
         _logger.error("apitally-otel disabled: %s", exc)
         return None
 
-    request_logger = build_request_logger(request_logging, settings)
+    exporter = ApitallyMetricExporter(settings=settings, proxy=proxy, shutdown_timeout=shutdown_timeout)
+    if not exporter.enabled:
+        return None  # the exporter logged why (an invalid proxy)
+    request_logger = build_request_logger(request_logging, settings, exporter.proxy)
     sdk_tracer_provider = _sdk_tracer_provider(tracer_provider)
     processor = ApitallySpanProcessor(max_consumers=settings.max_consumers)
-    exporter = ApitallyMetricExporter(settings=settings)
     reader = ApitallyMetricReader(exporter, span_processor=processor, sync_interval=settings.sync_interval)
     sdk_tracer_provider.add_span_processor(processor)
     sdk_meter_provider, owned = _attach_reader(meter_provider, reader)
@@ -157,13 +170,15 @@ def instrument_app(
     return setup
 
 
-def build_request_logger(config: RequestLoggingConfig | None, settings: HubSettings) -> RequestLogger | None:
+def build_request_logger(
+    config: RequestLoggingConfig | None, settings: HubSettings, proxy: str | None = None
+) -> RequestLogger | None:
     """A RequestLogger when request logging is enabled (argument, else env vars); None otherwise."""
     config = config if config is not None else RequestLoggingConfig.from_env()
     if not config.enabled:
         return None
     try:
-        return RequestLogger(config, settings, upload_interval=settings.sync_interval)
+        return RequestLogger(config, settings, upload_interval=settings.sync_interval, proxy=proxy)
     except re.error as exc:
         _logger.error("apitally-otel: request logging disabled: invalid pattern (%s)", exc)
         return None

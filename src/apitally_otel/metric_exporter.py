@@ -128,6 +128,12 @@ class ApitallyMetricExporter(MetricExporter):
         _register_at_fork(self)
 
     @property
+    def proxy(self) -> str | None:
+        """The proxy for hub requests given explicitly (``proxy=`` / ``APITALLY_PROXY``), if any."""
+        options = getattr(self, "_client_options", None)
+        return options["proxy"] if options else None
+
+    @property
     def enabled(self) -> bool:
         return self._client is not None and not self._shutdown
 
