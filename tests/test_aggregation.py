@@ -167,3 +167,24 @@ def test_state_stays_bounded_over_many_distinct_consumers() -> None:
         assert len(data.consumers) == 5_000
         assert len(agg._known) <= 20_000 and not agg._changed and not agg._interval_consumers
     assert len(agg._known) == 20_000
+
+
+def test_for_otlp_rebuckets_exactly() -> None:
+    from apitally_otel._metrics import OTLP_DURATION_BOUNDS, for_otlp
+
+    agg = Aggregator()
+    seconds = [0.0, 0.009, 0.01, 0.0199, 0.02, 0.3, 9.99, 12.0]
+    for s in seconds:
+        agg.add_request(Consumer("c"), "GET", "/", 200, s, 1500, None)
+    duration, request_size, _response_size = for_otlp(interval_to_metrics(agg.drain()))
+    (point,) = duration.data.data_points  # type: ignore[attr-defined]
+    assert list(point.explicit_bounds) == list(OTLP_DURATION_BOUNDS)
+    expected = [0] * (len(OTLP_DURATION_BOUNDS) + 1)
+    for s in seconds:  # OTel buckets are (previous bound, bound]
+        expected[
+            next((i for i, b in enumerate(OTLP_DURATION_BOUNDS) if s <= b), len(OTLP_DURATION_BOUNDS))
+        ] += 1
+    assert list(point.bucket_counts) == expected
+    assert point.attributes["apitally.consumer.identifier"] == "c"
+    (size_point,) = request_size.data.data_points  # type: ignore[attr-defined]
+    assert size_point.count == len(seconds) and size_point.sum == 1500 * len(seconds)

@@ -172,6 +172,7 @@ def test_with_otlp_and_sampling(hub: HubServer, otlp: tuple[OtlpReceiver, str]) 
         OTEL_TRACES_SAMPLER="parentbased_traceidratio",
         OTEL_TRACES_SAMPLER_ARG="0.01",
         OTEL_PYTHON_FASTAPI_EXCLUDED_URLS="legacy/status",
+        APITALLY_OTLP_METRICS="true",
     )
     assert endpoint_counts(hub, client_id) == {
         ("GET", "/orders/{order_id}", 200): 25,
@@ -184,3 +185,15 @@ def test_with_otlp_and_sampling(hub: HubServer, otlp: tuple[OtlpReceiver, str]) 
     routes = {a.value.string_value for s in server_spans for a in s.attributes if a.key == "http.route"}
     assert routes == {"/orders/{order_id}"}
     assert not any(s.name.endswith(("receive", "send")) for s in receiver.spans)
+    # The derived request metrics reach the OTLP backend too (one switch), counting every request.
+    durations = [
+        m
+        for scope, m in receiver.metrics
+        if scope == "apitally_otel" and m.name == "http.server.request.duration"
+    ]
+    counted: dict[str, int] = {}
+    for metric in durations:
+        for point in metric.histogram.data_points:
+            route = next(a.value.string_value for a in point.attributes if a.key == "http.route")
+            counted[route] = counted.get(route, 0) + point.count
+    assert counted == {"/orders/{order_id}": 25, "/legacy/status/{name}": 5}, output

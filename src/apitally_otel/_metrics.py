@@ -196,3 +196,46 @@ def _bins(point: HistogramDataPoint, key_of: Any) -> dict[str, int]:
         key = str(key_of(lower))
         bins[key] = bins.get(key, 0) + int(count)
     return bins
+
+
+# Fixed bucket bounds for other OTLP backends: every 10 ms bin falls wholly into one bucket, so the
+# re-bucketing is exact for durations; sizes are assigned by their bin (1 kB resolution).
+OTLP_DURATION_BOUNDS = (0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+OTLP_SIZE_BOUNDS = (1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0)
+
+
+def for_otlp(metrics: list[Metric]) -> list[Metric]:
+    """The request histograms (not the hub-only error details) with fixed bounds, for OTLP."""
+    out = []
+    for metric in metrics:
+        bounds: tuple[float, ...]
+        if metric.name == DURATION:
+            bounds, divisor, factor = OTLP_DURATION_BOUNDS, 1000, 1  # bin keys are ms
+        elif metric.name in (REQUEST_SIZE, RESPONSE_SIZE):
+            bounds, divisor, factor = OTLP_SIZE_BOUNDS, 1, 1000  # bin keys are kB
+        else:
+            continue
+        points = []
+        for point in getattr(metric.data, "data_points", ()):
+            if not isinstance(point, HistogramDataPoint):
+                continue
+            bins = time_bins(point) if metric.name == DURATION else size_bins(point)
+            counts = [0] * (len(bounds) + 1)
+            for key, count in bins.items():
+                edge = int(key) * factor / divisor  # exact: 10 / 1000 == 0.01
+                counts[next((i for i, bound in enumerate(bounds) if edge < bound), len(bounds))] += count
+            points.append(
+                HistogramDataPoint(
+                    attributes=point.attributes,
+                    start_time_unix_nano=point.start_time_unix_nano,
+                    time_unix_nano=point.time_unix_nano,
+                    count=point.count,
+                    sum=point.sum,
+                    bucket_counts=counts,
+                    explicit_bounds=list(bounds),
+                    min=point.min,
+                    max=point.max,
+                )
+            )
+        out.append(Metric(metric.name, metric.description, metric.unit, Histogram(points, _DELTA)))
+    return out

@@ -74,3 +74,12 @@ Proxy URL for the connection to the hub, e.g. ``export APITALLY_PROXY=http://pro
 Without it, the standard ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` apply.
 Certificates are always verified; ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name a custom CA bundle.
 """
+
+APITALLY_OTLP_METRICS = "APITALLY_OTLP_METRICS"
+"""
+.. envvar:: APITALLY_OTLP_METRICS
+
+``true`` also sends the derived request metrics (``http.server.request.duration`` and the body-size
+histograms, per route, status and ``apitally.consumer.identifier``) to an OTLP/HTTP endpoint configured
+by the standard ``OTEL_EXPORTER_OTLP_*`` variables. ``export APITALLY_OTLP_METRICS=true``.
+"""

@@ -6,6 +6,11 @@ the request metrics are not SDK instruments, see design notes) and adds the inte
 instrumentation scope. It always produces data, so the exporter sends a sync every interval — the
 hub's heartbeat — even with no traffic, and it works without being registered on a MeterProvider.
 
+The same derived request metrics can also go to other backends, computed once: exporters passed as
+``forward_to`` (or, with ``APITALLY_OTLP_METRICS=true``, an ``OTLPMetricExporter`` configured by
+the standard ``OTEL_EXPORTER_OTLP_*`` variables) receive the ``http.server.request.duration`` and
+body-size histograms, with fixed bucket bounds and ``apitally.consumer.identifier`` attributes.
+
 Fork safety: a fork waits for a collection in progress, so no lock on the collection path (the
 SDK's, the aggregator's drain) is copied while held. The child starts with fresh locks and an
 empty aggregate: what was counted before the fork is the parent's to report (so the SDK's re-export
@@ -20,9 +25,10 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricsData,
@@ -33,8 +39,10 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from apitally_otel._config import resolve_sync_interval
-from apitally_otel._metrics import SCOPE_NAME, interval_to_metrics
+from apitally_otel import environment_variables as env_vars
+from apitally_otel._config import env, resolve_sync_interval
+from apitally_otel._metrics import SCOPE_NAME, for_otlp, interval_to_metrics, iter_scope_metrics
+from apitally_otel.metric_exporter import _TEMPORALITY as _DELTA_TEMPORALITY
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.span_processor import ApitallySpanProcessor
 from apitally_otel.version import __version__
@@ -59,8 +67,10 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         span_processor: ApitallySpanProcessor | None = None,
         sync_interval: float | None = None,
         export_timeout_millis: float | None = None,
+        forward_to: Sequence[MetricExporter] | None = None,
     ) -> None:
         self._sdk_collect: _Collect | None = None
+        self.forward_to = list(forward_to) if forward_to is not None else _forward_from_env()
         self._fork_guard = threading.Lock()  # held by each collection, and by fork() meanwhile
         self._fork_guard_held = False
         self.span_processor = span_processor if span_processor is not None else ApitallySpanProcessor()
@@ -93,6 +103,33 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         merged = ResourceMetrics(first.resource, [*first.scope_metrics, scope_metrics], first.schema_url)
         return MetricsData([merged, *rest])
 
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        if not self.forward_to:
+            return
+        ours = [m for m in iter_scope_metrics(metrics_data)]
+        data = MetricsData(
+            [ResourceMetrics(_resource(metrics_data), [ScopeMetrics(_SCOPE, for_otlp(ours), "")], "")]
+        )
+        with suppress_instrumentation():  # the exporters' own HTTP calls are not app traffic
+            for exporter in self.forward_to:
+                try:
+                    exporter.export(data, timeout_millis=timeout_millis)
+                except Exception:  # another backend's failure must not stop the hub sync
+                    _logger.exception(
+                        "apitally-otel: forwarding metrics to %s failed", type(exporter).__name__
+                    )
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        super().shutdown(timeout_millis=timeout_millis, **kwargs)
+        for exporter in self.forward_to:
+            try:
+                exporter.shutdown(timeout_millis=timeout_millis)
+            except Exception:  # shutting down another backend's exporter must not raise here
+                _logger.exception("apitally-otel: shutting down %s failed", type(exporter).__name__)
+
     def _before_fork(self) -> None:
         # Bounded: a collection never waits on the hub (export only enqueues).
         self._fork_guard_held = self._fork_guard.acquire(timeout=_FORK_GUARD_TIMEOUT)
@@ -108,6 +145,24 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         self._export_lock = threading.Lock()
         # What was counted before the fork belongs to the parent, which reports it itself.
         self.span_processor.aggregator.reset_after_fork()
+
+
+def _resource(metrics_data: MetricsData) -> Resource:
+    first = next(iter(metrics_data.resource_metrics), None)
+    return first.resource if first is not None else Resource.get_empty()
+
+
+def _forward_from_env() -> list[MetricExporter]:
+    if (env(env_vars.APITALLY_OTLP_METRICS) or "").strip().lower() not in ("1", "true", "yes", "on"):
+        return []
+    try:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    except ImportError:
+        _logger.error(
+            "apitally-otel: not forwarding metrics: APITALLY_OTLP_METRICS needs the OTLP/HTTP exporter"
+        )
+        return []
+    return [OTLPMetricExporter(preferred_temporality=dict(_DELTA_TEMPORALITY))]
 
 
 def _register_at_fork(reader: ApitallyMetricReader) -> None:
