@@ -180,9 +180,9 @@ def test_for_otlp_rebuckets_exactly() -> None:
     (point,) = duration.data.data_points  # type: ignore[attr-defined]
     assert list(point.explicit_bounds) == list(OTLP_DURATION_BOUNDS)
     expected = [0] * (len(OTLP_DURATION_BOUNDS) + 1)
-    for s in seconds:  # OTel buckets are (previous bound, bound]
+    for s in seconds:  # as in the hub bins, [lower, upper): a value equal to a bound counts above it
         expected[
-            next((i for i, b in enumerate(OTLP_DURATION_BOUNDS) if s <= b), len(OTLP_DURATION_BOUNDS))
+            next((i for i, b in enumerate(OTLP_DURATION_BOUNDS) if s < b), len(OTLP_DURATION_BOUNDS))
         ] += 1
     assert list(point.bucket_counts) == expected
     assert point.attributes["apitally.consumer.identifier"] == "c"
