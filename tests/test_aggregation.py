@@ -78,8 +78,8 @@ def test_known_consumer_memory_is_bounded() -> None:
     agg = Aggregator(max_consumers=1_000_000, max_known_consumers=100)
     for i in range(1000):
         agg.add_request(Consumer(f"c{i}", "name"), "GET", "/", 200, 0.0, None, None)
-    assert len(agg._known) == 100
     assert len(to_payload(agg)["consumers"]) == 1000
+    assert len(agg._known) == 100
 
 
 def test_error_details_are_capped(caplog: pytest.LogCaptureFixture) -> None:
@@ -160,9 +160,9 @@ def test_state_stays_bounded_over_many_distinct_consumers() -> None:
                 Consumer(f"consumer-{n:07d}", f"Name {n}", "g"), "GET", routes[n % 1000], 200, 0.01, 1, 2
             )
             n += 1
-        assert len(agg._interval_consumers) == 5_000
-        assert len(agg._data.series) <= 5_000 + 1000  # capped consumers + overflow per route
+        assert len(agg._pending) == 10_000  # only appended on the request path
         data = agg.drain()
+        assert len(data.series) <= 5_000 + 1000  # capped consumers + overflow per route
         assert sum(s.count for s in data.series.values()) == 10_000  # nothing lost
         assert len(data.consumers) == 5_000
         assert len(agg._known) <= 20_000 and not agg._changed and not agg._interval_consumers
@@ -188,3 +188,43 @@ def test_for_otlp_rebuckets_exactly() -> None:
     assert point.attributes["apitally.consumer.identifier"] == "c"
     (size_point,) = request_size.data.data_points  # type: ignore[attr-defined]
     assert size_point.count == len(seconds) and size_point.sum == 1500 * len(seconds)
+
+
+def test_pending_items_are_bounded_and_folded_inline() -> None:
+    agg = Aggregator(max_pending=100)
+    for _ in range(250):
+        agg.add_request(None, "GET", "/", 200, 0.0, None, None)
+        agg.add_validation_body(None, "POST", "/", b'{"detail": [{"loc": ["q"], "msg": "m", "type": "t"}]}')
+    assert len(agg._pending) < 100
+    data = agg.drain()
+    assert sum(s.count for s in data.series.values()) == 250
+    assert sum(data.validation_errors.values()) == 250
+
+
+def test_concurrent_adds_lose_nothing() -> None:
+    import threading
+
+    agg = Aggregator(max_pending=1_000)
+    totals = []
+
+    def drainer(stop: threading.Event) -> None:
+        while not stop.is_set():
+            totals.append(sum(s.count for s in agg.drain().series.values()))
+
+    stop = threading.Event()
+    thread = threading.Thread(target=drainer, args=(stop,))
+    thread.start()
+    workers = [
+        threading.Thread(
+            target=lambda: [agg.add_request(None, "GET", "/", 200, 0.0, None, None) for _ in range(20_000)]
+        )
+        for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    thread.join()
+    totals.append(sum(s.count for s in agg.drain().series.values()))
+    assert sum(totals) == 60_000

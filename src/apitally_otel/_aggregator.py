@@ -1,8 +1,10 @@
 """The in-process aggregate of one sync interval, with explicit cardinality bounds.
 
-The span processor adds to it on the request path (a dict update under a lock, O(1)); the metric
-reader swaps it out once per interval (:meth:`Aggregator.drain`) and converts the snapshot outside
-the lock. Nothing here grows without bound: distinct consumers per interval are capped (the rest
+On the request path, ``add_*`` only append a tuple to a deque (atomic, no lock); the metric reader's
+thread folds them into the interval's series once per interval (:meth:`Aggregator.drain`) — and
+parses validation-error bodies there, off the event loop. The deque is bounded: past
+``max_pending`` items (or 8 MB of pending bodies) the request that crosses the bound folds the
+backlog itself. Nothing here grows without bound: distinct consumers per interval are capped (the rest
 are counted without a consumer), distinct error details per interval are capped (the rest are
 counted as dropped), and the memory of consumer names is a bounded LRU.
 """
@@ -12,10 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from apitally_otel._consumers import Consumer
+from apitally_otel._errors import parse_validation_errors
 
 _logger = logging.getLogger(__name__)
 
@@ -26,6 +30,10 @@ ServerErrorKey = tuple[str | None, str, str, str, str, str]  # + type, msg, trac
 DEFAULT_MAX_VALIDATION_ERRORS = 1_000
 DEFAULT_MAX_SERVER_ERRORS = 100
 DEFAULT_MAX_KNOWN_CONSUMERS = 100_000
+DEFAULT_MAX_PENDING = 100_000
+MAX_PENDING_BODY_BYTES = 8 * 1024 * 1024
+
+_REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
 
 
 class Series:
@@ -73,8 +81,12 @@ class Aggregator:
         max_validation_errors: int = DEFAULT_MAX_VALIDATION_ERRORS,
         max_server_errors: int = DEFAULT_MAX_SERVER_ERRORS,
         max_known_consumers: int = DEFAULT_MAX_KNOWN_CONSUMERS,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ) -> None:
         self.max_consumers = max_consumers
+        self.max_pending = max_pending
+        self._pending: deque[tuple[Any, ...]] = deque()
+        self._pending_body_bytes = 0
         self.max_validation_errors = max_validation_errors
         self.max_server_errors = max_server_errors
         self.max_known_consumers = max_known_consumers
@@ -89,7 +101,71 @@ class Aggregator:
         self._dropped_errors = 0
         self._warned_consumer_cap = False
 
+    # -- the request path: append only ------------------------------------------------------
     def add_request(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        status: int,
+        duration: float,
+        request_size: int | None,
+        response_size: int | None,
+    ) -> None:
+        self._pending.append(
+            (_REQUEST, consumer, method, route, status, duration, request_size, response_size)
+        )
+        if len(self._pending) >= self.max_pending:
+            self._fold_now()
+
+    def add_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
+        """A 422/400 JSON body, parsed for validation errors when the interval is folded."""
+        self._pending.append((_VALIDATION_BODY, consumer, method, route, body))
+        self._pending_body_bytes += len(body)  # an estimate across threads is enough for a bound
+        if self._pending_body_bytes >= MAX_PENDING_BODY_BYTES:
+            self._fold_now()
+
+    def add_validation_errors(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        errors: list[tuple[tuple[str, ...], str, str]],
+    ) -> None:
+        self._pending.append((_VALIDATION_ERRORS, consumer, method, route, errors))
+
+    def add_server_error(
+        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
+    ) -> None:
+        self._pending.append((_SERVER_ERROR, consumer, method, route, type_, msg, traceback))
+
+    # -- folding (under the lock) -------------------------------------------------------------
+    def _fold_now(self) -> None:
+        with self._lock:
+            self._fold_pending()
+
+    def _fold_pending(self) -> None:
+        pending = self._pending
+        fold = (
+            self._fold_request,
+            self._fold_validation_body,
+            self._fold_validation_errors,
+            self._fold_server_error,
+        )
+        self._pending_body_bytes = 0
+        while True:
+            try:
+                item = pending.popleft()  # appends from other threads meanwhile are kept, never lost
+            except IndexError:
+                return
+            fold[item[0]](*item[1:])
+
+    def _fold_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
+        errors = parse_validation_errors(body)
+        if errors:
+            self._fold_validation_errors(consumer, method, route, errors)
+
+    def _fold_request(
         self,
         consumer: Consumer | None,
         method: str,
@@ -101,59 +177,56 @@ class Aggregator:
     ) -> None:
         duration = max(duration, 0.0)
         time_bin = int(duration / 0.01) * 10  # hub-protocol §4.1, to the letter
-        with self._lock:
-            identifier = self._consumer_key(consumer)
-            key = (identifier, method, route, status)
-            series = self._data.series.get(key)
-            if series is None:
-                series = self._data.series[key] = Series()
-            series.count += 1
-            series.duration_sum += duration
-            if duration < series.duration_min:
-                series.duration_min = duration
-            if duration > series.duration_max:
-                series.duration_max = duration
-            series.time_bins[time_bin] = series.time_bins.get(time_bin, 0) + 1
-            if request_size is not None and request_size >= 0:
-                series.request_size_sum += request_size
-                kb = request_size // 1000
-                series.request_size_bins[kb] = series.request_size_bins.get(kb, 0) + 1
-            if response_size is not None and response_size >= 0:
-                series.response_size_sum += response_size
-                kb = response_size // 1000
-                series.response_size_bins[kb] = series.response_size_bins.get(kb, 0) + 1
+        identifier = self._consumer_key(consumer)
+        key = (identifier, method, route, status)
+        series = self._data.series.get(key)
+        if series is None:
+            series = self._data.series[key] = Series()
+        series.count += 1
+        series.duration_sum += duration
+        if duration < series.duration_min:
+            series.duration_min = duration
+        if duration > series.duration_max:
+            series.duration_max = duration
+        series.time_bins[time_bin] = series.time_bins.get(time_bin, 0) + 1
+        if request_size is not None and request_size >= 0:
+            series.request_size_sum += request_size
+            kb = request_size // 1000
+            series.request_size_bins[kb] = series.request_size_bins.get(kb, 0) + 1
+        if response_size is not None and response_size >= 0:
+            series.response_size_sum += response_size
+            kb = response_size // 1000
+            series.response_size_bins[kb] = series.response_size_bins.get(kb, 0) + 1
 
-    def add_validation_errors(
+    def _fold_validation_errors(
         self,
         consumer: Consumer | None,
         method: str,
         route: str,
         errors: list[tuple[tuple[str, ...], str, str]],
     ) -> None:
-        with self._lock:
-            identifier = self._consumer_key(consumer)
-            bucket = self._data.validation_errors
-            for loc, msg, type_ in errors:
-                key = (identifier, method, route, loc, msg, type_)
-                if key in bucket:
-                    bucket[key] += 1
-                elif len(bucket) < self.max_validation_errors:
-                    bucket[key] = 1
-                else:
-                    self._dropped_errors += 1
-
-    def add_server_error(
-        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
-    ) -> None:
-        with self._lock:
-            key = (self._consumer_key(consumer), method, route, type_, msg, traceback)
-            bucket = self._data.server_errors
+        identifier = self._consumer_key(consumer)
+        bucket = self._data.validation_errors
+        for loc, msg, type_ in errors:
+            key = (identifier, method, route, loc, msg, type_)
             if key in bucket:
                 bucket[key] += 1
-            elif len(bucket) < self.max_server_errors:
+            elif len(bucket) < self.max_validation_errors:
                 bucket[key] = 1
             else:
                 self._dropped_errors += 1
+
+    def _fold_server_error(
+        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
+    ) -> None:
+        key = (self._consumer_key(consumer), method, route, type_, msg, traceback)
+        bucket = self._data.server_errors
+        if key in bucket:
+            bucket[key] += 1
+        elif len(bucket) < self.max_server_errors:
+            bucket[key] = 1
+        else:
+            self._dropped_errors += 1
 
     def _consumer_key(self, consumer: Consumer | None) -> str | None:
         """The identifier to count under (None past the per-interval cap); notes name/group changes."""
@@ -177,8 +250,9 @@ class Aggregator:
 
     def drain(self) -> IntervalData:
         """Swap out the current interval (O(1) under the lock) and return it."""
-        now = time.time()
         with self._lock:
+            self._fold_pending()
+            now = time.time()
             data = self._data
             self._data = IntervalData(now, 0.0)
             data.end_time = now
@@ -211,6 +285,8 @@ class Aggregator:
         replaced, not acquired.
         """
         self._lock = threading.Lock()
+        self._pending = deque()
+        self._pending_body_bytes = 0
         self._data = IntervalData(time.time(), 0.0)
         self._interval_consumers = set()
         self._changed = {}

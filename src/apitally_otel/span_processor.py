@@ -20,7 +20,7 @@ from apitally_otel._aggregator import Aggregator
 from apitally_otel._config import DEFAULT_MAX_CONSUMERS
 from apitally_otel._consumers import ATTR_IDENTIFIER, Consumer, consumer_from_attributes, make_consumer
 from apitally_otel._context import RequestRecord, current_request
-from apitally_otel._errors import parse_validation_errors, server_error_details
+from apitally_otel._errors import server_error_details
 
 _logger = logging.getLogger(__name__)
 
@@ -130,9 +130,8 @@ class ApitallySpanProcessor(SpanProcessor):
             consumer, record.method, record.route, status, duration, record.request_size, record.response_size
         )
         if record.validation_body is not None and status in (400, 422):
-            errors = parse_validation_errors(record.validation_body)
-            if errors:
-                self.aggregator.add_validation_errors(consumer, record.method, record.route, errors)
+            # Parsed when the interval is folded, on the reader's thread: not on the event loop.
+            self.aggregator.add_validation_body(consumer, record.method, record.route, record.validation_body)
         if status == 500 and record.exception is not None:
             type_, msg, tb = server_error_details(record.exception)
             self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb)
