@@ -42,7 +42,6 @@ are always verified.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading
@@ -57,6 +56,7 @@ import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from apitally_otel._config import HubSettings
+from apitally_otel._gil import dumps_chunked
 from apitally_otel.version import __version__
 
 _logger = logging.getLogger(__name__)
@@ -466,4 +466,4 @@ class HubClient:
 
 
 def _dump(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return dumps_chunked(payload)  # a large sync must not hold the GIL in one json.dumps call

@@ -55,6 +55,7 @@ from apitally_otel import environment_variables as env_vars
 from apitally_otel._client import MAX_BACKOFF_CAP, HubClient
 from apitally_otel._config import ConfigError, HubSettings, env, resolve_settings
 from apitally_otel._encoding import encode_startup, encode_sync
+from apitally_otel._gil import release
 from apitally_otel._instance import instance_uuid, release_after_fork, release_instance_uuid
 from apitally_otel._resources import ResourceSampler
 from apitally_otel._startup import app_info
@@ -202,6 +203,8 @@ class ApitallyMetricExporter(MetricExporter):
                     return MetricExportResult.SUCCESS  # quiet: nothing to report, no heartbeat
                 payload["instance_uuid"] = self._identity()
             queued = client.enqueue_sync(payload)
+            for key in _DATA_KEYS:
+                release(payload[key])  # the encoded bytes are queued; free the items in slices
         except Exception:  # export() reports failure, it never raises
             _logger.exception("apitally-otel: failed to build the sync message")
             return MetricExportResult.FAILURE

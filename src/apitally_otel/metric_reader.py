@@ -41,6 +41,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from apitally_otel import environment_variables as env_vars
 from apitally_otel._config import env, resolve_sync_interval
+from apitally_otel._gil import gc_paused, release
 from apitally_otel._metrics import SCOPE_NAME, for_otlp, interval_to_metrics, iter_scope_metrics
 from apitally_otel.metric_exporter import _TEMPORALITY as _DELTA_TEMPORALITY
 from apitally_otel.metric_exporter import ApitallyMetricExporter
@@ -103,9 +104,24 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         merged = ResourceMetrics(first.resource, [*first.scope_metrics, scope_metrics], first.schema_url)
         return MetricsData([merged, *rest])
 
+    def collect(self, timeout_millis: float = 10_000) -> None:  # type: ignore[misc]
+        # No automatic garbage collection while an interval is converted: the churn of a large
+        # interval would otherwise trigger full collections that stall the event loop (see _gil).
+        with gc_paused():
+            super().collect(timeout_millis=timeout_millis)
+
     def _receive_metrics(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> None:
+        try:
+            self._export_and_forward(metrics_data, timeout_millis, **kwargs)
+        finally:
+            for metric in iter_scope_metrics(metrics_data):
+                points = getattr(metric.data, "data_points", None)
+                if isinstance(points, list):
+                    release(points)  # ours, built per interval: freed in slices, not in one cascade
+
+    def _export_and_forward(self, metrics_data: MetricsData, timeout_millis: float, **kwargs: Any) -> None:
         super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
         if not self.forward_to:
             return

@@ -1,0 +1,167 @@
+"""In-process overhead: µs per request of each variant, the ASGI app called directly (no sockets).
+
+Every (variant, app) pair runs in its own worker process (``worker.py``) with the interpreter of
+its own virtual environment, lifespan started; the workers are driven one at a time, interleaved:
+each round runs every scenario on every variant in a shuffled order, and the medians over the
+rounds are reported. Overhead = variant - bare app, per scenario.
+
+    python benchmarks/bench_overhead.py [--quick] [--rounds R] [--requests N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from typing import Any
+
+import apps
+import common
+
+TARGET_VS_OTEL = 1.15
+TARGET_VS_APITALLY_1 = 0.6
+FULL_ROUNDS, FULL_REQUESTS = 11, 2000
+QUICK_ROUNDS, QUICK_REQUESTS = 2, 30
+
+
+def run(*, quick: bool, rounds: int | None = None, requests: int | None = None) -> dict[str, Any]:
+    rounds = rounds or (QUICK_ROUNDS if quick else FULL_ROUNDS)
+    requests = requests or (QUICK_REQUESTS if quick else FULL_REQUESTS)
+    pythons = common.available_variants(apps.VARIANTS, create=not quick)
+    samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+    workers: dict[tuple[str, str], common.JsonProcess] = {}
+    info: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    rng = random.Random(8)
+    with common.sink() as sink_url:
+        try:
+            for variant, python in pythons.items():
+                for app in apps.APPS:
+                    workers[variant, app] = common.JsonProcess(
+                        [python, "worker.py", "--variant", variant, "--app", app, "--sink-url", sink_url]
+                    )
+            for (variant, _), worker in workers.items():  # started in parallel, now wait for each
+                info[variant] = {"python": worker.hello["python"], "versions": worker.hello["versions"]}
+                for scenario in apps.SCENARIOS:
+                    got = worker.hello["statuses"].get(scenario.name, scenario.expect)
+                    if got != scenario.expect:
+                        broken[f"{variant}: {scenario.name}"] = f"status {got}, expected {scenario.expect}"
+            common.log(f"overhead: {len(workers)} workers, {rounds} rounds x {requests} requests")
+            for round_index in range(rounds):
+                for scenario in apps.SCENARIOS:
+                    order = list(pythons)
+                    rng.shuffle(order)
+                    for variant in order:
+                        reply = workers[variant, scenario.app].ask(
+                            cmd="run", scenario=scenario.name, n=requests
+                        )
+                        if round_index > 0 or rounds == 1:  # the first round warms up
+                            samples.setdefault((variant, scenario.name), []).append(reply)
+                common.log(f"  round {round_index + 1}/{rounds} done")
+            recorded = {f"{v} {a}": w.ask(cmd="recorded")["recorded"] for (v, a), w in workers.items()}
+        finally:
+            for worker in workers.values():
+                worker.close()
+    return summarize(samples, list(pythons), info, broken, recorded, rounds, requests)
+
+
+def summarize(
+    samples: dict[tuple[str, str], list[dict[str, float]]],
+    variants: list[str],
+    info: dict[str, Any],
+    broken: dict[str, str],
+    recorded: dict[str, int | None],
+    rounds: int,
+    requests: int,
+) -> dict[str, Any]:
+    scenarios: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario in apps.SCENARIOS:
+        rows = scenarios[scenario.name] = {}
+        for variant in variants:
+            walls = [s["us"] for s in samples[variant, scenario.name]]
+            cpus = [s["cpu_us"] for s in samples[variant, scenario.name]]
+            rows[variant] = {
+                "us": common.median(walls),
+                "cpu_us": common.median(cpus),
+                "p25_us": common.quantile(walls, 0.25),
+                "p75_us": common.quantile(walls, 0.75),
+                "samples_us": [round(w, 2) for w in walls],
+            }
+        for variant in variants:
+            rows[variant]["overhead_us"] = rows[variant]["us"] - rows["bare"]["us"]
+    ratios = {}
+    for name, reference, target in (
+        ("vs_otel", "otel", TARGET_VS_OTEL),
+        ("vs_apitally_1", "apitally-1.0.0", TARGET_VS_APITALLY_1),
+    ):
+        if "apitally-otel" not in variants or reference not in variants:
+            continue
+        per_scenario = {
+            s: rows["apitally-otel"]["overhead_us"] / rows[reference]["overhead_us"]
+            for s, rows in scenarios.items()
+        }
+        total = sum(r["apitally-otel"]["overhead_us"] for r in scenarios.values()) / sum(
+            r[reference]["overhead_us"] for r in scenarios.values()
+        )
+        ratios[name] = {
+            "reference": reference,
+            "target": target,
+            "per_scenario": per_scenario,
+            "all_scenarios": total,
+            "met": total <= target,
+        }
+    return {
+        "rounds": rounds,
+        "requests_per_round": requests,
+        "variants": variants,
+        "environments": info,
+        "scenarios": scenarios,
+        "ratios": ratios,
+        "recorded": recorded,
+        "broken": broken,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    names = [s.name for s in apps.SCENARIOS]
+    rows: list[list[Any]] = []
+    for variant in result["variants"]:
+        row: list[Any] = [apps.VARIANT_LABELS[variant]]
+        for name in names:
+            cell = result["scenarios"][name][variant]
+            row.append(
+                f"{cell['us']:.1f}" if variant == "bare" else f"{cell['us']:.1f} (+{cell['overhead_us']:.1f})"
+            )
+        rows.append(row)
+    for ratio in result["ratios"].values():
+        label = f"overhead ratio vs {ratio['reference']} (target ≤ {ratio['target']})"
+        rows.append([label, *[f"{ratio['per_scenario'][n]:.2f}" for n in names]])
+    text = [
+        f"µs/request (median of {result['rounds'] - 1 or 1} interleaved rounds x "
+        f"{result['requests_per_round']} requests; overhead vs bare in parentheses)",
+        "",
+        common.table(["variant", *names], rows),
+    ]
+    for ratio in result["ratios"].values():
+        verdict = "met" if ratio["met"] else "MISSED"
+        text.append(
+            f"\napitally-otel overhead / {ratio['reference']} overhead, all scenarios: "
+            f"{ratio['all_scenarios']:.2f} (target ≤ {ratio['target']}: {verdict})"
+        )
+    if result["broken"]:
+        text.append("\nWrong responses: " + "; ".join(f"{k}: {v}" for k, v in result["broken"].items()))
+    return "\n".join(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts; skip peers without a venv")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--requests", type=int)
+    args = parser.parse_args()
+    result = run(quick=args.quick, rounds=args.rounds, requests=args.requests)
+    common.save_json(common.RESULTS_DIR / "overhead.json", result)
+    print(report(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Run every benchmark, write ``results/latest.json`` and print a markdown report.
+
+    python benchmarks/run.py            # the full run (creates the peers' venvs on first use)
+    python benchmarks/run.py --quick    # seconds; skips peers without a venv and wrk if absent
+    python benchmarks/run.py --only overhead export
+
+The quick mode asserts nothing about speed: it keeps the scripts working (CI) and writes
+``results/quick.json`` so that it never replaces the figures of a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from elsewhere
+
+import bench_export
+import bench_memory
+import bench_overhead
+import bench_throughput
+import common
+
+Runner = Callable[..., dict[str, Any]]
+BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
+    "overhead": ("In-process overhead", bench_overhead.run, bench_overhead.report),
+    "throughput": ("Throughput under load", bench_throughput.run, bench_throughput.report),
+    "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
+    "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
+}
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The targets of the performance budget (design notes §4), one line each."""
+    lines = []
+    overhead = results.get("overhead", {})
+    for ratio in overhead.get("ratios", {}).values():
+        lines.append(
+            f"- instrument_app overhead / {ratio['reference']} overhead: {ratio['all_scenarios']:.2f} "
+            f"(target ≤ {ratio['target']}) — {'met' if ratio['met'] else 'MISSED'}"
+        )
+    if "memory" in results:
+        memory = results["memory"]
+        lines.append(
+            f"- memory with {memory['consumers_per_interval']:,} new consumers per interval: max RSS "
+            f"{memory['max_rss_mb']:.0f} MB — {'plateau' if memory['plateau'] else 'STILL GROWING'}"
+        )
+    if "export" in results:
+        export = results["export"]
+        stall = export["stall_with_series"]["max_lag_ms"]
+        lines.append(
+            f"- longest event-loop stall from exporting {export['series']:,} series: {stall:.1f} ms "
+            f"(target ≤ {export['stall_target_ms']:.0f} ms) — {'met' if export['stall_met'] else 'MISSED'}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts, a few seconds in all")
+    parser.add_argument("--only", nargs="+", choices=list(BENCHMARKS), help="run only these")
+    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    args = parser.parse_args()
+    selected = args.only or list(BENCHMARKS)
+    results: dict[str, Any] = {"machine": common.machine(), "quick": args.quick}
+    sections = []
+    started = time.monotonic()
+    for name in selected:
+        title, run, report = BENCHMARKS[name]
+        common.log(f"== {title}")
+        results[name] = run(quick=args.quick)
+        sections.append(f"### {title}\n\n{report(results[name])}")
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    output = args.output or common.RESULTS_DIR / ("quick.json" if args.quick else "latest.json")
+    common.save_json(output, results)
+    machine = results["machine"]
+    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
+    print(f"## Benchmarks ({machine['date'][:10]})\n")
+    load = f"load average {machine['load_average'][0]} before, {results['load_average_after'][0]} after"
+    print(f"{machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; {packages}; {load}\n")
+    print(summary(results) + "\n")
+    print("\n\n".join(sections))
+    common.log(f"results written to {output} ({results['elapsed_s']} s)")
+
+
+if __name__ == "__main__":
+    main()
