@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from e
 import bench_export
 import bench_memory
 import bench_overhead
+import bench_request_log
 import bench_throughput
 import common
 
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "throughput": ("Throughput under load", bench_throughput.run, bench_throughput.report),
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
+    "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
 }
 
 
