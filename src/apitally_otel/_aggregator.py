@@ -2,9 +2,12 @@
 
 On the request path, ``add_*`` only append a tuple to a deque (atomic, no lock); the metric reader's
 thread folds them into the interval's series once per interval (:meth:`Aggregator.drain`) — and
-parses validation-error bodies there, off the event loop. The deque is bounded: past
-``max_pending`` items (or 8 MB of pending bodies) the request that crosses the bound folds the
-backlog itself. Nothing here grows without bound: distinct consumers per interval are capped (the rest
+parses validation-error bodies there, off the event loop. Under heavy traffic a small background
+thread folds the backlog every ``fold_at`` items, so it stays small between syncs; only if that
+thread cannot keep up (``max_pending`` items, or 8 MB of pending bodies) does the request that
+crosses the bound fold the backlog itself (backpressure rather than unbounded memory).
+
+Nothing here grows without bound: distinct consumers per interval are capped (the rest
 are counted without a consumer), distinct error details per interval are capped (the rest are
 counted as dropped), and the memory of consumer names is a bounded LRU.
 """
@@ -20,6 +23,7 @@ from typing import Any
 
 from apitally_otel._consumers import Consumer
 from apitally_otel._errors import parse_validation_errors
+from apitally_otel._gil import gc_paused
 
 _logger = logging.getLogger(__name__)
 
@@ -30,7 +34,8 @@ ServerErrorKey = tuple[str | None, str, str, str, str, str]  # + type, msg, trac
 DEFAULT_MAX_VALIDATION_ERRORS = 1_000
 DEFAULT_MAX_SERVER_ERRORS = 100
 DEFAULT_MAX_KNOWN_CONSUMERS = 100_000
-DEFAULT_MAX_PENDING = 100_000
+DEFAULT_MAX_PENDING = 200_000
+DEFAULT_FOLD_AT = 10_000
 MAX_PENDING_BODY_BYTES = 8 * 1024 * 1024
 
 _REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
@@ -82,9 +87,13 @@ class Aggregator:
         max_server_errors: int = DEFAULT_MAX_SERVER_ERRORS,
         max_known_consumers: int = DEFAULT_MAX_KNOWN_CONSUMERS,
         max_pending: int = DEFAULT_MAX_PENDING,
+        fold_at: int = DEFAULT_FOLD_AT,
     ) -> None:
         self.max_consumers = max_consumers
         self.max_pending = max_pending
+        self.fold_at = min(fold_at, max_pending)
+        self._fold_wanted = threading.Event()
+        self._folder: threading.Thread | None = None
         self._pending: deque[tuple[Any, ...]] = deque()
         self._pending_body_bytes = 0
         self.max_validation_errors = max_validation_errors
@@ -115,8 +124,8 @@ class Aggregator:
         self._pending.append(
             (_REQUEST, consumer, method, route, status, duration, request_size, response_size)
         )
-        if len(self._pending) >= self.max_pending:
-            self._fold_now()
+        if len(self._pending) >= self.fold_at:
+            self._backlog()
 
     def add_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
         """A 422/400 JSON body, parsed for validation errors when the interval is folded."""
@@ -124,6 +133,8 @@ class Aggregator:
         self._pending_body_bytes += len(body)  # an estimate across threads is enough for a bound
         if self._pending_body_bytes >= MAX_PENDING_BODY_BYTES:
             self._fold_now()
+        elif len(self._pending) >= self.fold_at:
+            self._backlog()
 
     def add_validation_errors(
         self,
@@ -140,6 +151,27 @@ class Aggregator:
         self._pending.append((_SERVER_ERROR, consumer, method, route, type_, msg, traceback))
 
     # -- folding (under the lock) -------------------------------------------------------------
+    def _backlog(self) -> None:
+        if len(self._pending) >= self.max_pending:
+            self._fold_now()  # the folder thread cannot keep up: fold here rather than grow
+        elif not self._fold_wanted.is_set():
+            self._fold_wanted.set()
+            if self._folder is None or not self._folder.is_alive():
+                self._folder = threading.Thread(
+                    target=self._fold_loop, name="apitally-otel-fold", daemon=True
+                )
+                self._folder.start()
+
+    def _fold_loop(self) -> None:
+        while True:
+            self._fold_wanted.wait()
+            try:
+                with gc_paused():
+                    self._fold_now()
+            except Exception:  # the folder must not die; the next drain folds what is left
+                _logger.exception("apitally-otel: folding the request backlog failed")
+            self._fold_wanted.clear()
+
     def _fold_now(self) -> None:
         with self._lock:
             self._fold_pending()
@@ -285,6 +317,8 @@ class Aggregator:
         replaced, not acquired.
         """
         self._lock = threading.Lock()
+        self._fold_wanted = threading.Event()
+        self._folder = None  # threads do not survive fork(): restarted when needed
         self._pending = deque()
         self._pending_body_bytes = 0
         self._data = IntervalData(time.time(), 0.0)
