@@ -22,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
-from apitally_otel._client import SEND_SPACING, HubClient, Outcome, classify, parse_retry_after
+from apitally_otel._client import SEND_SPACING, HubClient
 from apitally_otel._config import resolve_settings
+from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from servers import ServerThread
 
 SETTINGS = resolve_settings(str(uuid.uuid4()), "test", "http://hub.invalid")

@@ -41,7 +41,6 @@ are always verified.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import threading
@@ -49,7 +48,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import httpx
@@ -57,12 +55,18 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from apitally_otel._config import HubSettings
 from apitally_otel._gil import dumps_chunked
+from apitally_otel._hub_status import (
+    MAX_MESSAGE_AGE,
+    REQUEST_TIMEOUT,
+    Outcome,
+    Result,
+    classify,
+    parse_retry_after,
+)
 from apitally_otel.version import __version__
 
 _logger = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT = 10.0
-MAX_MESSAGE_AGE = 3600.0
 DEFAULT_MAX_QUEUED = 400
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 DEFAULT_MIN_BACKOFF = 1.0
@@ -75,52 +79,6 @@ _DROP_MESSAGES = {
     "expired": "apitally-otel: dropped %d sync message(s) older than %s s that the hub did not accept",
     "overflow": "apitally-otel: send queue full, dropped the %d oldest sync message(s) (bounds: %s)",
 }
-
-
-class Outcome(Enum):
-    SENT = "sent"
-    RETRY = "retry"  # transient: keep the message
-    REJECTED = "rejected"  # 422: the hub will never accept it
-    DROPPED = "dropped"  # another status: not retryable
-    INVALID_CLIENT = "invalid_client"  # 404: stop for the life of the process
-
-
-@dataclass(frozen=True)
-class Result:
-    outcome: Outcome
-    status_code: int | None = None
-    retry_after: float | None = None
-    detail: str = ""
-
-
-def classify(status_code: int) -> Outcome:
-    if 200 <= status_code < 300:
-        return Outcome.SENT
-    if status_code == 404:
-        return Outcome.INVALID_CLIENT
-    if status_code == 422:
-        return Outcome.REJECTED
-    if status_code in (408, 429) or status_code >= 500:
-        return Outcome.RETRY
-    return Outcome.DROPPED
-
-
-def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delay-seconds or an HTTP date), capped at 1 h."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        seconds = when.timestamp() - now()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_MESSAGE_AGE)
 
 
 @dataclass(eq=False)

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from apitally_otel._client import REQUEST_TIMEOUT, Outcome, classify, parse_retry_after
 from apitally_otel._config import HubSettings
 from apitally_otel._context import current_request
+from apitally_otel._hub_status import REQUEST_TIMEOUT, Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
 from apitally_otel.request_logging import RequestLoggingConfig
