@@ -64,18 +64,42 @@ def _allowed(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.lower().startswith(BODY_CONTENT_TYPES)
 
 
+class _Body:
+    """Body chunks up to ``MAX_BODY_BYTES``; past that only the fact that it was too large."""
+
+    __slots__ = ("parts", "size", "too_large")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.too_large = False
+
+    def add(self, chunk: bytes) -> None:
+        if self.too_large or not chunk:
+            return
+        self.size += len(chunk)
+        if self.size > MAX_BODY_BYTES:
+            self.too_large = True
+            self.parts = []
+        else:
+            self.parts.append(chunk)
+
+    def value(self) -> bytes | None:
+        return None if self.too_large else b"".join(self.parts)
+
+
 class LogCapture:
     __slots__ = ("_request_body", "_response_body", "config", "item")
 
     def __init__(self, config: RequestLoggingConfig, scope: MutableMapping[str, Any]) -> None:
         self.config = config
         self.item = RawLogItem(time.time(), scope["method"], None, dict(scope))
-        self._request_body: list[bytes] | None = None
-        self._response_body: list[bytes] | None = None
+        self._request_body: _Body | None = None
+        self._response_body: _Body | None = None
         if config.log_request_body:
             content_type = next((v for k, v in scope.get("headers", ()) if k == b"content-type"), None)
             if _allowed(content_type):
-                self._request_body = []
+                self._request_body = _Body()
         if config.capture_logs:
             self.item.logs = []
         if config.capture_traces:
@@ -86,13 +110,8 @@ class LogCapture:
         return self._request_body is not None
 
     def on_request_body(self, chunk: bytes) -> None:
-        parts = self._request_body
-        if parts is None or not chunk:
-            return
-        parts.append(chunk)
-        if sum(map(len, parts)) > MAX_BODY_BYTES:
-            self._request_body = None
-            self.item.request_body_too_large = True
+        if self._request_body is not None:
+            self._request_body.add(chunk)
 
     def on_response_start(self, message: MutableMapping[str, Any]) -> None:
         headers = list(message.get("headers", ()))
@@ -100,16 +119,11 @@ class LogCapture:
         if self.config.log_response_body:
             content_type = next((v for k, v in headers if k.lower() == b"content-type"), None)
             if _allowed(content_type):
-                self._response_body = []
+                self._response_body = _Body()
 
     def on_response_body(self, chunk: bytes) -> None:
-        parts = self._response_body
-        if parts is None or not chunk:
-            return
-        parts.append(chunk)
-        if sum(map(len, parts)) > MAX_BODY_BYTES:
-            self._response_body = None
-            self.item.response_body_too_large = True
+        if self._response_body is not None:
+            self._response_body.add(chunk)
 
     def add_log_record(self, record: logging.LogRecord) -> None:
         logs = self.item.logs
@@ -145,7 +159,9 @@ class LogCapture:
         item.exception = record.exception if self.config.log_exception else None
         item.trace_id = record.trace_id
         if self._request_body is not None:
-            item.request_body = b"".join(self._request_body)
+            item.request_body = self._request_body.value()
+            item.request_body_too_large = self._request_body.too_large
         if self._response_body is not None:
-            item.response_body = b"".join(self._response_body)
+            item.response_body = self._response_body.value()
+            item.response_body_too_large = self._response_body.too_large
         return item

@@ -90,6 +90,14 @@ def _size_edges(key_kb: int) -> tuple[float, float]:
     return float(key_kb * 1000 - 1), float(key_kb * 1000 + 999)
 
 
+def _size_point(
+    attributes: dict[str, Any], start: int, end: int, bins: dict[int, int], total: int
+) -> HistogramDataPoint:
+    # Min and max as far as the 1 kB bins tell.
+    low, high = float(min(bins) * 1000), float(max(bins) * 1000 + 999)
+    return _histogram_point(attributes, start, end, bins, _size_edges, total, low, high)
+
+
 def interval_to_metrics(data: IntervalData) -> list[Metric]:
     start, end = int(data.start_time * 1e9), int(data.end_time * 1e9)
     durations: list[HistogramDataPoint] = []
@@ -112,29 +120,11 @@ def interval_to_metrics(data: IntervalData) -> list[Metric]:
         )
         if series.request_size_bins:
             request_sizes.append(
-                _histogram_point(
-                    attributes,
-                    start,
-                    end,
-                    series.request_size_bins,
-                    _size_edges,
-                    series.request_size_sum,
-                    float(min(series.request_size_bins) * 1000),
-                    float(max(series.request_size_bins) * 1000 + 999),
-                )
+                _size_point(attributes, start, end, series.request_size_bins, series.request_size_sum)
             )
         if series.response_size_bins:
             response_sizes.append(
-                _histogram_point(
-                    attributes,
-                    start,
-                    end,
-                    series.response_size_bins,
-                    _size_edges,
-                    series.response_size_sum,
-                    float(min(series.response_size_bins) * 1000),
-                    float(max(series.response_size_bins) * 1000 + 999),
-                )
+                _size_point(attributes, start, end, series.response_size_bins, series.response_size_sum)
             )
     metrics = [
         Metric(DURATION, "Time to the first byte of the response", "s", Histogram(durations, _DELTA)),
