@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -263,3 +264,20 @@ def test_through_the_local_hub() -> None:
         (instance,) = hub.query(client_id, "dev", "instances")["instances"]
         assert instance["has_openapi"] and instance["versions"]["app"] == "1.0.0"
         assert hub.query(client_id, "dev", "rejections")["rejections"] == []
+
+
+def test_without_lifespan_the_app_is_described_too(recording_hub: tuple[RecordingHub, str]) -> None:
+    hub, url = recording_hub
+
+    def traffic(client: httpx.Client, base: str) -> None:
+        for i in range(5):
+            assert client.get(f"/items/{i}").status_code == 200
+        # No lifespan shutdown either: wait for a periodic sync to carry the requests.
+        deadline = time.monotonic() + 10
+        while sum(counts(hub).values()) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    run(hub, url, "examples.starlette_app:app", traffic, "--lifespan", "off")
+    assert counts(hub) == {(None, "GET", "/items/{item_id:int}", 200): 5}
+    (startup,) = hub.of_kind("startup")
+    assert {"method": "get", "path": "/items/{item_id:int}"} in startup["paths"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any, Protocol
@@ -82,7 +83,7 @@ class CaptureMiddleware:
             return
         scope[_SCOPE_KEY] = True
         if not self._started:
-            await self._notify_startup(scope.get("app"))  # served without lifespan events
+            self._startup_in_background(scope.get("app"))  # served without lifespan events
         span = trace.get_current_span()
         span_context = span.get_span_context()
         record = RequestRecord(scope["method"], span_context.trace_id, span_context.span_id)
@@ -181,6 +182,23 @@ class CaptureMiddleware:
                 await anyio.to_thread.run_sync(self.lifecycle.on_app_startup, app)
             except Exception:  # never fail the app's startup because of monitoring
                 _logger.exception("apitally-otel: startup hook failed")
+
+    def _startup_in_background(self, app: Any) -> None:
+        # No lifespan: describe the app from a thread; the first request does not wait for it.
+        if self._started:
+            return
+        self._started = True
+        if self.lifecycle is not None:
+            threading.Thread(
+                target=self._startup_guarded, args=(app,), name="apitally-otel-startup", daemon=True
+            ).start()
+
+    def _startup_guarded(self, app: Any) -> None:
+        try:
+            assert self.lifecycle is not None
+            self.lifecycle.on_app_startup(app)
+        except Exception:  # never fail the app because of monitoring
+            _logger.exception("apitally-otel: startup hook failed")
 
     async def _notify_shutdown(self) -> None:
         if self.lifecycle is not None:
