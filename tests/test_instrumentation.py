@@ -202,3 +202,26 @@ def test_existing_pipeline_with_fastapi_instrumentor(recording_hub: tuple[Record
     server_errors = [e for p in hub.of_kind("sync") for e in p["server_errors"]]
     assert [e["type"] for e in server_errors] == ["builtins.ZeroDivisionError"]
     setup.shutdown()
+
+
+def test_invalid_proxy_is_one_error_and_the_app_is_untouched(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app()
+    with caplog.at_level(logging.ERROR):
+        assert instrument_app(app, client_id=str(uuid.uuid4()), proxy="not a url") is None
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        next(r.getMessage() for r in caplog.records if "invalid proxy" in r.getMessage())
+    ]
+    assert app.user_middleware == []
+
+
+def test_otel_prefixed_aliases_configure_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`opentelemetry-instrument --apitally_client_id ...` sets OTEL_APITALLY_CLIENT_ID."""
+    client_id = str(uuid.uuid4())
+    monkeypatch.setenv("OTEL_APITALLY_CLIENT_ID", client_id)
+    monkeypatch.setenv("OTEL_APITALLY_ENV", "edge")
+    monkeypatch.setenv("OTEL_APITALLY_HUB_BASE_URL", "http://127.0.0.1:9")  # refused at once: no hub here
+    setup = instrument_app(make_app(), tracer_provider=TracerProvider(), sync_interval=3600)
+    assert setup is not None and setup.exporter.settings is not None
+    settings = setup.exporter.settings
+    assert (settings.client_id, settings.env, settings.hub_base_url) == (client_id, "edge", "http://127.0.0.1:9")
+    setup.shutdown()
