@@ -19,7 +19,10 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apitally-otel", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="apitally-otel",
+        description="API monitoring for Starlette and FastAPI on OpenTelemetry: local hub, reports, demo.",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
