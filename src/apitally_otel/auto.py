@@ -144,10 +144,3 @@ def _patch_middleware(reader: ApitallyMetricReader, request_logger: RequestLogge
 
     _state["original_init"] = original
     OpenTelemetryMiddleware.__init__ = __init__  # type: ignore[method-assign]
-
-
-def _reset_for_tests() -> None:
-    original = _state.pop("original_init", None)
-    if original is not None:
-        OpenTelemetryMiddleware.__init__ = original  # type: ignore[method-assign]
-    _state.clear()

@@ -88,10 +88,6 @@ class Instrumentation:
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
 
 
-def get_instrumentation(app: Any) -> Instrumentation | None:
-    return _instrumented.get(app)
-
-
 def instrument_app(
     app: Any,
     *,
