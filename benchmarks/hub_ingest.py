@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
 
 
 def _sync_body(items: int, rng: random.Random) -> bytes:

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from apitally_hub import HubServer
 from apitally_otel._config import resolve_settings
-from apitally_otel.hub import HubServer
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 from servers import AppProcess, RecordingHub, bound_socket

@@ -6,15 +6,16 @@ import importlib.util
 import json
 import os
 import tempfile
+import uuid
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from apitally_otel.cli import main
-from apitally_otel.demo import run as demo_run
-from apitally_otel.demo.consumers import API_KEYS, CLIENT_APPS
+from apitally_hub.cli import main
+from apitally_hub.demo import run as demo_run
+from apitally_hub.demo.consumers import API_KEYS, CLIENT_APPS
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -59,7 +60,7 @@ def test_json_report_counts_exactly_what_was_sent(capsys: pytest.CaptureFixture[
     [server_error] = report["server_errors"]
     assert (server_error["method"], server_error["path"]) == ("GET", "/api/fail")
     assert (server_error["type"], server_error["msg"]) == ("builtins.RuntimeError", "the database is on fire")
-    assert server_error["traceback"].startswith("Traceback") and "demo/app.py" in server_error["traceback"]
+    assert server_error["traceback"].startswith("Traceback") and "demo_app.py" in server_error["traceback"]
     assert server_error["count"] == by_endpoint(sent["endpoints"])[("GET", "/api/fail")][1]["500"]
 
     # Consumers with names and groups, from set_consumer (X-Api-Key) and the callback (X-Consumer).
@@ -103,16 +104,16 @@ def test_without_fastapi_says_how_to_install(
     code, out, err = run(capsys, "--duration", "1")
     assert code == 2 and out == ""
     assert "needs FastAPI" in err and "missing: fastapi" in err
-    assert "pip install 'apitally-otel[fastapi]'" in err
+    assert "pip install 'apitally-otel[hub,fastapi]'" in err
 
 
 def test_app_that_does_not_start_is_reported(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(demo_run, "APP_TARGET", "apitally_otel.demo.missing:app")
+    monkeypatch.setattr(demo_run, "APP_TARGET", "apitally_otel.demo_missing:app")
     code, out, err = run(capsys, "--duration", "1")
     assert code == 1 and out == ""
-    assert "error: the demo app exited with code" in err and "apitally_otel.demo.missing" in err
+    assert "error: the demo app exited with code" in err and "apitally_otel.demo_missing" in err
     assert leftovers() == []
 
 
@@ -121,3 +122,20 @@ def test_duration_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
         main(["demo", "--duration", "0"])
     assert exit_info.value.code == 2
     assert "--duration" in capsys.readouterr().err
+
+
+def test_without_the_hub_extra_every_command_says_how_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "uvicorn" else real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    for argv in (["hub", "--port", "0"], ["report", "--client-id", str(uuid.uuid4())], ["demo"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        [line] = captured.err.splitlines()
+        assert "pip install 'apitally-otel[hub]'" in line and argv[0] in line

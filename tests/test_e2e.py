@@ -224,7 +224,7 @@ def test_heartbeat_without_traffic(recording_hub: tuple[RecordingHub, str]) -> N
 
 def test_through_the_local_hub() -> None:
     """The FastAPI example against the real local hub: what the hub reports is exactly what was sent."""
-    from apitally_otel.hub import HubServer
+    from apitally_hub import HubServer
 
     client_id = str(uuid.uuid4())
     with HubServer() as hub:

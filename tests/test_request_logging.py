@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from apitally_hub import HubServer
+from apitally_hub.report.report import run_report
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
-from apitally_otel.hub import HubServer
-from apitally_otel.hub.report import run_report
 from apitally_otel.request_logging import RequestLoggingConfig
 from servers import app_process
 

@@ -23,10 +23,10 @@ import psutil
 import pytest
 from starlette.applications import Starlette
 
+from apitally_hub import HubServer
 from apitally_otel import _instance
 from apitally_otel._config import resolve_settings
 from apitally_otel._instance import instance_uuid, release_instance_uuid
-from apitally_otel.hub import HubServer
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 from servers import ROOT, AppProcess, bound_socket

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
 from servers import ServerThread, app_process
 
 INSTRUMENT = (os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument"),)

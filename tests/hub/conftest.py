@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import pytest
 from hub_samples import new_uuid, sync
 
 import apitally_otel
-from apitally_otel.cli import build_parser, main
+from apitally_hub.cli import build_parser, main
 
 SRC = Path(apitally_otel.__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_hub_process_starts_fast_serves_and_stops_on_sigint(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "apitally_otel.cli",
+            "apitally_hub.cli",
             "hub",
             "--port",
             "0",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from hub_samples import gzip_lines, log_line, minimal_log_line, new_uuid, startup, sync
 
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
 
 DELETE = object()
 

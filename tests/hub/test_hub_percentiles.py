@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apitally_otel.hub.percentiles import merge_bins, percentile, percentiles
+from apitally_hub.query.percentiles import merge_bins, percentile, percentiles
 
 
 def test_protocol_example_by_hand() -> None:

@@ -20,7 +20,7 @@ from hub_samples import (
     sync,
 )
 
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
 
 
 def item(**changes: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from hub_samples import REQUEST_ITEM, new_uuid, startup, sync
 
-from apitally_otel.cli import main
-from apitally_otel.hub import HubServer
+from apitally_hub import HubServer
+from apitally_hub.cli import main
 
 
 @pytest.fixture

@@ -10,11 +10,17 @@ import httpx
 import pytest
 from hub_samples import gzip_lines, log_line, new_uuid, sync
 
-from apitally_otel.hub import HubServer
-from apitally_otel.hub.db import Database
-from apitally_otel.hub.retention import prune
-from apitally_otel.hub.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate, register_functions
-from apitally_otel.hub.writes import store_sync
+from apitally_hub import HubServer
+from apitally_hub.storage.sqlite.database import Database
+from apitally_hub.storage.sqlite.retention import prune
+from apitally_hub.storage.sqlite.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    current_version,
+    migrate,
+    register_functions,
+)
+from apitally_hub.storage.sqlite.writes import store_sync
 
 DAY = 86400.0
 

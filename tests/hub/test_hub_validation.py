@@ -12,12 +12,12 @@ from hub_samples import log_line, minimal_log_line, startup, sync
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apitally_otel.hub.bodies import loads_strict, parse_json
-from apitally_otel.hub.db import Database
-from apitally_otel.hub.errors import HubError
-from apitally_otel.hub.validation import is_valid_env, validate_startup, validate_sync
-from apitally_otel.hub.validation_log import validate_log_lines
-from apitally_otel.hub.writes import store_startup, store_sync
+from apitally_hub.errors import HubError
+from apitally_hub.ingest.bodies import loads_strict, parse_json
+from apitally_hub.protocol.log_lines import validate_log_lines
+from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
+from apitally_hub.storage.sqlite.database import Database
+from apitally_hub.storage.sqlite.writes import store_startup, store_sync
 
 scalars = (
     st.none()

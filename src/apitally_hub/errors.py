@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .checker import FieldError, Loc
+from apitally_hub.protocol.checker import FieldError, Loc
 
 
 class HubError(Exception):

@@ -1,21 +1,32 @@
-"""The ``apitally-otel`` command line.
+"""The ``apitally-otel`` command line: ``hub``, ``report``, ``demo``.
 
 Each subcommand lives with its feature: a module listed in ``SUBCOMMAND_MODULES`` exposes
 ``register(subparsers)``, which adds its parser(s) and sets ``handler`` (``args -> int``) as a
-default. Registering modules import only argparse-level code; handlers import the rest.
+default. Registering modules import only argparse-level code; handlers import the rest, so the
+command line answers (with the install hint) even where the ``hub`` extra is missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "apitally_otel.hub.cli",  # hub, report
-    "apitally_otel.demo.cli",  # demo
+    "apitally_hub.commands",  # hub, report
+    "apitally_hub.demo.cli",  # demo
 )
+
+HUB_REQUIREMENTS: tuple[str, ...] = ("uvicorn",)
+"""Import names the ``hub`` extra provides; every subcommand needs them."""
+
+INSTALL_HINT = "pip install 'apitally-otel[hub]'"
+
+
+def missing_hub_requirements() -> list[str]:
+    return [name for name in HUB_REQUIREMENTS if importlib.util.find_spec(name) is None]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +46,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
+        return 2
+    missing = missing_hub_requirements()
+    if missing:
+        print(
+            f"apitally-otel {args.command} needs the hub extra"
+            f" ({', '.join(missing)} is not installed): {INSTALL_HINT}",
+            file=sys.stderr,
+        )
         return 2
     return int(handler(args))
 

@@ -20,12 +20,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import queries_events, queries_traffic
-from .context import HubContext
-from .errors import HubError, field_error
-from .settings import normalize_client_id
-from .timewindow import DEFAULT_SINCE, Window, parse_time
-from .validation import is_valid_env
+from apitally_hub.context import HubContext
+from apitally_hub.errors import HubError, field_error
+from apitally_hub.protocol.messages import is_valid_env
+from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
+from apitally_hub.settings import normalize_client_id
+from apitally_hub.storage.sqlite import queries_events, queries_traffic
 
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 

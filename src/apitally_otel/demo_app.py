@@ -1,7 +1,12 @@
 """The demo API that ``apitally-otel demo`` serves (needs FastAPI: ``pip install 'apitally-otel[fastapi]'``).
 
     APITALLY_CLIENT_ID=<uuid> APITALLY_HUB_BASE_URL=http://127.0.0.1:8250 \\
-        python -m uvicorn apitally_otel.demo.app:app
+        python -m uvicorn apitally_otel.demo_app:app
+
+Nothing imports this module: the hub's demo runner (``apitally_hub.demo``) starts it by name in a
+uvicorn subprocess and tells it who its consumers are in ``APITALLY_DEMO_CONSUMERS`` (JSON:
+``{"api_keys": {key: [name, group]}, "client_apps": {id: [name, group]}}``), so the two packages
+share no code.
 
 Configured like any instrumented app, by APITALLY_CLIENT_ID, APITALLY_ENV, APITALLY_HUB_BASE_URL and
 APITALLY_SYNC_INTERVAL. Consumers are identified two ways: a (sync, so threadpool) dependency on
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
 import random
 import time
 from collections.abc import AsyncIterator
@@ -25,9 +32,19 @@ from pydantic import BaseModel, Field
 
 import apitally_otel
 
-from .consumers import API_KEYS, CLIENT_APPS
-
 APP_VERSION = "1.0.0"
+
+
+def _consumer_tables() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
+    tables = json.loads(os.environ.get("APITALLY_DEMO_CONSUMERS") or "{}")
+    api_keys = {key: (name, group) for key, (name, group) in tables.get("api_keys", {}).items()}
+    client_apps = {key: (name, group) for key, (name, group) in tables.get("client_apps", {}).items()}
+    return api_keys, client_apps
+
+
+API_KEYS, CLIENT_APPS = _consumer_tables()
+"""``X-Api-Key`` -> (name, group), identified with ``set_consumer``; ``X-Consumer`` -> (name, group),
+identified by the ``consumer_callback``."""
 CATALOG_SIZE = 500
 """Items 1..500 exist; higher ids answer 404 (from a matched route, so they are counted)."""
 

@@ -16,14 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .context import HubContext
-from .db import Database
-from .errors import HubError, http_exception_handler, hub_error_handler
-from .faults import FaultPlan
-from .ingest import IngestEndpoints
-from .query import QueryEndpoints
-from .retention import prune
-from .settings import (
+from apitally_hub.context import HubContext
+from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
+from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.ingest.routes import IngestEndpoints
+from apitally_hub.query.api import QueryEndpoints
+from apitally_hub.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
@@ -32,6 +30,8 @@ from .settings import (
     HubSettings,
     parse_allow_list,
 )
+from apitally_hub.storage.sqlite.database import Database
+from apitally_hub.storage.sqlite.retention import prune
 
 _logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import json
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from .api_client import HubQueryClient, HubQueryError
-from .report_text import render_text
+from apitally_hub.report.client import HubQueryClient, HubQueryError
+from apitally_hub.report.text import render_text
 
 
 def _iso(epoch: float) -> str:

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .percentiles import merge_bins, percentiles
-from .timewindow import Window
-from .writes import NO_CONSUMER
+from apitally_hub.query.percentiles import merge_bins, percentiles
+from apitally_hub.query.timewindow import Window
+from apitally_hub.storage.sqlite.writes import NO_CONSUMER
 
 _COUNT_COLUMNS = (
     "method, path, status_code, request_count, request_size_sum, response_size_sum, response_times"

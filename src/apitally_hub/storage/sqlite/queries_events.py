@@ -7,9 +7,9 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .settings import OFFLINE_AFTER_INTERVALS
-from .timewindow import Window
-from .writes import NO_CONSUMER
+from apitally_hub.query.timewindow import Window
+from apitally_hub.settings import OFFLINE_AFTER_INTERVALS
+from apitally_hub.storage.sqlite.writes import NO_CONSUMER
 
 
 def validation_errors(

@@ -22,9 +22,9 @@ from typing import Any, TextIO
 
 import uvicorn
 
-from .api_client import HubQueryClient
-from .app import create_app
-from .faults import FaultPlan
+from apitally_hub.app import create_app
+from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.report.client import HubQueryClient
 
 _logger = logging.getLogger(__name__)
 
@@ -84,10 +84,10 @@ class HubServer:
     """The hub on ``host:port`` (default 127.0.0.1 and an ephemeral port) in a background thread.
 
     ``db_path`` None uses a fresh temporary database per run, removed on :meth:`stop`. Extra
-    keyword arguments go to :func:`~apitally_otel.hub.app.create_app` (``client_ids``,
+    keyword arguments go to :func:`~apitally_hub.app.create_app` (``client_ids``,
     ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``url`` is the base URL to give the
     client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
-    ``faults`` a :class:`~apitally_otel.hub.faults.FaultPlan`; ``query(...)`` reads the query API.
+    ``faults`` a :class:`~apitally_hub.faults.FaultPlan`; ``query(...)`` reads the query API.
     """
 
     def __init__(

@@ -11,8 +11,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .checker import Checker, FieldError, Loc, TooManyErrors, present
-from .validation import MAX_EXCEPTION_MSG, MAX_IDENTIFIER, MAX_TRACEBACK
+from apitally_hub.protocol.checker import Checker, FieldError, Loc, TooManyErrors, present
+from apitally_hub.protocol.messages import MAX_EXCEPTION_MSG, MAX_IDENTIFIER, MAX_TRACEBACK
 
 MAX_LOG_RECORDS = 1000
 _MAX_NANOS = 2**63 - 1

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from .settings import DEFAULT_RETENTION_DAYS, normalize_client_id
+from apitally_hub.settings import DEFAULT_RETENTION_DAYS, normalize_client_id
 
 Subparsers = Any
 """``argparse._SubParsersAction`` (private in the standard library, so typed loosely here)."""
@@ -70,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
 
 def run_hub(args: argparse.Namespace) -> int:
     """Run the local hub in the foreground (Ctrl+C stops it)."""
-    from .server import serve
+    from apitally_hub.server import serve
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -87,7 +87,7 @@ def run_hub(args: argparse.Namespace) -> int:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from .report import run_report as report
+    from apitally_hub.report.report import run_report as report
 
     return report(
         args.hub,

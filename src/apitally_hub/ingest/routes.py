@@ -19,13 +19,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import bodies, writes
-from .checker import FieldError
-from .context import HubContext
-from .errors import HubError, field_error, unprocessable
-from .settings import normalize_client_id
-from .validation import is_valid_env, validate_startup, validate_sync
-from .validation_log import validate_log_lines
+from apitally_hub.context import HubContext
+from apitally_hub.errors import HubError, field_error, unprocessable
+from apitally_hub.ingest import bodies
+from apitally_hub.protocol.checker import FieldError
+from apitally_hub.protocol.log_lines import validate_log_lines
+from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
+from apitally_hub.settings import normalize_client_id
+from apitally_hub.storage.sqlite import writes
 
 _logger = logging.getLogger(__name__)
 

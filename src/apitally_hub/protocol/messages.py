@@ -1,7 +1,7 @@
 """Strict validators for the JSON messages of hub-protocol.md §3 (startup) and §4 (sync).
 
 Each validator is pure: it takes the decoded JSON document and returns a list of
-:class:`~apitally_otel.hub.checker.FieldError` (empty when the message is valid). Unknown keys are
+:class:`~apitally_hub.checker.FieldError` (empty when the message is valid). Unknown keys are
 rejected (``extra_forbidden``) unless ``allow_extra`` is set.
 """
 
@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from .checker import Checker, FieldError, Loc, TooManyErrors, present
+from apitally_hub.protocol.checker import Checker, FieldError, Loc, TooManyErrors, present
 
 ENV_RE = re.compile(r"[\w-]{1,32}")
 """The env pattern of the 0.x client (``^[\\w-]{1,32}$``), matched in full."""

@@ -1,9 +1,12 @@
-"""Who calls the demo API: shared by the app (:mod:`.app`) and the traffic generator (:mod:`.traffic`).
+"""Who calls the demo API: the traffic generator (:mod:`.traffic`) and the demo app.
 
-Kept free of FastAPI imports so the traffic generator works without it.
+The demo app (``apitally_otel.demo_app``, in the client package) gets them from the runner in the
+``APITALLY_DEMO_CONSUMERS`` environment variable.
 """
 
 from __future__ import annotations
+
+import json
 
 API_KEYS: dict[str, tuple[str, str]] = {
     "ak_live_acme_7f3a": ("Acme Corp", "Enterprise"),
@@ -22,3 +25,8 @@ CLIENT_APPS: dict[str, tuple[str, str]] = {
     "partner-portal": ("Partner portal", "Partners"),
 }
 """``X-Consumer`` value -> (name, group); the app's ``consumer_callback`` identifies these."""
+
+
+def consumer_tables_json() -> str:
+    """The tables for the demo app, which reads them from ``APITALLY_DEMO_CONSUMERS``."""
+    return json.dumps({"api_keys": API_KEYS, "client_apps": CLIENT_APPS})

@@ -18,7 +18,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from .schema import migrate, register_functions
+from apitally_hub.storage.sqlite.schema import migrate, register_functions
 
 _logger = logging.getLogger(__name__)
 

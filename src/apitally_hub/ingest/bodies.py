@@ -1,7 +1,7 @@
 """Reading request bodies under limits: streamed size checks, strict JSON, bounded gunzip.
 
 The parsing helpers are synchronous and pure (run them in a worker thread for big inputs);
-they raise :class:`~apitally_otel.hub.errors.HubError` with the status to answer: 400 for
+they raise :class:`~apitally_hub.errors.HubError` with the status to answer: 400 for
 malformed input, 413 for too large, 415 for an unsupported media type or encoding.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
 
-from .errors import HubError, field_error
+from apitally_hub.errors import HubError, field_error
 
 JSON_MEDIA_TYPES = frozenset({"application/json"})
 LOG_MEDIA_TYPES = frozenset({"application/octet-stream", "application/gzip", "application/x-gzip"})

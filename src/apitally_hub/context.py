@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .db import Database
-from .errors import HubError
-from .faults import FaultPlan
-from .settings import HubSettings
+from apitally_hub.errors import HubError
+from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.settings import HubSettings
+from apitally_hub.storage.sqlite.database import Database
 
 
 @dataclass

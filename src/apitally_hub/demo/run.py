@@ -1,6 +1,6 @@
 """``apitally-otel demo``: hub, app, traffic, final sync, report.
 
-1. a local hub (:class:`~apitally_otel.hub.HubServer`) on a free loopback port, with a temporary
+1. a local hub (:class:`~apitally_hub.HubServer`) on a free loopback port, with a temporary
    database or ``--db``;
 2. the demo app (:mod:`.app`) under ``python -m uvicorn --fd N`` in a subprocess, instrumented
    through APITALLY_* variables (a fresh client id, env ``demo``, a sync every 2 s);
@@ -36,19 +36,22 @@ from typing import Any, TextIO
 
 import httpx
 
-from ..hub.api_client import HubQueryClient, HubQueryError
-from ..hub.report import build_report
-from ..hub.report_text import render_text
-from ..hub.server import HubServer
+from apitally_hub.report.client import HubQueryClient, HubQueryError
+from apitally_hub.report.report import build_report
+from apitally_hub.report.text import render_text
+from apitally_hub.server import HubServer
+
+from .consumers import consumer_tables_json
 from .traffic import CONCURRENCY, Ledger, generate_traffic
 
 ENV = "demo"
 SYNC_INTERVAL = 2.0
-APP_TARGET = "apitally_otel.demo.app:app"
+APP_TARGET = "apitally_otel.demo_app:app"
+"""The demo app ships with the client package; it is started by name, never imported here."""
 APP_START_TIMEOUT = 30.0
 APP_STOP_TIMEOUT = 20.0
 FINAL_SYNC_TIMEOUT = 10.0
-INSTALL_HINT = "pip install 'apitally-otel[fastapi]'"
+INSTALL_HINT = "pip install 'apitally-otel[hub,fastapi]'"
 
 
 class DemoError(Exception):
@@ -70,7 +73,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def _python_path() -> str | None:
-    """PYTHONPATH for the app: this apitally_otel first unless it is in a site directory (then the
+    """PYTHONPATH for the app: this checkout's packages first unless it is in a site directory (then the
     same interpreter finds it anyway; putting site-packages first could shadow the standard library)."""
     package_root = str(Path(__file__).resolve().parents[2])
     site_dirs = {os.path.realpath(p) for p in [*site.getsitepackages(), site.getusersitepackages()]}
@@ -101,6 +104,7 @@ class DemoApp:
                 APITALLY_ENV=ENV,
                 APITALLY_HUB_BASE_URL=hub_url,
                 APITALLY_SYNC_INTERVAL=f"{SYNC_INTERVAL:g}",
+                APITALLY_DEMO_CONSUMERS=consumer_tables_json(),
                 PYTHONUNBUFFERED="1",
                 TMPDIR=str(app_tmp),
             )

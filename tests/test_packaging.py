@@ -1,0 +1,67 @@
+"""The distribution's two packages: the client installs alone, and neither imports the other."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("package", "other"), [("apitally_otel", "apitally_hub"), ("apitally_hub", "apitally_otel")]
+)
+def test_no_module_of_one_package_imports_the_other(package: str, other: str) -> None:
+    offenders = {
+        str(path.relative_to(SRC)): sorted(m for m in _imported_modules(path) if m.split(".")[0] == other)
+        for path in sorted((SRC / package).rglob("*.py"))
+    }
+    assert {path: mods for path, mods in offenders.items() if mods} == {}
+
+
+def _requirements() -> list[tuple[str, str | None]]:
+    """(distribution name, extra or None) for every requirement of apitally-otel."""
+    result = []
+    for requirement in importlib.metadata.requires("apitally-otel") or []:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+        extra = re.search(r"extra\s*==\s*['\"]([\w-]+)['\"]", requirement)
+        assert name is not None
+        result.append((name.group(0).lower(), extra.group(1) if extra else None))
+    return result
+
+
+def test_the_client_alone_installs_no_server_or_database_driver() -> None:
+    base = {name for name, extra in _requirements() if extra is None}
+    assert base >= {"opentelemetry-sdk", "starlette", "httpx"}
+    assert not base & {"uvicorn", "jinja2", "psycopg", "psycopg-pool", "fastapi"}
+
+
+def test_the_hub_extra_brings_the_server() -> None:
+    hub = {name for name, extra in _requirements() if extra == "hub"}
+    assert "uvicorn" in hub
+
+
+def test_importing_the_hub_package_needs_no_server() -> None:
+    # ``apitally_hub`` resolves its public names lazily, so the CLI can print the install hint.
+    tree = ast.parse((SRC / "apitally_hub" / "__init__.py").read_text())
+    imported = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert imported <= {"__future__", "importlib", "typing"}
