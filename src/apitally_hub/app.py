@@ -1,9 +1,12 @@
-"""The hub's Starlette application: ingest routes, query API, lifespan (database + retention)."""
+"""The hub's Starlette application: ingest routes, query API, and a lifespan that opens the store
+(running its migrations), starts the folding worker and runs the background jobs."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,56 +23,76 @@ from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
+from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
 from apitally_hub.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
     DEFAULT_PRUNE_INTERVAL,
-    DEFAULT_RETENTION_DAYS,
     HubSettings,
+    Retention,
     parse_allow_list,
 )
-from apitally_hub.storage.sqlite.database import Database
-from apitally_hub.storage.sqlite.retention import prune
+from apitally_hub.storage import create_storage
 
 _logger = logging.getLogger(__name__)
 
+PRUNE_LEASE = "prune"
+
 
 def create_app(
-    db_path: str | Path,
+    db: str | Path,
     *,
     client_ids: Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
-    retention_days: float = DEFAULT_RETENTION_DAYS,
+    retention: Retention | None = None,
+    retention_days: float | None = None,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
+    fold_in_background: bool = True,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Starlette:
-    """Build the hub app; the database is opened (and migrated, and pruned) by its lifespan.
+    """Build the hub app; the store is opened (migrated, pruned) by its lifespan.
 
-    ``client_ids``: allow-list of client ids (None accepts any UUID). ``faults``: a plan whose
-    entries make ingest calls fail on purpose (client tests). ``clock``: epoch-seconds source.
+    ``db``: a SQLite file or a ``postgresql://`` URL. ``client_ids``: allow-list of client ids
+    (None accepts any UUID). ``retention_days``: shorthand for ``Retention(minutes=...)``.
+    ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
+    ``clock``: epoch-seconds source.
     """
+    if retention is None:
+        retention = Retention() if retention_days is None else Retention(minutes=retention_days)
     settings = HubSettings(
-        db_path=Path(db_path),
+        db=db if isinstance(db, str) and "://" in db else Path(db),
         client_ids=parse_allow_list(client_ids),
         max_body_bytes=max_body_bytes,
         max_log_bytes=max_log_bytes,
         max_log_decompressed_bytes=max_log_decompressed_bytes,
-        retention_days=retention_days,
+        retention=retention,
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
+        fold_in_background=fold_in_background,
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan())
     if clock is not None:
         context.clock = clock
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok" if context.db is not None else "starting"})
+        """Up, and how far folding lags behind ingest (pending messages, age of the oldest)."""
+        storage = context.storage
+        if storage is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            stats = await context.run(storage.queue_stats)
+        except Exception:  # the store is unreachable: say so (load balancers take the hub out)
+            _logger.exception("Health check: the store does not answer")
+            return JSONResponse({"status": "store unavailable"}, status_code=503)
+        oldest = stats.oldest_received_at
+        lag = round(max(0.0, context.clock() - oldest), 3) if oldest is not None else 0.0
+        return JSONResponse({"status": "ok", "queue": {"pending": stats.pending, "lag_seconds": lag}})
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -88,12 +111,15 @@ def create_app(
 def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(context.settings.db_path)
-        version = await anyio.to_thread.run_sync(db.open)
-        _logger.info("Hub database %s at schema version %d", db.path, version)
-        context.db = db
+        storage = create_storage(context.settings.db)
+        version = await anyio.to_thread.run_sync(storage.open)
+        _logger.info("Hub store %s at schema version %d", storage.url, version)
+        worker = FoldingWorker(storage, clock=context.clock)
+        context.storage, context.worker = storage, worker
         try:
             await prune_now(context)
+            if context.settings.fold_in_background:
+                worker.start()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
                 try:
@@ -101,19 +127,32 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
-            context.db = None
-            await anyio.to_thread.run_sync(db.close)
+            await anyio.to_thread.run_sync(worker.stop)
+            context.storage = context.worker = None
+            await anyio.to_thread.run_sync(storage.close)
 
     return lifespan
 
 
+_HOLDER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 async def prune_now(context: HubContext) -> dict[str, int]:
-    """Delete data older than the retention window; returns rows deleted per table."""
-    cutoff = context.clock() - context.settings.retention_seconds
-    deleted = await context.database.awrite(lambda conn: prune(conn, cutoff))
+    """Delete what the retention no longer keeps (one hub process at a time); rows deleted per kind."""
+    store, now = context.store, context.clock()
+    lease_seconds = max(context.settings.prune_interval, 60.0) * 2
+
+    def work() -> dict[str, int]:
+        if not store.try_lease(PRUNE_LEASE, _HOLDER, seconds=lease_seconds, now=now):
+            return {}
+        return store.prune(context.settings.retention.policy(), now)
+
+    deleted = await context.run(work)
     total = sum(deleted.values())
     if total:
-        _logger.info("Pruned %d rows older than %.1f days", total, context.settings.retention_days)
+        _logger.info(
+            "Pruned %d rows past their retention: %s", total, {k: v for k, v in deleted.items() if v}
+        )
     return deleted
 
 

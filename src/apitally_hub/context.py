@@ -1,15 +1,27 @@
-"""What the endpoints share: settings, the database (opened by the app's lifespan), faults, clock."""
+"""What the endpoints share: settings, the store and the query layer (both set up by the app's
+lifespan), the folding worker, faults and the clock."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
 
 from apitally_hub.errors import HubError
 from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.query.service import QueryService
 from apitally_hub.settings import HubSettings
-from apitally_hub.storage.sqlite.database import Database
+from apitally_hub.storage.base import Storage
+
+T = TypeVar("T")
+
+WORKER_THREADS = 8
+"""Store calls from request handlers run on at most this many threads at once."""
 
 
 @dataclass
@@ -17,10 +29,27 @@ class HubContext:
     settings: HubSettings
     faults: FaultPlan = field(default_factory=FaultPlan)
     clock: Callable[[], float] = time.time
-    db: Database | None = None
+    storage: Storage | None = None
+    worker: FoldingWorker | None = None
+    _limiter: anyio.CapacityLimiter | None = None
 
     @property
-    def database(self) -> Database:
-        if self.db is None:
-            raise HubError(503, "The hub is starting or stopping")
-        return self.db
+    def store(self) -> Storage:
+        if self.storage is None:
+            raise HubError(503, "The hub is starting or stopping", {"Retry-After": "1"})
+        return self.storage
+
+    @property
+    def queries(self) -> QueryService:
+        return QueryService(
+            self.store,
+            self.settings.retention.by_resolution,
+            default_sync_interval=self.settings.default_sync_interval,
+            clock=self.clock,
+        )
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run blocking store work on a worker thread (the event loop never waits on the database)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(WORKER_THREADS)
+        return await anyio.to_thread.run_sync(work, limiter=self._limiter)

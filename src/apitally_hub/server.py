@@ -21,10 +21,13 @@ from types import TracebackType
 from typing import Any, TextIO
 
 import uvicorn
+from starlette.applications import Starlette
 
 from apitally_hub.app import create_app
+from apitally_hub.context import HubContext
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.report.client import HubQueryClient
+from apitally_hub.storage import is_postgres_url, redact_url
 
 _logger = logging.getLogger(__name__)
 
@@ -62,13 +65,15 @@ def serve(
     """Run the hub in the foreground until SIGINT (Ctrl+C: graceful stop, exit code 0) or SIGTERM
     (graceful stop, then uvicorn re-raises the signal); returns the exit code."""
     out = out or sys.stdout
-    db_path = Path(db).resolve()
-    app = create_app(db_path, **app_options)
+    postgres = is_postgres_url(db)
+    location = db if postgres else Path(db).resolve()
+    app = create_app(location, **app_options)
     sock = _bind(host, port)
     try:
         url = _url(sock)
         print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
-        print(f"data: {db_path}  (SQLite, WAL)", file=out, flush=True)
+        where = f"{redact_url(str(location))}  (PostgreSQL)" if postgres else f"{location}  (SQLite, WAL)"
+        print(f"data: {where}", file=out, flush=True)
         config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
         server = uvicorn.Server(config)
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
@@ -83,7 +88,8 @@ def serve(
 class HubServer:
     """The hub on ``host:port`` (default 127.0.0.1 and an ephemeral port) in a background thread.
 
-    ``db_path`` None uses a fresh temporary database per run, removed on :meth:`stop`. Extra
+    ``db_path`` None uses a fresh temporary SQLite database per run, removed on :meth:`stop`; a
+    ``postgresql://`` URL uses that database. Extra
     keyword arguments go to :func:`~apitally_hub.app.create_app` (``client_ids``,
     ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``url`` is the base URL to give the
     client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
@@ -99,7 +105,8 @@ class HubServer:
         startup_timeout: float = 10.0,
         **app_options: Any,
     ) -> None:
-        self._db_path = None if db_path is None else Path(db_path)
+        self._db_url = db_path if isinstance(db_path, str) and is_postgres_url(db_path) else None
+        self._db_path = None if db_path is None or self._db_url else Path(db_path)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.host, self.port = host, port
         self.startup_timeout = startup_timeout
@@ -110,6 +117,7 @@ class HubServer:
         self._sock: socket.socket | None = None
         self._failure: BaseException | None = None
         self.url = ""
+        self.app: Starlette | None = None
 
     @property
     def db_path(self) -> Path:
@@ -120,11 +128,28 @@ class HubServer:
             raise RuntimeError("a temporary database exists only while the HubServer runs")
         return Path(self._tempdir.name) / "hub.sqlite"
 
+    @property
+    def context(self) -> HubContext:
+        if self.app is None:
+            raise RuntimeError("the HubServer is not running")
+        context: HubContext = self.app.state.hub
+        return context
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every accepted message is folded into the aggregates (tests query after this)."""
+        deadline = time.monotonic() + timeout
+        while self.context.store.queue_stats().pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"messages still pending after {timeout} s")
+            time.sleep(0.005)
+
     def hub_url(self, client_id: str, env: str) -> str:
         return f"{self.url}/v2/{client_id}/{env}"
 
     def query(self, client_id: str, env: str, resource: str, **params: str | int | None) -> dict[str, Any]:
-        """GET ``/api/{client_id}/{env}/{resource}`` (e.g. ``"endpoints"``, ``since="1h"``) as JSON."""
+        """GET ``/api/{client_id}/{env}/{resource}`` (e.g. ``"endpoints"``, ``since="1h"``) as JSON,
+        once what was accepted so far is folded."""
+        self.settle()
         with HubQueryClient(self.url) as client:
             return client.app(client_id, env, resource, **params)
 
@@ -134,13 +159,15 @@ class HubServer:
         if self._db_path is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="apitally-hub-")
         try:
-            app = create_app(self.db_path, faults=self.faults, **self._app_options)
+            self.app = create_app(self._db_url or self.db_path, faults=self.faults, **self._app_options)
             self._sock = _bind(self.host, self.port)
         except BaseException:
             self.stop()
             raise
         self.url = _url(self._sock)
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            self.app, log_config=None, log_level="warning", access_log=False, lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)

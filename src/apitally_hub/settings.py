@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from apitally_hub.storage.base import DAY, HOUR, MINUTE, RetentionPolicy
 
 DEFAULT_MAX_BODY_BYTES = 10_000_000
 """Limit for JSON bodies (``/startup`` and ``/sync``), enforced while the body streams in."""
@@ -17,12 +19,18 @@ DEFAULT_MAX_LOG_DECOMPRESSED_BYTES = 50_000_000
 """Limit for a decompressed ``/log`` body (a gzip bomb is answered with 413)."""
 
 DEFAULT_RETENTION_DAYS = 30.0
+"""Per-minute aggregates (and heartbeats)."""
+DEFAULT_HOURLY_RETENTION_DAYS = 395.0
+"""Per-hour aggregates: 13 months."""
+DEFAULT_DAILY_RETENTION_DAYS = 1826.0
+"""Per-day aggregates: 5 years."""
+DEFAULT_REQUEST_LOG_RETENTION_DAYS = 15.0
+DEFAULT_RAW_RETENTION_DAYS = 3.0
+"""Raw messages, after they are folded (kept to recognise resends and to debug clients)."""
+DEFAULT_REJECTIONS_RETENTION_DAYS = 7.0
 DEFAULT_PRUNE_INTERVAL = 3600.0
 DEFAULT_SYNC_INTERVAL = 60.0
 """Assumed sync interval of an instance until two consecutive syncs show the real one."""
-
-OFFLINE_AFTER_INTERVALS = 3
-"""An instance is offline when its last sync is older than this many sync intervals."""
 
 
 def normalize_client_id(value: str) -> str | None:
@@ -51,29 +59,60 @@ def parse_allow_list(client_ids: Iterable[str] | None) -> frozenset[str] | None:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How many days each kind of data is kept."""
+
+    minutes: float = DEFAULT_RETENTION_DAYS
+    hours: float = DEFAULT_HOURLY_RETENTION_DAYS
+    days: float = DEFAULT_DAILY_RETENTION_DAYS
+    request_log: float = DEFAULT_REQUEST_LOG_RETENTION_DAYS
+    raw_messages: float = DEFAULT_RAW_RETENTION_DAYS
+    rejections: float = DEFAULT_REJECTIONS_RETENTION_DAYS
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not value > 0:
+                raise ValueError(f"retention of {name} must be positive")
+
+    @property
+    def by_resolution(self) -> dict[int, float]:
+        """Seconds each aggregate resolution is kept; a coarser tier never less than a finer one."""
+        minutes = self.minutes * 86400.0
+        hours = max(self.hours * 86400.0, minutes)
+        return {MINUTE: minutes, HOUR: hours, DAY: max(self.days * 86400.0, hours)}
+
+    def policy(self) -> RetentionPolicy:
+        longest = max(self.by_resolution.values())
+        return RetentionPolicy(
+            resolutions=self.by_resolution,
+            request_log=self.request_log * 86400.0,
+            raw_messages=self.raw_messages * 86400.0,
+            rejections=self.rejections * 86400.0,
+            registries=longest,
+        )
+
+
+@dataclass(frozen=True)
 class HubSettings:
-    db_path: Path
+    db: str | Path
+    """A SQLite file, or a ``postgresql://`` URL."""
     client_ids: frozenset[str] | None = None
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES
-    retention_days: float = DEFAULT_RETENTION_DAYS
+    retention: Retention = field(default_factory=Retention)
     prune_interval: float = DEFAULT_PRUNE_INTERVAL
     allow_extra_fields: bool = False
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
+    fold_in_background: bool = True
+    """Run the folding worker (tests that fold by hand turn it off)."""
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_log_bytes", "max_log_decompressed_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
-        if self.retention_days <= 0:
-            raise ValueError("retention_days must be positive")
         if self.prune_interval <= 0:
             raise ValueError("prune_interval must be positive")
-
-    @property
-    def retention_seconds(self) -> float:
-        return self.retention_days * 86400.0
 
     def is_allowed(self, client_id: str) -> bool:
         return self.client_ids is None or client_id in self.client_ids

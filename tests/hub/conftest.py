@@ -8,8 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hub_samples import settling_client
 
 from apitally_hub import HubServer
+from apitally_hub.storage.base import Storage
+from apitally_hub.storage.sqlite.store import SQLiteStorage
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +23,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 @pytest.fixture(scope="session")
 def http(hub: HubServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=hub.url, timeout=10.0) as client:
+    with settling_client(hub) as client:
         yield client
 
 
@@ -38,3 +41,18 @@ def app_path(client_id: str) -> str:
 @pytest.fixture
 def db_file(tmp_path: Path) -> Path:
     return tmp_path / "hub.sqlite"
+
+
+BACKENDS = ["sqlite"]
+"""Every storage backend the conformance suite runs against."""
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """A fresh, open store of each backend."""
+    storage = SQLiteStorage(tmp_path / "hub.sqlite")
+    storage.open()
+    try:
+        yield storage
+    finally:
+        storage.close()

@@ -12,7 +12,12 @@ import gzip
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from apitally_hub import HubServer
 
 OPENAPI = json.dumps({"openapi": "3.1.0", "info": {"title": "demo", "version": "1.2.3"}, "paths": {}})
 
@@ -170,3 +175,14 @@ def minimal_log_line() -> dict[str, Any]:
 
 def gzip_lines(lines: list[dict[str, Any]]) -> bytes:
     return gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
+
+
+def settling_client(hub: HubServer) -> httpx.Client:
+    """A client whose reads of the query API first wait until what the hub accepted is folded
+    (ingest commits messages to a queue; aggregates follow within milliseconds)."""
+
+    def settle(request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path.startswith("/api/"):
+            hub.settle()
+
+    return httpx.Client(base_url=hub.url, timeout=10.0, event_hooks={"request": [settle]})

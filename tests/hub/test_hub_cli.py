@@ -15,6 +15,7 @@ from hub_samples import new_uuid, sync
 
 import apitally_otel
 from apitally_hub.cli import build_parser, main
+from apitally_hub.storage.sqlite.schema import SCHEMA_VERSION
 
 SRC = Path(apitally_otel.__file__).resolve().parents[1]
 
@@ -94,3 +95,12 @@ def test_hub_process_starts_fast_serves_and_stops_on_sigint(tmp_path: Path) -> N
                 stream.close()
     assert elapsed < 2.0
     assert db.exists()
+
+
+def test_hub_migrate_brings_a_store_up_to_date(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "new.sqlite"
+    assert main(["hub", "migrate", "--db", str(db)]) == 0
+    assert f"{db}: schema version {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert main(["hub", "migrate", "--db", str(db)]) == 0  # nothing left to do: still fine
+    assert main(["hub", "migrate", "--db", str(tmp_path / "missing-dir" / "x" / "\0bad")]) == 1
+    assert "error: cannot migrate" in capsys.readouterr().err

@@ -373,7 +373,7 @@ def test_oversized_chunked_body_is_413_without_content_length(http: httpx.Client
     headers = {"content-type": "application/json"}
     response = http.post(f"{app_path}/sync", content=_chunks(10_500_000), headers=headers)
     assert response.status_code == 413
-    assert http.get("/health").json() == {"status": "ok"}
+    assert http.get("/health").json()["status"] == "ok"
 
 
 def test_oversized_log_body_is_413(http: httpx.Client, app_path: str) -> None:

@@ -16,6 +16,7 @@ from hub_samples import (
     gzip_lines,
     log_line,
     new_uuid,
+    settling_client,
     startup,
     sync,
 )
@@ -116,7 +117,7 @@ def test_timeseries_filters_by_endpoint(http: httpx.Client, app_path: str, clien
     for ts in (minute + 5, minute + 65):
         assert http.post(f"{app_path}/sync", json=sync(timestamp=ts, requests=requests)).status_code == 202
     points = get(http, client_id, "timeseries", method="post", path="/api/items/{item_id}")["points"]
-    assert [(p["minute"], p["requests"], p["p50_ms"]) for p in points] == [
+    assert [(p["bucket"], p["requests"], p["p50_ms"]) for p in points] == [
         (minute, 1, 20),
         (minute + 60, 1, 20),
     ]
@@ -184,7 +185,7 @@ def clocked_hub() -> Iterator[tuple[HubServer, Clock]]:
 def test_instances_go_offline_after_three_inferred_intervals(clocked_hub: tuple[HubServer, Clock]) -> None:
     hub, clock = clocked_hub
     client_id, instance = new_uuid(), new_uuid()
-    with httpx.Client(base_url=hub.url) as http:
+    with settling_client(hub) as http:
         assert http.post(f"/v2/{client_id}/dev/startup", json=startup(instance)).status_code == 202
         for offset in (0.0, 10.0):
             message = sync(instance_uuid=instance, timestamp=clock.now + offset)
@@ -209,7 +210,7 @@ def test_instances_go_offline_after_three_inferred_intervals(clocked_hub: tuple[
 def test_instance_without_inferred_interval_uses_60_seconds(clocked_hub: tuple[HubServer, Clock]) -> None:
     hub, clock = clocked_hub
     client_id = new_uuid()
-    with httpx.Client(base_url=hub.url) as http:
+    with settling_client(hub) as http:
         assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
         clock.now += 179
         assert get(http, client_id, "instances")["instances"][0]["online"] is True

@@ -13,6 +13,8 @@ from hub_samples import REQUEST_ITEM, new_uuid, startup, sync
 from apitally_hub import HubServer
 from apitally_hub.cli import main
 
+ACME = {"identifier": "acme", "name": "Acme Corp", "group": "Enterprise"}
+
 
 @pytest.fixture
 def ingested(hub: HubServer, http: httpx.Client, client_id: str) -> str:
@@ -30,7 +32,7 @@ def ingested(hub: HubServer, http: httpx.Client, client_id: str) -> str:
     }
     messages = [
         ("startup", startup(instance_a)),
-        ("sync", sync(instance_uuid=instance_a, requests=[REQUEST_ITEM, not_found])),
+        ("sync", sync(instance_uuid=instance_a, requests=[REQUEST_ITEM, not_found], consumers=[ACME])),
         (
             "sync",
             sync(
@@ -44,6 +46,7 @@ def ingested(hub: HubServer, http: httpx.Client, client_id: str) -> str:
     ]
     for endpoint, message in messages:
         assert http.post(f"/v2/{client_id}/dev/{endpoint}", json=message).status_code == 202
+    hub.settle()
     return client_id
 
 
@@ -90,7 +93,8 @@ def test_json_report_has_exact_counts(
     }
     consumers = {c["identifier"]: c for c in report["consumers"]}
     assert consumers["acme"]["requests"] == 44
-    assert (consumers["acme-corp"]["name"], consumers["acme-corp"]["requests"]) == ("Acme Corp", 0)
+    assert (consumers["acme"]["name"], consumers["acme"]["group"]) == ("Acme Corp", "Enterprise")
+    assert set(consumers) == {"acme"}  # consumers are listed by their traffic in the window
     assert [(v["count"], v["loc"]) for v in report["validation_errors"]] == [(3, ["query", "foo"])]
     assert [(s["count"], s["type"]) for s in report["server_errors"]] == [(1, "builtins.ValueError")]
     assert len(report["instances"]) == 2

@@ -1,248 +1,427 @@
-"""Storage: persistence across restarts, retention pruning, migrations."""
+"""The storage conformance suite: every backend (the ``store`` fixture is parametrized over them)
+must pass it. Queue and deduplication, exactly-once folding with chunks and leases, rollups that
+agree with the minutes they cover, retention per tier, and restarts."""
 
 from __future__ import annotations
 
-import sqlite3
+import json
+import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
-import httpx
 import pytest
-from hub_samples import gzip_lines, log_line, new_uuid, sync
-
-from apitally_hub import HubServer
-from apitally_hub.storage.sqlite.database import Database
-from apitally_hub.storage.sqlite.retention import prune
-from apitally_hub.storage.sqlite.schema import (
-    MIGRATIONS,
-    SCHEMA_VERSION,
-    current_version,
-    migrate,
-    register_functions,
+from hub_samples import (
+    REQUEST_ITEM,
+    SERVER_ERROR_ITEM,
+    VALIDATION_ERROR_ITEM,
+    gzip_lines,
+    log_line,
+    new_uuid,
+    sync,
 )
-from apitally_hub.storage.sqlite.writes import store_sync
 
-DAY = 86400.0
+from apitally_hub.ingest import folding
+from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.query import planner
+from apitally_hub.query.percentiles import percentiles
+from apitally_hub.settings import Retention
+from apitally_hub.storage.base import (
+    DAY,
+    HOUR,
+    MINUTE,
+    AppKey,
+    ClaimLost,
+    EventQuery,
+    FoldProgress,
+    LogQuery,
+    RawMessage,
+    Segment,
+    Storage,
+    TrafficFilter,
+    TrafficQuery,
+)
 
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _tables(path: Path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
-    finally:
-        conn.close()
-
-
-def test_data_survives_a_restart(db_file: Path) -> None:
-    client_id, message = new_uuid(), sync()
-    with HubServer(db_file) as hub, httpx.Client(base_url=hub.url) as http:
-        assert http.post(f"/v2/{client_id}/dev/sync", json=message).status_code == 202
-    with HubServer(db_file) as hub, httpx.Client(base_url=hub.url) as http:
-        endpoints = http.get(f"/api/{client_id}/dev/endpoints").json()["endpoints"]
-        assert [(e["path"], e["requests"]) for e in endpoints] == [("/api/items/{item_id}", 42)]
-        # deduplication is durable too: the resend after a restart is not counted again
-        assert http.post(f"/v2/{client_id}/dev/sync", json=message).status_code == 200
-        assert http.get(f"/api/{client_id}/dev/endpoints").json()["endpoints"][0]["requests"] == 42
+APP = AppKey("c0ffee00-0000-4000-8000-000000000001", "prod")
+T0 = 1_795_000_000 // DAY * DAY  # a UTC midnight
+WIDE = Retention(minutes=10_000, hours=10_000, days=10_000).by_resolution
 
 
-def test_database_uses_wal(db_file: Path) -> None:
-    db = Database(db_file)
-    db.open()
-    try:
-        assert db.read(lambda conn: conn.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
-    finally:
-        db.close()
+def raw_sync(message: dict[str, Any], app: AppKey = APP, received_at: float | None = None) -> RawMessage:
+    body = folding.encode_json_body(json.dumps(message).encode())
+    received = message["timestamp"] if received_at is None else received_at
+    return RawMessage(
+        app,
+        "sync",
+        message["message_uuid"],
+        message["instance_uuid"],
+        received,
+        body,
+        "zlib",
+        folding.item_count(message),
+    )
 
 
-def test_startup_prunes_data_older_than_the_retention(db_file: Path) -> None:
-    client_id, now = new_uuid(), time.time()
-    old = FakeClock(now - 40 * DAY)
-    with HubServer(db_file, clock=old) as hub, httpx.Client(base_url=hub.url) as http:
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync(timestamp=old.now)).status_code == 202
-        body = gzip_lines([log_line(timestamp=old.now)])
-        assert (
-            http.post(f"/v2/{client_id}/dev/log", params={"uuid": new_uuid()}, content=body).status_code
-            == 202
+def fold(store: Storage, **options: Any) -> FoldingWorker:
+    worker = FoldingWorker(store, **options)
+    worker.drain()
+    return worker
+
+
+def totals(store: Storage, segments: tuple[Segment, ...], **query: Any) -> list[Any]:
+    return store.traffic(TrafficQuery(APP, segments, **query))
+
+
+def request_item(**changes: Any) -> dict[str, Any]:
+    return {**REQUEST_ITEM, **changes}
+
+
+# -- queue ------------------------------------------------------------------------------------
+
+
+def test_enqueue_deduplicates_by_app_kind_and_uuid(store: Storage) -> None:
+    message = sync(timestamp=T0)
+    assert store.enqueue(raw_sync(message)) is True
+    assert store.enqueue(raw_sync(message)) is False
+    assert store.enqueue(raw_sync(message, AppKey(APP.client_id, "other"))) is False  # uuid is per client
+    assert store.enqueue(raw_sync(message, AppKey(new_uuid(), "prod"))) is True
+    stats = store.queue_stats()
+    assert (stats.pending, stats.oldest_received_at) == (2, T0)
+
+
+def test_a_folded_message_is_counted_once_also_when_resent(store: Storage) -> None:
+    message = sync(timestamp=T0 + 5)
+    store.enqueue(raw_sync(message))
+    fold(store)
+    assert store.enqueue(raw_sync(message)) is False
+    fold(store)
+    [row] = totals(store, (Segment(MINUTE, T0, T0),))
+    assert row.request_count == 42
+    assert store.queue_stats().pending == 0
+
+
+def test_fold_writes_every_resolution_and_all_kinds(store: Storage) -> None:
+    ts = T0 + 3 * HOUR + 7 * MINUTE + 1
+    message = sync(timestamp=ts)
+    store.enqueue(raw_sync(message))
+    fold(store)
+    for resolution in (MINUTE, HOUR, DAY):
+        bucket = int(ts // resolution) * resolution
+        [row] = totals(
+            store,
+            (Segment(resolution, bucket, bucket),),
+            group_by=("method", "path", "status_code"),
+            response_times=True,
+            sizes=True,
         )
-        assert http.get(f"/api/{client_id}/dev/requests", params={"since": "1d"}).json()["total"] == 1
-    with HubServer(db_file, retention_days=30) as hub, httpx.Client(base_url=hub.url) as http:
-        assert http.get(f"/api/{client_id}/dev/endpoints", params={"since": "60d"}).json()["endpoints"] == []
-        assert http.get(f"/api/{client_id}/dev/requests", params={"since": "60d"}).json()["total"] == 0
-        assert http.get(f"/api/{client_id}/dev/instances").json()["instances"] == []
-    conn = sqlite3.connect(db_file)
-    try:
-        for table in ("messages", "request_counts", "server_errors", "consumers", "log_files", "request_log"):
-            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == 0, table
-    finally:
-        conn.close()
+        assert row.key == ("GET", "/api/items/{item_id}", 200)
+        assert (row.request_count, row.request_size_sum, row.response_size_sum) == (42, 12345, 67890)
+        assert row.response_times == {0: 30, 10: 9, 120: 3}
+        assert (row.request_sizes, row.response_sizes) == ({0: 40, 12: 2}, {1: 42})
+    segments = (Segment(HOUR, T0 + 3 * HOUR, T0 + 3 * HOUR),)
+    [by_consumer] = totals(store, segments, group_by=("consumer",))
+    assert (by_consumer.key, by_consumer.request_count) == (("acme",), 42)
+    validation, total = store.validation_errors(EventQuery(APP, segments))
+    assert total == 1 and (validation[0].loc, validation[0].count) == ('["query","foo"]', 3)
+    server, total = store.server_errors(EventQuery(APP, segments))
+    assert total == 1 and (server[0].type, server[0].count, server[0].traceback) == (
+        "builtins.ValueError",
+        1,
+        SERVER_ERROR_ITEM["traceback"],
+    )
+    [instance] = store.instances(APP)
+    assert (instance.instance_uuid, instance.syncs, instance.cpu_percent) == (
+        message["instance_uuid"],
+        1,
+        3.2,
+    )
+    assert store.heartbeats(APP, T0, T0 + DAY) == [(int(ts // 60) * 60, 1)]
+    info = store.consumers_info(APP, ["acme-corp"])["acme-corp"]
+    assert (info.name, info.group) == ("Acme Corp", "Enterprise")
 
 
-def test_periodic_pruning_removes_rows_as_they_age(db_file: Path) -> None:
-    client_id, clock = new_uuid(), FakeClock(time.time())
-    with (
-        HubServer(db_file, clock=clock, retention_days=1, prune_interval=0.05) as hub,
-        httpx.Client(base_url=hub.url) as http,
-    ):
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync(timestamp=clock.now)).status_code == 202
-        clock.now += 2 * DAY
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            if http.get(f"/api/{client_id}/dev/endpoints", params={"since": "3d"}).json()["endpoints"] == []:
-                break
-            time.sleep(0.05)
-        assert http.get(f"/api/{client_id}/dev/endpoints", params={"since": "3d"}).json()["endpoints"] == []
+def test_aggregates_sum_across_instances_within_a_bucket(store: Storage) -> None:
+    for offset, instance in ((1, new_uuid()), (11, new_uuid()), (61, new_uuid())):
+        store.enqueue(raw_sync(sync(instance_uuid=instance, timestamp=T0 + offset)))
+    fold(store)
+    rows = totals(store, (Segment(MINUTE, T0, T0 + 60),), group_by=("bucket",), response_times=True)
+    assert [(r.key, r.request_count, r.response_times) for r in rows] == [
+        ((T0,), 84, {0: 60, 10: 18, 120: 6}),
+        ((T0 + 60,), 42, {0: 30, 10: 9, 120: 3}),
+    ]
+    [hour] = totals(store, (Segment(HOUR, T0, T0),))
+    assert hour.request_count == 126
 
 
-def test_prune_keeps_recent_rows(tmp_path: Path) -> None:
-    db = Database(tmp_path / "hub.sqlite")
-    db.open()
-    try:
-        now = time.time()
-        for ts in (now - 10 * DAY, now - 1):
-            db.write(lambda conn, ts=ts: store_sync(conn, "c", "dev", sync(timestamp=ts), b"{}", ts))
-        deleted = db.write(lambda conn: prune(conn, now - 5 * DAY))
-        assert deleted["request_counts"] == 1
-        assert deleted["messages"] == 1
-        remaining = db.read(
-            lambda conn: conn.execute("SELECT SUM(request_count) FROM request_counts").fetchone()
+def test_counters_saturate_instead_of_overflowing(store: Storage) -> None:
+    huge = request_item(
+        request_count=2**53 - 1,
+        response_times={"0": 2**53 - 1},
+        request_sizes={},
+        response_sizes={},
+        request_size_sum=0,
+        response_size_sum=0,
+    )
+    for second in range(3):
+        store.enqueue(
+            raw_sync(
+                sync(
+                    timestamp=T0 + second,
+                    requests=[huge],
+                    validation_errors=[{**VALIDATION_ERROR_ITEM, "error_count": 2**53 - 1}],
+                )
+            )
         )
-        assert remaining == (42,)
-    finally:
-        db.close()
+    fold(store)
+    [row] = totals(store, (Segment(MINUTE, T0, T0),))
+    assert row.request_count == 2**53
+    rows, _ = store.validation_errors(EventQuery(APP, (Segment(MINUTE, T0, T0), Segment(HOUR, T0, T0))))
+    assert rows[0].count >= 2**53  # two rows, each saturated: the sum is exact, no overflow error
 
 
-def test_migrations_on_an_empty_db_and_idempotent(db_file: Path) -> None:
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        assert current_version(conn) == 0
-        assert migrate(conn) == SCHEMA_VERSION == len(MIGRATIONS)
-        before = _tables(db_file)
-        assert migrate(conn) == SCHEMA_VERSION
-        assert _tables(db_file) == before
-        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
-    finally:
-        conn.close()
-    # and through the Database wrapper, twice
-    for _ in range(2):
-        db = Database(db_file)
-        assert db.open() == SCHEMA_VERSION
-        db.close()
+# -- folding: chunks, claims, several workers -------------------------------------------------
 
 
-def test_migrations_apply_in_order_and_only_once(db_file: Path) -> None:
-    applied: list[str] = []
-
-    def first(conn: sqlite3.Connection) -> None:
-        applied.append("first")
-        conn.execute("CREATE TABLE one (x)")
-
-    def second(conn: sqlite3.Connection) -> None:
-        applied.append("second")
-        conn.execute("ALTER TABLE one ADD COLUMN y")
-
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        assert migrate(conn, (first,)) == 1
-        assert migrate(conn, (first, second)) == 2
-        assert migrate(conn, (first, second)) == 2
-    finally:
-        conn.close()
-    assert applied == ["first", "second"]
+def test_a_big_sync_is_applied_in_chunks_and_counted_once(store: Storage) -> None:
+    requests = [request_item(path=f"/api/r{i}", consumer=f"c{i % 7}") for i in range(250)]
+    message = sync(timestamp=T0 + 1, requests=requests, validation_errors=[], server_errors=[])
+    store.enqueue(raw_sync(message))
+    fold(store, chunk_items=40)
+    rows = totals(store, (Segment(MINUTE, T0, T0),), group_by=("path",))
+    assert len(rows) == 250 and {r.request_count for r in rows} == {42}
+    assert store.queue_stats().pending == 0
+    [instance] = store.instances(APP)
+    assert instance.syncs == 1  # the heartbeat is folded with the first chunk only
 
 
-def test_failed_migration_rolls_back(db_file: Path) -> None:
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("CREATE TABLE half (x)")
-        raise RuntimeError("boom")
-
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        with pytest.raises(RuntimeError):
-            migrate(conn, (broken,))
-        assert current_version(conn) == 0
-        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
-    finally:
-        conn.close()
-
-
-def test_newer_schema_is_refused(db_file: Path) -> None:
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        migrate(conn)
-        conn.execute("UPDATE schema_version SET version = 999")
-        with pytest.raises(RuntimeError, match="newer"):
-            migrate(conn)
-    finally:
-        conn.close()
+def test_an_apply_after_a_lost_claim_writes_nothing(store: Storage) -> None:
+    store.enqueue(raw_sync(sync(timestamp=T0 + 1)))
+    [claimed] = store.claim("slow", limit=10, lease_seconds=0.0, now=T0)
+    # the lease expired: another worker claims and folds the message
+    assert len(store.claim("fast", limit=10, lease_seconds=60.0, now=T0 + 1)) == 1
+    fast = FoldingWorker(store)
+    fast.name = "fast"
+    fast.drain()
+    message = claimed.message
+    progress = [FoldProgress(message.app, message.kind, message.message_uuid, 0, message.item_count, True)]
+    with pytest.raises(ClaimLost):
+        store.apply("slow", {}, progress)
+    [row] = totals(store, (Segment(MINUTE, T0, T0),))
+    assert row.request_count == 42
 
 
-def test_hub_fails_to_start_on_a_newer_schema(db_file: Path) -> None:
-    conn = sqlite3.connect(db_file, isolation_level=None)
-    try:
-        migrate(conn)
-        conn.execute("UPDATE schema_version SET version = 999")
-    finally:
-        conn.close()
-    with pytest.raises(RuntimeError, match="did not start"):
-        HubServer(db_file, startup_timeout=5).start()
-
-
-def test_merge_bins_sql_function() -> None:
-    conn = sqlite3.connect(":memory:")
-    try:
-        register_functions(conn)
-        query = """SELECT merge_bins('{"0": 1, "20": 2}', '{"20": 3, "10": 1}')"""
-        assert conn.execute(query).fetchone() == ('{"0":1,"10":1,"20":5}',)
-    finally:
-        conn.close()
-
-
-def test_aggregates_merge_within_a_minute_and_split_across_minutes(db_file: Path) -> None:
-    db = Database(db_file)
-    db.open()
-    try:
-        base = 1_700_000_040.0  # a minute boundary
-        instance = new_uuid()
-        for ts in (base + 1, base + 11, base + 61):
-            msg = sync(instance_uuid=instance, timestamp=ts)
-            db.write(lambda conn, msg=msg, ts=ts: store_sync(conn, "c", "dev", msg, b"{}", ts))
-        rows = db.read(
-            lambda conn: conn.execute(
-                "SELECT minute, request_count, response_times FROM request_counts ORDER BY minute"
-            ).fetchall()
+def test_concurrent_workers_fold_each_message_exactly_once(store: Storage) -> None:
+    instances = [new_uuid() for _ in range(8)]
+    for n in range(200):
+        message = sync(
+            instance_uuid=instances[n % 8],
+            timestamp=T0 + n,
+            consumers=[],
+            validation_errors=[],
+            server_errors=[],
         )
-        assert rows == [
-            (base, 84, '{"0":60,"10":18,"120":6}'),
-            (base + 60, 42, '{"0":30,"10":9,"120":3}'),
-        ]
-        interval = db.read(lambda conn: conn.execute("SELECT sync_interval FROM instances").fetchone()[0])
-        assert interval == 50.0
+        store.enqueue(raw_sync(message))
+    workers = [FoldingWorker(store, claim_limit=7, chunk_items=5) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def run(worker: FoldingWorker) -> None:
+        try:
+            worker.drain(timeout=60)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    [row] = totals(store, (Segment(DAY, T0, T0),))
+    assert row.request_count == 200 * 42
+    assert sum(i.syncs for i in store.instances(APP)) == 200
+    assert sum(n for _, n in store.heartbeats(APP, T0, T0 + DAY)) == 200
+
+
+def test_a_message_that_cannot_be_folded_does_not_block_the_queue(store: Storage) -> None:
+    broken = RawMessage(APP, "sync", new_uuid(), new_uuid(), T0, b"not zlib", "zlib", 1)
+    store.enqueue(broken)
+    store.enqueue(raw_sync(sync(timestamp=T0 + 1)))
+    fold(store)
+    stats = store.queue_stats()
+    assert (stats.pending, stats.failed) == (0, 1)
+    [row] = totals(store, (Segment(MINUTE, T0, T0),))
+    assert row.request_count == 42
+
+
+# -- rollups ----------------------------------------------------------------------------------
+
+
+def test_percentiles_from_a_rollup_equal_those_from_its_minutes(store: Storage) -> None:
+    times = [{"0": 5, "30": 2}, {"10": 1, "990": 1}, {"20": 9}, {"120": 3, "10": 4}, {"2500": 1}]
+    for index, bins in enumerate(times * 30):
+        ts = T0 + index * 97  # spread over several hours, many minutes
+        item = request_item(
+            request_count=sum(bins.values()), response_times=bins, request_sizes={}, response_sizes={}
+        )
+        store.enqueue(raw_sync(sync(timestamp=ts, requests=[item], consumers=[])))
+    fold(store)
+    last_minute = int((T0 + 149 * 97) // 60) * 60
+    minutes = totals(store, (Segment(MINUTE, T0, last_minute),), response_times=True)
+    hours = totals(store, (Segment(HOUR, T0, int(last_minute // HOUR) * HOUR),), response_times=True)
+    days = totals(store, (Segment(DAY, T0, T0),), response_times=True)
+    assert minutes[0].response_times == hours[0].response_times == days[0].response_times
+    ps = (50, 75, 90, 95, 99, 99.9)
+    assert percentiles(minutes[0].response_times, ps) == percentiles(days[0].response_times, ps)
+    expected = 30 * sum(sum(b.values()) for b in times)
+    assert minutes[0].request_count == hours[0].request_count == days[0].request_count == expected
+
+
+def test_a_planned_summary_equals_the_sum_of_its_minutes(store: Storage) -> None:
+    # traffic every 7 minutes for three days; a window with ragged edges around one whole day
+    for n in range(0, 3 * 24 * 60, 7):
+        store.enqueue(
+            raw_sync(sync(timestamp=T0 + n * 60 + 3, consumers=[], validation_errors=[], server_errors=[]))
+        )
+    fold(store)
+    since, until = T0 + 5 * HOUR + 17 * MINUTE + 30, T0 + 2 * DAY + 20 * HOUR + 3 * MINUTE
+    segments = planner.summary_segments(since, until, T0 + 3 * DAY, WIDE)
+    assert [s.resolution for s in segments] == [MINUTE, HOUR, DAY, HOUR, MINUTE]
+    planned = totals(store, segments, response_times=True)[0]
+    minute_rows = totals(
+        store, (Segment(MINUTE, int(since // 60) * 60, int(until // 60) * 60),), response_times=True
+    )[0]
+    assert (planned.request_count, planned.response_times) == (
+        minute_rows.request_count,
+        minute_rows.response_times,
+    )
+    assert planned.request_count > 0
+
+
+def test_filters_by_consumer_group_status_and_endpoint(store: Storage) -> None:
+    requests = [
+        request_item(consumer="a"),
+        request_item(
+            consumer="b",
+            status_code=500,
+            request_count=1,
+            response_times={"0": 1},
+            request_sizes={},
+            response_sizes={},
+        ),
+        request_item(
+            consumer=None,
+            path="/other",
+            request_count=2,
+            response_times={"0": 2},
+            request_sizes={},
+            response_sizes={},
+        ),
+    ]
+    named = [
+        {"identifier": "a", "name": "A", "group": "Gold"},
+        {"identifier": "b", "name": None, "group": "Free"},
+    ]
+    store.enqueue(raw_sync(sync(timestamp=T0, requests=requests, consumers=named)))
+    fold(store)
+    day = (Segment(DAY, T0, T0),)
+
+    def count(**flt: Any) -> int:
+        return totals(store, day, filter=TrafficFilter(**flt))[0].request_count
+
+    assert count() == 45
+    assert count(consumer_group="Gold") == 42
+    assert count(consumer="b") == 1
+    assert count(consumer="") == 2
+    assert count(identified_only=True) == 43
+    assert count(status_class=5) == 1
+    assert count(status_code=200, path="/other") == 2
+    assert count(method="get", path="/api/items/{item_id}") == 43
+    page = store.traffic(
+        TrafficQuery(
+            APP, day, ("consumer",), TrafficFilter(identified_only=True), order="requests", limit=1, offset=1
+        )
+    )
+    assert [(r.key, r.request_count, r.server_errors) for r in page] == [(("b",), 1, 1)]
+    assert store.count_traffic_groups(TrafficQuery(APP, day, ("consumer",))) == 3
+    assert store.consumer_groups(APP) == [("Free", 1), ("Gold", 1)]
+
+
+# -- request log ------------------------------------------------------------------------------
+
+
+def test_request_log_files_fold_into_searchable_items(store: Storage) -> None:
+    lines = [
+        log_line(timestamp=T0 + i, status_code=200 + 100 * (i % 3), url=f"https://h/x/{i}?q=%25_")
+        for i in range(12)
+    ]
+    body = gzip_lines(lines)
+    file_uuid = new_uuid()
+    assert store.enqueue(RawMessage(APP, "log", file_uuid, None, T0, body, "gzip", len(lines)))
+    assert not store.enqueue(RawMessage(APP, "log", file_uuid, None, T0, body, "gzip", len(lines)))
+    fold(store, chunk_items=5)
+    items, total = store.request_log(LogQuery(APP, T0 - 1, T0 + 100, limit=5))
+    assert total == 12 and [i.timestamp for i in items] == [T0 + 11 - i for i in range(5)]
+    older, _ = store.request_log(
+        LogQuery(APP, T0 - 1, T0 + 100, limit=100, before=(items[-1].timestamp, items[-1].row_id))
+    )
+    assert [i.timestamp for i in older] == [T0 + 6 - i for i in range(7)]
+    assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, status_class=4))[1] == 4
+    assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, search="x/1"))[1] == 3  # 1, 10, 11
+    assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, search="%25_"))[1] == 12
+    assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, search="%_"))[1] == 0  # not LIKE wildcards
+    assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, search="x_1"))[1] == 0
+    found = store.request_log_item(APP, lines[3]["uuid"])
+    assert found is not None and found[1] == file_uuid and json.loads(found[2]) == lines[3]
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def test_prune_applies_each_tier_its_own_retention(store: Storage) -> None:
+    now = float(T0 + 100 * DAY)
+    old = now - 40 * DAY  # past the minutes' 30 days, inside the hours' 13 months
+    store.enqueue(raw_sync(sync(timestamp=old), received_at=old))
+    store.enqueue(
+        RawMessage(APP, "log", new_uuid(), None, old, gzip_lines([log_line(timestamp=old)]), "gzip", 1)
+    )
+    store.enqueue(raw_sync(sync(timestamp=now - 60), received_at=now - 60))
+    fold(store)
+    deleted = store.prune(Retention().policy(), now)
+    assert deleted["endpoint_traffic"] == 1 and deleted["request_log"] == 1 and deleted["queue"] == 2
+    old_minute = int(old // 60) * 60
+    assert totals(store, (Segment(MINUTE, old_minute, old_minute),))[0].request_count == 0
+    old_hour = int(old // HOUR) * HOUR
+    assert totals(store, (Segment(HOUR, old_hour, old_hour),))[0].request_count == 42
+    assert store.heartbeats(APP, 0, int(now)) == [(int((now - 60) // 60) * 60, 1)]
+    assert store.prune(Retention().policy(), now) == dict.fromkeys(deleted, 0)
+
+
+def test_leases_have_one_holder_at_a_time(store: Storage) -> None:
+    assert store.try_lease("job", "a", seconds=10, now=T0)
+    assert not store.try_lease("job", "b", seconds=10, now=T0 + 5)
+    assert store.try_lease("job", "a", seconds=10, now=T0 + 5)  # renewal
+    assert store.try_lease("job", "b", seconds=10, now=T0 + 16)  # expired: taken over
+    store.release_lease("job", "b")
+    assert store.try_lease("job", "a", seconds=10, now=T0 + 17)
+
+
+@pytest.fixture
+def timed_worker(store: Storage) -> Iterator[FoldingWorker]:
+    worker = FoldingWorker(store, poll_seconds=0.05)
+    worker.start()
+    try:
+        yield worker
     finally:
-        db.close()
+        worker.stop()
 
 
-def test_temporary_database_is_fresh_per_run_and_removed() -> None:
-    hub = HubServer()
-    client_id = new_uuid()
-    with hub, httpx.Client(base_url=hub.url) as http:
-        first_db = hub.db_path
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
-    assert not first_db.exists()
-    with hub:
-        assert hub.query(client_id, "dev", "endpoints")["endpoints"] == []
-    hub.stop()  # idempotent
-
-
-def test_invalid_settings_fail_fast_without_leaking() -> None:
-    with pytest.raises(ValueError, match="max_body_bytes"):
-        HubServer(max_body_bytes=0).start()
-    with pytest.raises(ValueError, match="not a UUID"):
-        HubServer(client_ids=["nope"]).start()
+def test_the_background_worker_folds_new_messages_promptly(
+    store: Storage, timed_worker: FoldingWorker
+) -> None:
+    start = time.monotonic()
+    store.enqueue(raw_sync(sync(timestamp=T0)))
+    timed_worker.notify()
+    while store.queue_stats().pending:
+        assert time.monotonic() - start < 5, "not folded within 5 s"
+        time.sleep(0.005)
+    assert totals(store, (Segment(MINUTE, T0, T0),))[0].request_count == 42

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-from hub_samples import log_line, minimal_log_line, startup, sync
+import pytest
+from hub_samples import log_line, minimal_log_line, new_uuid, startup, sync
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apitally_hub.errors import HubError
+from apitally_hub.ingest import folding
 from apitally_hub.ingest.bodies import loads_strict, parse_json
+from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.protocol.log_lines import validate_log_lines
 from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
-from apitally_hub.storage.sqlite.database import Database
-from apitally_hub.storage.sqlite.writes import store_startup, store_sync
+from apitally_hub.storage.base import AppKey, RawMessage
+from apitally_hub.storage.sqlite.store import SQLiteStorage
 
 scalars = (
     st.none()
@@ -103,14 +105,29 @@ def test_a_mutated_message_either_fails_validation_or_stores(data: st.DataObject
     errors = (validate_startup if kind == "startup" else validate_sync)(mutated)
     if errors:
         return
-    store = store_startup if kind == "startup" else store_sync
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Database(Path(tmp) / "hub.sqlite")
-        db.open()
-        try:
-            db.write(lambda conn: store(conn, "c", "dev", mutated, b"{}", 1.0))
-        finally:
-            db.close()
+    # accepted: it must fold into the aggregates without error
+    store = _STORE[0]
+    body = folding.encode_json_body(json.dumps(mutated).encode())
+    items = folding.item_count(mutated) if kind == "sync" else 1
+    message = RawMessage(AppKey("c", "dev"), kind, new_uuid(), None, 1.0, body, "zlib", items)
+    assert store.enqueue(message)
+    FoldingWorker(store).drain()
+    assert store.queue_stats().failed == 0
+
+
+_STORE: list[SQLiteStorage] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    store = SQLiteStorage(tmp_path_factory.mktemp("fold") / "hub.sqlite")
+    store.open()
+    _STORE.append(store)
+    try:
+        yield
+    finally:
+        _STORE.clear()
+        store.close()
 
 
 def test_loads_strict_rejects_duplicates_and_constants() -> None:

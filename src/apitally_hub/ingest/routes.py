@@ -2,17 +2,19 @@
 
 Order of checks: client id (malformed or not allowed → 404), env (→ 422), injected faults,
 media type (→ 415), body size (→ 413), JSON/gzip well-formedness (→ 400), field validation
-(→ 422). Accepted messages get 202; a resend of a stored ``message_uuid`` (or log file ``uuid``)
-gets 200 with ``"status": "duplicate"`` and is not counted again. Parsing, decompression and
-SQLite work on big inputs run in worker threads.
+(→ 422). An accepted message is committed to the store's queue, then answered 202 — folding it
+into the aggregates happens off the request path (:mod:`.worker`) — so a 2xx always means the
+message is stored. A resend of a stored ``message_uuid`` (or log file ``uuid``) gets 200 with
+``"status": "duplicate"`` and is not counted again. Parsing, decompression and store work run in
+worker threads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import sqlite3
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -21,12 +23,12 @@ from starlette.routing import Route
 
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error, unprocessable
-from apitally_hub.ingest import bodies
+from apitally_hub.ingest import bodies, folding
 from apitally_hub.protocol.checker import FieldError
 from apitally_hub.protocol.log_lines import validate_log_lines
 from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
 from apitally_hub.settings import normalize_client_id
-from apitally_hub.storage.sqlite import writes
+from apitally_hub.storage.base import AppKey, RawMessage, Rejection
 
 _logger = logging.getLogger(__name__)
 
@@ -34,7 +36,6 @@ INLINE_PARSE_LIMIT = 64 * 1024
 """Bodies up to this size are parsed on the event loop; bigger ones in a worker thread."""
 
 Validator = Callable[..., list[FieldError]]
-Store = Callable[[sqlite3.Connection, str, str, dict[str, Any], bytes, float], bool]
 
 
 def _parse_message(body: bytes, validate: Validator, allow_extra: bool) -> dict[str, Any]:
@@ -94,18 +95,22 @@ class IngestEndpoints:
         _logger.warning(
             "Rejected /%s for %s/%s with %d: %s", endpoint, client_id, env, exc.status_code, summary
         )
-        now = self.context.clock()
-
-        def record(conn: sqlite3.Connection) -> None:
-            writes.store_rejection(conn, client_id, env, endpoint, exc.status_code, exc.detail, now)
-
+        rejection = Rejection(
+            AppKey(client_id, env), endpoint, exc.status_code, json.dumps(exc.detail), self.context.clock()
+        )
         try:
-            await self.context.database.awrite(record)
-        except (sqlite3.Error, HubError):  # the rejection is what matters; recording it is best effort
+            await self.context.run(lambda: self.context.store.record_rejection(rejection))
+        except Exception:  # the rejection is what matters; recording it is best effort
             _logger.exception("Could not record a rejected /%s message", endpoint)
 
+    async def _commit(self, message: RawMessage) -> bool:
+        stored = await self.context.run(lambda: self.context.store.enqueue(message))
+        if stored and self.context.worker is not None:
+            self.context.worker.notify()
+        return stored
+
     async def _json_message(
-        self, request: Request, endpoint: str, validate: Validator, store: Store
+        self, request: Request, endpoint: Literal["startup", "sync"], validate: Validator
     ) -> Response:
         client_id, env = self._address(request)
         fault = self._fault(endpoint)
@@ -125,17 +130,26 @@ class IngestEndpoints:
         except HubError as exc:
             await self._reject(client_id, env, endpoint, exc)
             raise
-        now = self.context.clock()
-        stored = await self.context.database.awrite(
-            lambda conn: store(conn, client_id, env, message, body, now)
+        stored_body = await self.context.run(lambda: folding.encode_json_body(body))
+        stored = await self._commit(
+            RawMessage(
+                AppKey(client_id, env),
+                endpoint,
+                message["message_uuid"],
+                message["instance_uuid"],
+                self.context.clock(),
+                stored_body,
+                "zlib",
+                folding.item_count(message) if endpoint == "sync" else 1,
+            )
         )
         return _accepted(stored, message_uuid=message["message_uuid"])
 
     async def startup(self, request: Request) -> Response:
-        return await self._json_message(request, "startup", validate_startup, writes.store_startup)
+        return await self._json_message(request, "startup", validate_startup)
 
     async def sync(self, request: Request) -> Response:
-        return await self._json_message(request, "sync", validate_sync, writes.store_sync)
+        return await self._json_message(request, "sync", validate_sync)
 
     async def log(self, request: Request) -> Response:
         client_id, env = self._address(request)
@@ -160,8 +174,9 @@ class IngestEndpoints:
         except HubError as exc:
             await self._reject(client_id, env, "log", exc)
             raise
-        now = self.context.clock()
-        stored = await self.context.database.awrite(
-            lambda conn: writes.store_log_file(conn, client_id, env, file_uuid, lines, body, now)
+        stored = await self._commit(
+            RawMessage(
+                AppKey(client_id, env), "log", file_uuid, None, self.context.clock(), body, "gzip", len(lines)
+            )
         )
         return _accepted(stored, uuid=file_uuid, lines=len(lines))

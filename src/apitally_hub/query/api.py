@@ -1,19 +1,22 @@
-"""Read-only JSON query API under ``/api/`` (GET only).
+"""Read-only JSON query API under ``/api/`` (GET only), a thin HTTP face on
+:class:`~apitally_hub.query.service.QueryService`.
 
-``/api/apps`` lists the apps (client id and env). Per app, under ``/api/{client_id}/{env}/``:
-``endpoints``, ``timeseries``, ``consumers``, ``validation-errors``, ``server-errors`` (all take
-``since``/``until``, see :mod:`.timewindow`), ``instances`` and ``instances/{instance_uuid}``,
-``requests`` (request log; filters ``method``, ``path``, ``status`` = ``404`` or ``4xx``,
-``consumer``, ``q`` = URL substring, ``limit``, ``offset``) and ``requests/{uuid}``, and
-``rejections`` (messages the hub refused, for debugging a client). Bad parameters give 422
-naming ``["query", <name>]``.
+``/api/apps`` lists the apps. Per app, under ``/api/{client_id}/{env}/``: ``overview``,
+``endpoints``, ``timeseries``, ``histogram``, ``consumers``, ``consumer-groups``,
+``validation-errors``, ``server-errors``, ``uptime``, ``instances`` and
+``instances/{instance_uuid}``, ``requests`` (the request log) and ``requests/{uuid}``, and
+``rejections`` (messages the hub refused, for debugging a client).
+
+Common parameters: ``since``/``until`` (see :mod:`.timewindow`; default the last hour), the
+filters ``method``, ``path``, ``consumer``, ``group`` and ``status`` (``404`` or ``4xx``), and for
+lists ``limit`` (1-1000, default 100) and ``cursor`` (the ``next_cursor`` of the previous page).
+Bad parameters give 422 naming ``["query", <name>]``.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -23,27 +26,117 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error
 from apitally_hub.protocol.messages import is_valid_env
+from apitally_hub.query.planner import CHART_STEPS
+from apitally_hub.query.service import BadCursor, Page, QueryService
+from apitally_hub.query.stats import DEFAULT_APDEX_MS
 from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
 from apitally_hub.settings import normalize_client_id
-from apitally_hub.storage.sqlite import queries_events, queries_traffic
+from apitally_hub.storage.base import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
+_SORTS = ("path", "requests", "errors", "error_rate", "p95")
+MAX_LIMIT = 1000
+MAX_TEXT = 2048
+"""Longest accepted text parameter (a path, a consumer, a search)."""
 
 
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
         raise field_error(("query", name), f"Should be an integer from {low} to {high}", "int_parsing")
     return int(raw)
 
 
-def _bool_param(request: Request, name: str) -> bool:
+def bool_param(request: Request, name: str) -> bool:
     raw = request.query_params.get(name, "false").lower()
     if raw not in ("1", "0", "true", "false", "yes", "no"):
         raise field_error(("query", name), "Should be a boolean", "bool_parsing")
     return raw in ("1", "true", "yes")
+
+
+def text_param(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > MAX_TEXT:
+        raise field_error(("query", name), f"Should be at most {MAX_TEXT} characters", "string_too_long")
+    return raw
+
+
+def status_param(request: Request) -> tuple[int | None, int | None]:
+    """(status code, status class) from ``status=404`` or ``status=4xx``."""
+    status = text_param(request, "status")
+    if status is None:
+        return None, None
+    status = status.lower()
+    if _STATUS_RE.fullmatch(status) is None:
+        raise field_error(("query", "status"), "Should be a status code (404) or a class (4xx)", "status")
+    return (None, int(status[0])) if status.endswith("xx") else (int(status), None)
+
+
+def traffic_filter(request: Request) -> TrafficFilter:
+    code, status_class = status_param(request)
+    consumer = text_param(request, "consumer")
+    return TrafficFilter(
+        method=text_param(request, "method"),
+        path=text_param(request, "path"),
+        consumer=NO_CONSUMER if consumer == "-" else consumer,
+        consumer_group=text_param(request, "group"),
+        status_code=code,
+        status_class=status_class,
+    )
+
+
+def page_param(request: Request) -> Page:
+    return Page(int_param(request, "limit", 100, 1, MAX_LIMIT), text_param(request, "cursor"))
+
+
+def window_param(request: Request, now: float, default_since: float = DEFAULT_SINCE) -> Window:
+    bounds = {"since": now - default_since, "until": now}
+    for name in bounds:
+        raw = text_param(request, name)
+        if raw:
+            try:
+                bounds[name] = parse_time(raw, now)
+            except (ValueError, OverflowError) as exc:
+                raise field_error(("query", name), str(exc), "time_parsing") from None
+    if bounds["until"] < bounds["since"]:
+        raise field_error(("query", "until"), "until is before since", "time_order")
+    return Window(bounds["since"], bounds["until"])
+
+
+def app_param(request: Request) -> AppKey:
+    client_id = normalize_client_id(request.path_params["client_id"])
+    if client_id is None:
+        raise HubError(404, "Malformed client id")
+    env = request.path_params["env"]
+    if not is_valid_env(env):
+        raise field_error(
+            ("path", "env"), "env should match ^[A-Za-z0-9_-]{1,32}$", "string_pattern_mismatch"
+        )
+    return AppKey(client_id, env)
+
+
+def bucket_param(request: Request) -> int | None:
+    raw = text_param(request, "bucket")
+    if raw is None:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    try:
+        seconds = int(raw[:-1]) * units[raw[-1]] if raw[-1:] in units else int(raw)
+    except ValueError:
+        seconds = -1
+    if seconds not in CHART_STEPS:
+        allowed = ", ".join(str(s) for s in CHART_STEPS)
+        raise field_error(
+            ("query", "bucket"), f"Should be one of {allowed} seconds (or 1m, 5m, 1h, 1d)", "bucket"
+        )
+    return seconds
+
+
+Handler = Callable[[QueryService, Request], Any]
 
 
 class QueryEndpoints:
@@ -52,145 +145,121 @@ class QueryEndpoints:
 
     def routes(self) -> list[Route]:
         app = "/api/{client_id}/{env}"
-        return [
-            Route("/api/apps", self.apps, methods=["GET"]),
-            Route(f"{app}/endpoints", self.endpoints, methods=["GET"]),
-            Route(f"{app}/timeseries", self.timeseries, methods=["GET"]),
-            Route(f"{app}/consumers", self.consumers, methods=["GET"]),
-            Route(f"{app}/validation-errors", self.validation_errors, methods=["GET"]),
-            Route(f"{app}/server-errors", self.server_errors, methods=["GET"]),
-            Route(f"{app}/instances", self.instances, methods=["GET"]),
-            Route(f"{app}/instances/{{instance_uuid}}", self.instance, methods=["GET"]),
-            Route(f"{app}/requests", self.requests, methods=["GET"]),
-            Route(f"{app}/requests/{{request_uuid}}", self.request_item, methods=["GET"]),
-            Route(f"{app}/rejections", self.rejections, methods=["GET"]),
+        table: list[tuple[str, Handler]] = [
+            ("/api/apps", lambda q, r: q.apps(page_param(r))),
+            (f"{app}/overview", self._overview),
+            (f"{app}/endpoints", self._endpoints),
+            (f"{app}/timeseries", self._timeseries),
+            (f"{app}/histogram", self._histogram),
+            (f"{app}/consumers", self._consumers),
+            (
+                f"{app}/consumer-groups",
+                lambda q, r: {"groups": q.consumer_groups(app_param(r), self._window(r))},
+            ),
+            (f"{app}/validation-errors", self._validation_errors),
+            (f"{app}/server-errors", self._server_errors),
+            (f"{app}/uptime", self._uptime),
+            (f"{app}/instances", lambda q, r: q.instances(app_param(r), page_param(r))),
+            (f"{app}/instances/{{instance_uuid}}", self._instance),
+            (f"{app}/requests", self._requests),
+            (f"{app}/requests/{{request_uuid}}", self._request_item),
+            (f"{app}/rejections", lambda q, r: q.rejections(app_param(r), self._window(r), page_param(r))),
         ]
+        return [Route(path, self._endpoint(handler), methods=["GET"]) for path, handler in table]
 
-    # -- helpers ---------------------------------------------------------------------------
+    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            queries = self.context.queries
+            try:
+                body = await self.context.run(lambda: handler(queries, request))
+            except BadCursor as exc:
+                raise field_error(("query", "cursor"), str(exc), "cursor") from None
+            if body is None:
+                raise HubError(404, "Not found")
+            if "client_id" in request.path_params:
+                app = app_param(request)
+                body = {"client_id": app.client_id, "env": app.env, **body}
+            return JSONResponse(body)
 
-    def _app(self, request: Request) -> tuple[str, str]:
-        client_id = normalize_client_id(request.path_params["client_id"])
-        if client_id is None:
-            raise HubError(404, "Malformed client id")
-        env = request.path_params["env"]
-        if not is_valid_env(env):
-            raise field_error(("path", "env"), "env should match ^[\\w-]{1,32}$", "string_pattern_mismatch")
-        return client_id, env
+        return endpoint
 
     def _window(self, request: Request) -> Window:
-        now = self.context.clock()
-        bounds = {"since": now - DEFAULT_SINCE, "until": now}
-        for name in bounds:
-            raw = request.query_params.get(name)
-            if raw:
-                try:
-                    bounds[name] = parse_time(raw, now)
-                except ValueError as exc:
-                    raise field_error(("query", name), str(exc), "time_parsing") from None
-        if bounds["until"] < bounds["since"]:
-            raise field_error(("query", "until"), "until is before since", "time_order")
-        return Window(bounds["since"], bounds["until"])
+        return window_param(request, self.context.clock())
 
-    async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
-        return await self.context.database.aread(work)
+    def _windowed(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
+        return {"window": self._window(request).as_dict(), **body}
 
-    # -- endpoints -------------------------------------------------------------------------
+    def _overview(self, q: QueryService, r: Request) -> dict[str, Any]:
+        apdex_ms = int_param(r, "apdex_ms", DEFAULT_APDEX_MS, 1, 60_000)
+        return self._windowed(r, q.app_overview(app_param(r), self._window(r), apdex_ms=apdex_ms))
 
-    async def apps(self, request: Request) -> Response:
-        return JSONResponse({"apps": await self._read(queries_traffic.list_apps)})
-
-    async def endpoints(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window, idle = self._window(request), _bool_param(request, "include_idle")
-        rows = await self._read(
-            lambda c: queries_traffic.endpoints(c, client_id, env, window, include_idle=idle)
+    def _endpoints(self, q: QueryService, r: Request) -> dict[str, Any]:
+        sort = text_param(r, "sort") or "path"
+        if sort not in _SORTS:
+            raise field_error(("query", "sort"), f"Should be one of {', '.join(_SORTS)}", "enum")
+        body = q.endpoints(
+            app_param(r),
+            self._window(r),
+            flt=traffic_filter(r),
+            include_idle=bool_param(r, "include_idle"),
+            apdex_ms=int_param(r, "apdex_ms", DEFAULT_APDEX_MS, 1, 60_000),
+            sort=sort,
+            page=page_param(r),
         )
-        return JSONResponse(
-            {"client_id": client_id, "env": env, "window": window.as_dict(), "endpoints": rows}
+        return self._windowed(r, body)
+
+    def _timeseries(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.timeseries(
+            app_param(r), self._window(r), flt=traffic_filter(r), bucket_seconds=bucket_param(r)
         )
+        return self._windowed(r, body)
 
-    async def timeseries(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window = self._window(request)
-        method, path = request.query_params.get("method"), request.query_params.get("path")
-        points = await self._read(
-            lambda c: queries_traffic.timeseries(c, client_id, env, window, method=method, path=path)
+    def _histogram(self, q: QueryService, r: Request) -> dict[str, Any]:
+        bins = q.response_time_histogram(app_param(r), self._window(r), flt=traffic_filter(r))
+        return self._windowed(r, {"response_times": bins})
+
+    def _consumers(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.consumers(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+        return self._windowed(r, body)
+
+    def _validation_errors(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.validation_errors(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+        return self._windowed(r, body)
+
+    def _server_errors(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.server_errors(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+        return self._windowed(r, body)
+
+    def _uptime(self, q: QueryService, r: Request) -> dict[str, Any]:
+        window = self._window(r)
+        beats = q.heartbeats(app_param(r), window)
+        return {"window": window.as_dict(), "heartbeats": [{"minute": m, "syncs": n} for m, n in beats]}
+
+    def _instance(self, q: QueryService, r: Request) -> dict[str, Any] | None:
+        return q.instance(app_param(r), r.path_params["instance_uuid"])
+
+    def _requests(self, q: QueryService, r: Request) -> dict[str, Any]:
+        window = self._window(r)
+        code, status_class = status_param(r)
+        times = {}
+        for name in ("min_ms", "max_ms"):
+            value = int_param(r, name, -1, 0, 86_400_000)
+            times[name] = None if value < 0 else value / 1000
+        query = LogQuery(
+            app_param(r),
+            window.since,
+            window.until,
+            method=text_param(r, "method"),
+            path=text_param(r, "path"),
+            status_code=code,
+            status_class=status_class,
+            consumer=text_param(r, "consumer"),
+            search=text_param(r, "q"),
+            min_response_time=times["min_ms"],
+            max_response_time=times["max_ms"],
+            limit=int_param(r, "limit", 100, 1, MAX_LIMIT),
         )
-        return JSONResponse(
-            {"client_id": client_id, "env": env, "window": window.as_dict(), "points": points}
-        )
+        return self._windowed(r, q.request_log(query, text_param(r, "cursor")))
 
-    async def consumers(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window = self._window(request)
-        rows = await self._read(lambda c: queries_traffic.consumers(c, client_id, env, window))
-        return JSONResponse(
-            {"client_id": client_id, "env": env, "window": window.as_dict(), "consumers": rows}
-        )
-
-    async def validation_errors(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window = self._window(request)
-        rows = await self._read(lambda c: queries_events.validation_errors(c, client_id, env, window))
-        body = {"client_id": client_id, "env": env, "window": window.as_dict(), "validation_errors": rows}
-        return JSONResponse(body)
-
-    async def server_errors(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window = self._window(request)
-        rows = await self._read(lambda c: queries_events.server_errors(c, client_id, env, window))
-        body = {"client_id": client_id, "env": env, "window": window.as_dict(), "server_errors": rows}
-        return JSONResponse(body)
-
-    async def instances(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        now, default = self.context.clock(), self.context.settings.default_sync_interval
-        rows = await self._read(lambda c: queries_events.instances(c, client_id, env, now, default))
-        return JSONResponse({"client_id": client_id, "env": env, "now": now, "instances": rows})
-
-    async def instance(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        uuid = request.path_params["instance_uuid"]
-        now, default = self.context.clock(), self.context.settings.default_sync_interval
-        row = await self._read(
-            lambda c: queries_events.instance_detail(c, client_id, env, uuid, now, default)
-        )
-        if row is None:
-            raise HubError(404, "Unknown instance")
-        return JSONResponse(row)
-
-    async def requests(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        params = request.query_params
-        status = params.get("status")
-        if status is not None and _STATUS_RE.fullmatch(status.lower()) is None:
-            raise field_error(("query", "status"), "Should be a status code (404) or a class (4xx)", "status")
-        flt = queries_events.LogFilter(
-            window=self._window(request),
-            method=params.get("method"),
-            path=params.get("path"),
-            status=status.lower() if status else None,
-            consumer=params.get("consumer"),
-            search=params.get("q"),
-            limit=_int_param(request, "limit", 100, 1, 1000),
-            offset=_int_param(request, "offset", 0, 0, 10**9),
-        )
-        page = await self._read(lambda c: queries_events.request_log(c, client_id, env, flt))
-        return JSONResponse({"client_id": client_id, "env": env, "window": flt.window.as_dict(), **page})
-
-    async def request_item(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        uuid = request.path_params["request_uuid"]
-        row = await self._read(lambda c: queries_events.request_log_item(c, client_id, env, uuid))
-        if row is None:
-            raise HubError(404, "Unknown request")
-        return JSONResponse(row)
-
-    async def rejections(self, request: Request) -> Response:
-        client_id, env = self._app(request)
-        window = self._window(request)
-        limit = _int_param(request, "limit", 100, 1, 1000)
-        rows = await self._read(lambda c: queries_events.rejections(c, client_id, env, window, limit))
-        return JSONResponse(
-            {"client_id": client_id, "env": env, "window": window.as_dict(), "rejections": rows}
-        )
+    def _request_item(self, q: QueryService, r: Request) -> dict[str, Any] | None:
+        return q.request_log_item(app_param(r), r.path_params["request_uuid"])

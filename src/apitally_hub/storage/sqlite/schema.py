@@ -1,4 +1,4 @@
-"""The database schema: a ``schema_version`` table and an ordered list of migrations.
+"""The SQLite schema: a ``schema_version`` table and an ordered list of migrations.
 
 ``MIGRATIONS[i]`` upgrades a database from version ``i`` to ``i + 1``. :func:`migrate` applies the
 missing ones, each in its own transaction together with the version bump, so running it again
@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import zlib
 from collections.abc import Callable
+
+from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
 
 _logger = logging.getLogger(__name__)
 
@@ -105,7 +108,181 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
 
 Migration = Callable[[sqlite3.Connection], None]
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+_V2 = """
+CREATE TABLE queue (
+    id INTEGER PRIMARY KEY, client_id TEXT NOT NULL, env TEXT NOT NULL, kind TEXT NOT NULL,
+    message_uuid TEXT NOT NULL, instance_uuid TEXT, received_at REAL NOT NULL, encoding TEXT NOT NULL,
+    body BLOB NOT NULL, body_size INTEGER NOT NULL, item_count INTEGER NOT NULL,
+    fold_offset INTEGER NOT NULL DEFAULT 0, claimed_by TEXT, claimed_until REAL, folded_at REAL,
+    fold_error TEXT,
+    UNIQUE (client_id, kind, message_uuid)
+);
+CREATE INDEX queue_pending ON queue (id) WHERE folded_at IS NULL;
+CREATE INDEX queue_received_at ON queue (received_at);
+
+CREATE TABLE endpoint_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    method TEXT NOT NULL, path TEXT NOT NULL, status_code INTEGER NOT NULL,
+    request_count INTEGER NOT NULL, request_size_sum INTEGER NOT NULL, response_size_sum INTEGER NOT NULL,
+    response_times TEXT NOT NULL, request_sizes TEXT NOT NULL, response_sizes TEXT NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, method, path, status_code)
+) WITHOUT ROWID;
+
+CREATE TABLE consumer_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    consumer TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, status_code INTEGER NOT NULL,
+    request_count INTEGER NOT NULL, request_size_sum INTEGER NOT NULL, response_size_sum INTEGER NOT NULL,
+    response_times TEXT NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, consumer, method, path, status_code)
+) WITHOUT ROWID;
+CREATE INDEX consumer_traffic_consumer ON consumer_traffic (client_id, env, consumer, resolution, bucket);
+
+CREATE TABLE validation_errors (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    consumer TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
+    loc TEXT NOT NULL, msg TEXT NOT NULL, type TEXT NOT NULL, error_count INTEGER NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, consumer, method, path, loc, msg, type)
+) WITHOUT ROWID;
+
+CREATE TABLE server_error_groups (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, error_hash TEXT NOT NULL, method TEXT NOT NULL,
+    path TEXT NOT NULL, type TEXT NOT NULL, msg TEXT NOT NULL, traceback TEXT NOT NULL, sentry_event_id TEXT,
+    first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    PRIMARY KEY (client_id, env, error_hash)
+);
+
+CREATE TABLE server_errors (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    error_hash TEXT NOT NULL, consumer TEXT NOT NULL, error_count INTEGER NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, error_hash, consumer)
+) WITHOUT ROWID;
+
+CREATE TABLE heartbeats (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, minute INTEGER NOT NULL, syncs INTEGER NOT NULL,
+    PRIMARY KEY (client_id, env, minute)
+) WITHOUT ROWID;
+
+CREATE TABLE request_log (
+    id INTEGER PRIMARY KEY, client_id TEXT NOT NULL, env TEXT NOT NULL, file_uuid TEXT NOT NULL,
+    request_uuid TEXT NOT NULL, timestamp REAL NOT NULL, method TEXT NOT NULL, path TEXT,
+    url TEXT NOT NULL, status_code INTEGER NOT NULL, response_time REAL NOT NULL, consumer TEXT,
+    request_size INTEGER, response_size INTEGER, trace_id TEXT, exception_type TEXT, item TEXT NOT NULL,
+    UNIQUE (client_id, env, request_uuid)
+);
+CREATE INDEX request_log_by_app ON request_log (client_id, env, timestamp);
+CREATE INDEX request_log_by_time ON request_log (timestamp);
+
+CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+
+ALTER TABLE consumers ADD COLUMN named_at REAL;
+CREATE INDEX rejections_app ON rejections (client_id, env, received_at);
+"""
+
+_V1_RENAMED = ("validation_errors", "server_errors", "request_log")
+
+_RESOLUTIONS = (60, 3600, 86400)
+
+
+def _v2_queue_and_rollups(conn: sqlite3.Connection) -> None:
+    """Schema 2: the ingest queue and aggregates across instances at three resolutions.
+
+    Version-1 data is kept: raw messages and log files move into the queue (as folded), the
+    per-instance minute rows are summed into the new tables at every resolution, the request log
+    is copied; then the version-1 tables go.
+    """
+    for table in _V1_RENAMED:
+        conn.execute(f"ALTER TABLE {table} RENAME TO v1_{table}")
+    for statement in _V2.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.create_function("v2_compress", 1, lambda body: zlib.compress(body, 1), deterministic=True)
+    conn.create_function("v2_error_hash", 5, error_group_hash, deterministic=True)
+    conn.create_aggregate("v2_merge_bins", 1, _MergeBins)  # type: ignore[arg-type]
+    conn.execute(
+        "INSERT INTO queue (client_id, env, kind, message_uuid, instance_uuid, received_at, encoding, body,"
+        " body_size, item_count, fold_offset, folded_at)"
+        " SELECT client_id, env, kind, message_uuid, instance_uuid, received_at, 'zlib', v2_compress(body),"
+        " length(body), 0, 0, received_at FROM messages ORDER BY received_at"
+    )
+    conn.execute(
+        "INSERT INTO queue (client_id, env, kind, message_uuid, received_at, encoding, body, body_size,"
+        " item_count, fold_offset, folded_at)"
+        " SELECT client_id, env, 'log', file_uuid, received_at, 'gzip', compressed, length(compressed),"
+        " line_count, line_count, received_at FROM log_files ORDER BY received_at"
+    )
+    conn.execute(
+        "INSERT INTO heartbeats (client_id, env, minute, syncs)"
+        " SELECT client_id, env, CAST(json_extract(CAST(body AS TEXT), '$.timestamp') / 60 AS INTEGER) * 60,"
+        " COUNT(*) FROM messages WHERE kind = 'sync' GROUP BY 1, 2, 3"
+    )
+    for resolution in _RESOLUTIONS:
+        bucket = f"(minute / {resolution}) * {resolution}"
+        conn.execute(
+            "INSERT INTO endpoint_traffic SELECT client_id, env, ?, "
+            + bucket
+            + ", method, path, status_code,"
+            " SUM(request_count), SUM(request_size_sum), SUM(response_size_sum),"
+            " v2_merge_bins(response_times),"
+            " v2_merge_bins(request_sizes), v2_merge_bins(response_sizes) FROM request_counts"
+            " GROUP BY client_id, env, " + bucket + ", method, path, status_code",
+            (resolution,),
+        )
+        conn.execute(
+            "INSERT INTO consumer_traffic SELECT client_id, env, ?, " + bucket + ", consumer, method, path,"
+            " status_code, SUM(request_count), SUM(request_size_sum), SUM(response_size_sum),"
+            " v2_merge_bins(response_times) FROM request_counts"
+            " GROUP BY client_id, env, " + bucket + ", consumer, method, path, status_code",
+            (resolution,),
+        )
+        conn.execute(
+            "INSERT INTO validation_errors SELECT client_id, env, ?, "
+            + bucket
+            + ", consumer, method, path, loc,"
+            " msg, type, SUM(error_count) FROM v1_validation_errors"
+            " GROUP BY client_id, env, " + bucket + ", consumer, method, path, loc, msg, type",
+            (resolution,),
+        )
+        conn.execute(
+            "INSERT INTO server_errors SELECT client_id, env, ?, " + bucket + ","
+            " v2_error_hash(method, path, type, msg, traceback), consumer, SUM(error_count)"
+            " FROM v1_server_errors GROUP BY 1, 2, 3, 4, 5, 6",
+            (resolution,),
+        )
+    conn.execute(
+        "INSERT INTO server_error_groups"
+        " SELECT client_id, env, v2_error_hash(method, path, type, msg, traceback),"
+        " method, path, type, msg, traceback, MAX(sentry_event_id), MIN(minute), MAX(minute + 59)"
+        " FROM v1_server_errors GROUP BY 1, 2, 3"
+    )
+    conn.execute(
+        "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
+        " status_code, response_time, consumer, request_size, response_size, trace_id, exception_type, item)"
+        " SELECT client_id, env, file_uuid, request_uuid, timestamp, method, path, url, status_code,"
+        " response_time, consumer, request_size, response_size, trace_id, exception_type, item"
+        " FROM v1_request_log ORDER BY id"
+    )
+    conn.execute(
+        "UPDATE consumers SET named_at = (SELECT MAX(changed_at) FROM consumer_history h"
+        " WHERE h.client_id = consumers.client_id AND h.env = consumers.env"
+        " AND h.identifier = consumers.identifier)"
+    )
+    for table in ("messages", "log_files", "request_counts", *(f"v1_{t}" for t in _V1_RENAMED)):
+        conn.execute(f"DROP TABLE {table}")
+
+
+class _MergeBins:
+    def __init__(self) -> None:
+        self.bins: dict[int, int] = {}
+
+    def step(self, text: str | None) -> None:
+        for key, count in json.loads(text or "{}").items():
+            self.bins[int(key)] = self.bins.get(int(key), 0) + int(count)
+
+    def finalize(self) -> str:
+        return json.dumps({str(k): self.bins[k] for k in sorted(self.bins)}, separators=(",", ":"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -161,7 +338,9 @@ def _merge_bins_sql(existing: str | None, incoming: str | None) -> str:
         if text:
             for key, count in json.loads(text).items():
                 merged[int(key)] = merged.get(int(key), 0) + int(count)
-    return json.dumps({str(k): merged[k] for k in sorted(merged)}, separators=(",", ":"))
+    return json.dumps(
+        {str(k): min(merged[k], MAX_STORED_COUNT) for k in sorted(merged)}, separators=(",", ":")
+    )
 
 
 def register_functions(conn: sqlite3.Connection) -> None:

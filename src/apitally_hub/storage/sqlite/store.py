@@ -1,9 +1,8 @@
-"""Thread-safe access to the hub's SQLite database (WAL mode).
+"""The embedded default backend: one SQLite file in WAL mode.
 
-One write connection guarded by a lock runs every write in a ``BEGIN IMMEDIATE`` transaction;
-reads use a small pool of read-only connections, which WAL lets run alongside the writer. The
-``a*`` methods run the work in a worker thread (``anyio.to_thread``), so the event loop never
-waits on SQLite.
+One write connection guarded by a lock runs every write in a ``BEGIN IMMEDIATE`` transaction
+(which also serialises writers of other processes on the same file); reads use a small pool of
+read-only connections, which WAL lets run alongside the writer.
 """
 
 from __future__ import annotations
@@ -15,30 +14,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import anyio
-import anyio.to_thread
-
-from apitally_hub.storage.sqlite.schema import migrate, register_functions
+from apitally_hub.storage.sql.dialect import SQLITE
+from apitally_hub.storage.sql.store import SQLStorage
+from apitally_hub.storage.sql.tx import Tx
+from apitally_hub.storage.sqlite.schema import current_version, migrate, register_functions
 
 _logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+BUSY_TIMEOUT_MS = 10_000
 
-class Database:
+
+class SQLiteStorage(SQLStorage):
+    dialect = SQLITE
+
     def __init__(self, path: str | Path, *, read_pool_size: int = 4) -> None:
         self.path = Path(path)
+        self.url = str(self.path)
         self._read_pool_size = read_pool_size
         self._write_lock = threading.Lock()
         self._pool_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
         self._all_readers: list[sqlite3.Connection] = []
-        self._write_limiter: anyio.CapacityLimiter | None = None
-        self._read_limiter: anyio.CapacityLimiter | None = None
         self._closed = False
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle ----------------------------------------------------------------------------
 
     def open(self) -> int:
         """Create the file if needed, enable WAL and run pending migrations; returns the schema version."""
@@ -59,7 +61,6 @@ class Database:
         return version
 
     def close(self) -> None:
-        """Close every connection; safe to call twice."""
         self._closed = True
         with self._write_lock:
             if self._writer is not None:
@@ -71,17 +72,19 @@ class Database:
             self._all_readers.clear()
             self._idle_readers.clear()
 
+    def schema_version(self) -> int:
+        return self.read(lambda tx: current_version(tx))  # type: ignore[arg-type]
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
 
-    # -- synchronous API (call from worker threads or plain code) --------------------------
+    # -- transactions -------------------------------------------------------------------------
 
-    def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one write transaction: committed on return, rolled back on error."""
+    def write(self, work: Callable[[Tx], T]) -> T:
         with self._write_lock:
             conn = self._writer
             if conn is None:
@@ -95,8 +98,7 @@ class Database:
             conn.execute("COMMIT")
             return result
 
-    def read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one read transaction (a consistent snapshot) on a pooled connection."""
+    def read(self, work: Callable[[Tx], T]) -> T:
         conn = self._acquire_reader()
         try:
             conn.execute("BEGIN")
@@ -126,15 +128,3 @@ class Database:
                 conn.close()
             else:
                 self._idle_readers.append(conn)
-
-    # -- async API (from the event loop) ----------------------------------------------------
-
-    async def awrite(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._write_limiter is None:
-            self._write_limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(self.write, work, limiter=self._write_limiter)
-
-    async def aread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._read_limiter is None:
-            self._read_limiter = anyio.CapacityLimiter(self._read_pool_size)
-        return await anyio.to_thread.run_sync(self.read, work, limiter=self._read_limiter)

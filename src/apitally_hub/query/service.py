@@ -1,0 +1,492 @@
+"""The hub's query layer: every number the JSON API, the dashboard, the report and alerting show
+comes from a method here (one code path), computed from :class:`~apitally_hub.storage.base.Storage`
+with the windows planned by :mod:`.planner` and the statistics of :mod:`.stats`.
+
+Methods are synchronous (call them from a worker thread) and return plain JSON-able values.
+Lists are paged: ``limit`` items from ``cursor`` (an opaque string from the previous page's
+``next_cursor``; None when there is no next page).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from apitally_hub.query import planner, stats
+from apitally_hub.query.timewindow import Window
+from apitally_hub.storage.base import (
+    NO_CONSUMER,
+    AppKey,
+    EventQuery,
+    InstanceInfo,
+    LogQuery,
+    LogSummary,
+    Storage,
+    TrafficFilter,
+    TrafficQuery,
+    TrafficRow,
+)
+
+OFFLINE_AFTER_INTERVALS = 3
+"""An instance is offline when its last sync is older than this many sync intervals."""
+
+
+class BadCursor(ValueError):
+    """A ``cursor`` that no page of this list handed out."""
+
+
+def encode_cursor(value: Mapping[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None, *keys: str) -> dict[str, Any] | None:
+    if cursor is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise BadCursor("cursor is not one this list handed out") from None
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise BadCursor("cursor is not one this list handed out")
+    for key in keys:
+        if not isinstance(value[key], int | float) or isinstance(value[key], bool) or value[key] < 0:
+            raise BadCursor("cursor is not one this list handed out")
+    return value
+
+
+def _offset(cursor: str | None) -> int:
+    value = decode_cursor(cursor, "o")
+    return int(value["o"]) if value else 0
+
+
+def _next_offset(offset: int, shown: int, total: int) -> str | None:
+    return encode_cursor({"o": offset + shown}) if offset + shown < total else None
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int = 100
+    cursor: str | None = None
+
+
+ALL_TRAFFIC = TrafficFilter()
+
+
+class QueryService:
+    def __init__(
+        self,
+        storage: Storage,
+        retention: Mapping[int, float],
+        *,
+        default_sync_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.retention = dict(retention)
+        self.default_sync_interval = default_sync_interval
+        self.clock = clock
+
+    # -- windows ------------------------------------------------------------------------------
+
+    def _segments(self, window: Window) -> tuple[Any, ...]:
+        return planner.summary_segments(window.since, window.until, self.clock(), self.retention)
+
+    def _traffic(self, app: AppKey, window: Window, **query: Any) -> list[TrafficRow]:
+        return self.storage.traffic(TrafficQuery(app, self._segments(window), **query))
+
+    # -- apps ---------------------------------------------------------------------------------
+
+    def apps(self, page: Page = Page()) -> dict[str, Any]:
+        infos = self.storage.list_apps()
+        offset = _offset(page.cursor)
+        shown = infos[offset : offset + page.limit]
+        return {
+            "apps": [
+                {
+                    "client_id": info.app.client_id,
+                    "env": info.app.env,
+                    "instances": info.instances,
+                    "first_seen": info.first_seen,
+                    "last_seen": info.last_seen,
+                    "last_sync_at": info.last_sync_at,
+                }
+                for info in shown
+            ],
+            "total": len(infos),
+            "next_cursor": _next_offset(offset, len(shown), len(infos)),
+        }
+
+    def app_overview(
+        self, app: AppKey, window: Window, *, apdex_ms: int = stats.DEFAULT_APDEX_MS
+    ) -> dict[str, Any]:
+        """Totals of one app over the window, and its instances online now."""
+        [row] = self._traffic(app, window, response_times=True)
+        online = sum(1 for instance in self.instances(app)["instances"] if instance["online"])
+        return {**stats.traffic_stats(row, apdex_ms=apdex_ms), "instances_online": online}
+
+    # -- traffic ------------------------------------------------------------------------------
+
+    def endpoints(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        include_idle: bool = False,
+        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+        sort: str = "path",
+        page: Page = Page(),
+    ) -> dict[str, Any]:
+        rows = self._traffic(
+            app,
+            window,
+            group_by=("method", "path", "status_code"),
+            filter=flt,
+            response_times=True,
+            sizes=True,
+        )
+        by_endpoint: dict[tuple[str, str], list[TrafficRow]] = {}
+        for row in rows:
+            by_endpoint.setdefault((row.key[0], row.key[1]), []).append(row)
+        if include_idle:
+            for method, path in self.app_paths(app):
+                if (flt.method is None or flt.method.upper() == method) and (
+                    flt.path is None or flt.path == path
+                ):
+                    by_endpoint.setdefault((method, path), [])
+        result = []
+        for (method, path), parts in by_endpoint.items():
+            merged = stats.merge_rows(parts, (method, path))
+            result.append(
+                {
+                    "method": method,
+                    "path": path,
+                    **stats.traffic_stats(merged, apdex_ms=apdex_ms),
+                    "status_codes": {
+                        str(r.key[2]): r.request_count for r in sorted(parts, key=lambda r: r.key[2])
+                    },
+                }
+            )
+        result.sort(key=_ENDPOINT_SORTS.get(sort, _ENDPOINT_SORTS["path"]))
+        offset = _offset(page.cursor)
+        shown = result[offset : offset + page.limit]
+        return {
+            "endpoints": shown,
+            "total": len(result),
+            "next_cursor": _next_offset(offset, len(shown), len(result)),
+        }
+
+    def app_paths(self, app: AppKey) -> list[tuple[str, str]]:
+        """Endpoints the app's instances announced at startup."""
+        seen: set[tuple[str, str]] = set()
+        for instance in self.storage.instances(app):
+            seen.update((entry["method"].upper(), entry["path"]) for entry in instance.paths)
+        return sorted(seen, key=lambda mp: (mp[1], mp[0]))
+
+    def timeseries(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        bucket_seconds: int | None = None,
+        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+    ) -> dict[str, Any]:
+        bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
+        bucket, segments = planner.chart_segments(
+            window.since, window.until, bucket, self.clock(), self.retention
+        )
+        rows = self.storage.traffic(
+            TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket, response_times=True)
+        )
+        by_bucket: dict[int, list[TrafficRow]] = {}
+        for row in rows:
+            by_bucket.setdefault(int(row.key[0]), []).append(row)
+        points = []
+        for start in sorted(by_bucket):
+            parts = by_bucket[start]
+            merged = stats.merge_rows(parts, (start,))
+            points.append(
+                {
+                    "bucket": start,
+                    **stats.traffic_stats(merged, apdex_ms=apdex_ms),
+                    "status_codes": {
+                        str(r.key[1]): r.request_count for r in sorted(parts, key=lambda r: r.key[1])
+                    },
+                }
+            )
+        return {"bucket_seconds": bucket, "points": points}
+
+    def response_time_histogram(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC
+    ) -> dict[str, int]:
+        [row] = self._traffic(app, window, filter=flt, response_times=True)
+        return {str(edge): row.response_times[edge] for edge in sorted(row.response_times)}
+
+    # -- consumers ----------------------------------------------------------------------------
+
+    def consumers(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        page: Page = Page(),
+        history: bool = True,
+    ) -> dict[str, Any]:
+        offset = _offset(page.cursor)
+        flt = TrafficFilter(
+            method=flt.method,
+            path=flt.path,
+            consumer=flt.consumer,
+            consumer_group=flt.consumer_group,
+            identified_only=True,
+        )
+        query = TrafficQuery(
+            app, self._segments(window), ("consumer",), flt, order="requests", limit=page.limit, offset=offset
+        )
+        rows = self.storage.traffic(query)
+        total = self.storage.count_traffic_groups(query)
+        identifiers = [row.key[0] for row in rows]
+        infos = self.storage.consumers_info(app, identifiers)
+        changes: dict[str, list[dict[str, Any]]] = {}
+        if history:
+            for change in self.storage.consumer_history(app, identifiers):
+                changes.setdefault(change.identifier, []).append(
+                    {"name": change.name, "group": change.group, "changed_at": change.changed_at}
+                )
+        result = []
+        for row in rows:
+            identifier = row.key[0]
+            info = infos.get(identifier)
+            traffic = stats.traffic_stats(row)
+            for key in ("p50_ms", "p75_ms", "p95_ms", "p99_ms"):
+                del traffic[key]
+            result.append(
+                {
+                    "identifier": identifier,
+                    "name": info.name if info else None,
+                    "group": info.group if info else None,
+                    "first_seen": info.first_seen if info else None,
+                    "last_seen": info.last_seen if info else None,
+                    **traffic,
+                    **({"history": changes.get(identifier, [])} if history else {}),
+                }
+            )
+        return {"consumers": result, "total": total, "next_cursor": _next_offset(offset, len(rows), total)}
+
+    def consumer_groups(self, app: AppKey, window: Window) -> list[dict[str, Any]]:
+        sizes = dict(self.storage.consumer_groups(app))
+        result = []
+        for group, members in sorted(sizes.items()):
+            [row] = self._traffic(app, window, filter=TrafficFilter(consumer_group=group))
+            traffic = stats.traffic_stats(row)
+            result.append(
+                {
+                    "group": group,
+                    "consumers": members,
+                    "requests": traffic["requests"],
+                    "client_errors": traffic["client_errors"],
+                    "server_errors": traffic["server_errors"],
+                    "error_rate": traffic["error_rate"],
+                }
+            )
+        return result
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def validation_errors(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC, page: Page = Page()
+    ) -> dict[str, Any]:
+        offset = _offset(page.cursor)
+        rows, total = self.storage.validation_errors(
+            EventQuery(app, self._segments(window), flt, page.limit, offset)
+        )
+        return {
+            "validation_errors": [
+                {
+                    "method": r.method,
+                    "path": r.path,
+                    "loc": json.loads(r.loc),
+                    "msg": r.msg,
+                    "type": r.type,
+                    "count": r.count,
+                    "consumers": r.consumers,
+                    "first_bucket": r.first_bucket,
+                    "last_bucket": r.last_bucket,
+                }
+                for r in rows
+            ],
+            "total": total,
+            "next_cursor": _next_offset(offset, len(rows), total),
+        }
+
+    def server_errors(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC, page: Page = Page()
+    ) -> dict[str, Any]:
+        offset = _offset(page.cursor)
+        rows, total = self.storage.server_errors(
+            EventQuery(app, self._segments(window), flt, page.limit, offset)
+        )
+        return {
+            "server_errors": [
+                {
+                    "id": r.error_hash,
+                    "method": r.method,
+                    "path": r.path,
+                    "type": r.type,
+                    "msg": r.msg,
+                    "traceback": r.traceback,
+                    "sentry_event_id": r.sentry_event_id,
+                    "count": r.count,
+                    "consumers": r.consumers,
+                    "first_bucket": r.first_bucket,
+                    "last_bucket": r.last_bucket,
+                }
+                for r in rows
+            ],
+            "total": total,
+            "next_cursor": _next_offset(offset, len(rows), total),
+        }
+
+    # -- instances and uptime -----------------------------------------------------------------
+
+    def _instance(self, info: InstanceInfo, now: float, *, detail: bool) -> dict[str, Any]:
+        interval = info.sync_interval or self.default_sync_interval
+        heartbeat = info.last_sync_at if info.last_sync_at is not None else info.startup_at
+        online = heartbeat is not None and now - heartbeat <= OFFLINE_AFTER_INTERVALS * interval
+        result: dict[str, Any] = {
+            "instance_uuid": info.instance_uuid,
+            "online": online,
+            "first_seen": info.first_seen,
+            "last_seen": info.last_seen,
+            "startup_at": info.startup_at,
+            "last_sync_at": info.last_sync_at,
+            "last_sync_timestamp": info.last_sync_ts,
+            "sync_interval": interval,
+            "sync_interval_inferred": info.sync_interval is not None,
+            "syncs": info.syncs,
+            "client": info.client,
+            "versions": info.versions,
+            "path_count": len(info.paths),
+            "has_openapi": info.openapi is not None,
+            "cpu_percent": info.cpu_percent,
+            "memory_rss": info.memory_rss,
+        }
+        if detail:
+            result["paths"] = info.paths
+            result["openapi"] = json.loads(info.openapi) if info.openapi else None
+        return result
+
+    def instances(self, app: AppKey, page: Page = Page()) -> dict[str, Any]:
+        now = self.clock()
+        infos = self.storage.instances(app)
+        offset = _offset(page.cursor)
+        shown = infos[offset : offset + page.limit]
+        return {
+            "now": now,
+            "instances": [self._instance(info, now, detail=False) for info in shown],
+            "total": len(infos),
+            "next_cursor": _next_offset(offset, len(shown), len(infos)),
+        }
+
+    def instance(self, app: AppKey, instance_uuid: str) -> dict[str, Any] | None:
+        now = self.clock()
+        for info in self.storage.instances(app):
+            if info.instance_uuid == instance_uuid:
+                return self._instance(info, now, detail=True)
+        return None
+
+    def heartbeats(self, app: AppKey, window: Window) -> list[tuple[int, int]]:
+        """(minute, syncs) for each minute of the window in which the app synced."""
+        return self.storage.heartbeats(app, window.first_minute, window.last_minute)
+
+    # -- request log and rejections -----------------------------------------------------------
+
+    def request_log(self, query: LogQuery, cursor: str | None = None) -> dict[str, Any]:
+        before = decode_cursor(cursor, "t", "id")
+        limit = query.limit
+        query = replace(
+            query, limit=limit + 1, before=(float(before["t"]), int(before["id"])) if before else None
+        )
+        items, total = self.storage.request_log(query)
+        shown = items[:limit]
+        next_cursor = None
+        if len(items) > limit:
+            next_cursor = encode_cursor({"t": shown[-1].timestamp, "id": shown[-1].row_id})
+        return {
+            "total": total,
+            "limit": limit,
+            "items": [_log_summary(i) for i in shown],
+            "next_cursor": next_cursor,
+        }
+
+    def request_log_item(self, app: AppKey, request_uuid: str) -> dict[str, Any] | None:
+        found = self.storage.request_log_item(app, request_uuid)
+        if found is None:
+            return None
+        summary, file_uuid, item = found
+        return {**_log_summary(summary), "file_uuid": file_uuid, "item": json.loads(item)}
+
+    def rejections(self, app: AppKey, window: Window, page: Page = Page()) -> dict[str, Any]:
+        before = decode_cursor(page.cursor, "t", "id")
+        rows = self.storage.rejections(
+            app,
+            window.since,
+            window.until,
+            limit=page.limit + 1,
+            before=(float(before["t"]), int(before["id"])) if before else None,
+        )
+        shown = rows[: page.limit]
+        next_cursor = None
+        if len(rows) > page.limit:
+            next_cursor = encode_cursor({"t": shown[-1].received_at, "id": shown[-1].row_id})
+        return {
+            "rejections": [
+                {
+                    "received_at": r.received_at,
+                    "endpoint": r.endpoint,
+                    "status_code": r.status_code,
+                    "detail": json.loads(r.detail),
+                }
+                for r in shown
+            ],
+            "next_cursor": next_cursor,
+        }
+
+
+def _log_summary(item: LogSummary) -> dict[str, Any]:
+    return {
+        "uuid": item.request_uuid,
+        "timestamp": item.timestamp,
+        "method": item.method,
+        "path": item.path,
+        "url": item.url,
+        "status_code": item.status_code,
+        "response_time_ms": round(item.response_time * 1000, 3),
+        "consumer": item.consumer,
+        "request_size": item.request_size,
+        "response_size": item.response_size,
+        "trace_id": item.trace_id,
+        "exception_type": item.exception_type,
+    }
+
+
+def _none_last(value: Any) -> tuple[bool, Any]:
+    return (value is None, value)
+
+
+_ENDPOINT_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "path": lambda e: (e["path"], e["method"]),
+    "requests": lambda e: (-e["requests"], e["path"], e["method"]),
+    "errors": lambda e: (-(e["client_errors"] + e["server_errors"]), e["path"], e["method"]),
+    "error_rate": lambda e: (-e["error_rate"], e["path"], e["method"]),
+    "p95": lambda e: (_none_last(-e["p95_ms"] if e["p95_ms"] is not None else None), e["path"], e["method"]),
+}
+
+__all__ = ["NO_CONSUMER", "BadCursor", "Page", "QueryService"]

@@ -1,0 +1,439 @@
+"""The read side shared by the SQL backends.
+
+A window arrives as :class:`~apitally_hub.storage.base.Segment` pieces (chosen by the query
+layer); each piece becomes one index range scan, and the pieces are combined with ``UNION ALL``
+before grouping. Histograms are summed in SQL from their JSON bins (``json_each`` /
+``jsonb_each_text``), so no row's JSON is parsed in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from apitally_hub.storage.base import (
+    NO_CONSUMER,
+    AppInfo,
+    AppKey,
+    Bins,
+    ConsumerChange,
+    ConsumerInfo,
+    EventQuery,
+    InstanceInfo,
+    LogQuery,
+    LogSummary,
+    RejectionRow,
+    Segment,
+    ServerErrorRow,
+    TrafficFilter,
+    TrafficQuery,
+    TrafficRow,
+    ValidationErrorRow,
+)
+from apitally_hub.storage.sql.dialect import Dialect
+from apitally_hub.storage.sql.tx import Tx
+
+
+def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, list[Any]]:
+    sql, params = "", list[Any]()
+    if flt.method:
+        sql += " AND method = ?"
+        params.append(flt.method.upper())
+    if flt.path:
+        sql += " AND path = ?"
+        params.append(flt.path)
+    if flt.status_code is not None:
+        sql += " AND status_code = ?"
+        params.append(flt.status_code)
+    if flt.status_class is not None:
+        sql += " AND status_code >= ? AND status_code < ?"
+        params += [flt.status_class * 100, flt.status_class * 100 + 100]
+    if consumers and flt.consumer is not None:
+        sql += " AND consumer = ?"
+        params.append(flt.consumer)
+    if consumers and flt.identified_only:
+        sql += " AND consumer != ?"
+        params.append(NO_CONSUMER)
+    if consumers and flt.consumer_group is not None:
+        sql += (
+            " AND consumer IN (SELECT identifier FROM consumers"
+            " WHERE client_id = ? AND env = ? AND group_name = ?)"
+        )
+        params += [app.client_id, app.env, flt.consumer_group]
+    return sql, params
+
+
+def _union(
+    table: str, columns: str, app: AppKey, segments: Sequence[Segment], where: str, params: Sequence[Any]
+) -> tuple[str, list[Any]]:
+    parts, values = [], []
+    for segment in segments:
+        parts.append(
+            f"SELECT {columns} FROM {table} WHERE client_id = ? AND env = ? AND resolution = ?"
+            f" AND bucket >= ? AND bucket <= ?{where}"
+        )
+        values += [app.client_id, app.env, segment.resolution, segment.start, segment.end, *params]
+    if not parts:  # an empty window: a query that returns nothing, with the same columns
+        parts.append(f"SELECT {columns} FROM {table} WHERE 1 = 0")
+    return " UNION ALL ".join(parts), values
+
+
+def _dims(query: TrafficQuery) -> tuple[list[str], list[str], list[Any]]:
+    """(select expressions, their aliases, params of the expressions)."""
+    exprs, aliases, params = [], [], []
+    for index, dim in enumerate(query.group_by):
+        alias = f"d{index}"
+        if dim == "bucket" and query.bucket_seconds:
+            exprs.append(f"(s.bucket / ?) * ? AS {alias}")
+            params += [query.bucket_seconds, query.bucket_seconds]
+        else:
+            exprs.append(f"s.{dim} AS {alias}")  # qualified: json_each has a path column
+        aliases.append(alias)
+    return exprs, aliases, params
+
+
+def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, str, list[Any]]:
+    uses_consumers = "consumer" in query.group_by or query.filter.needs_consumers
+    table = "consumer_traffic" if uses_consumers else "endpoint_traffic"
+    columns = [
+        "bucket",
+        "method",
+        "path",
+        "status_code",
+        "request_count",
+        "request_size_sum",
+        "response_size_sum",
+    ]
+    if uses_consumers:
+        columns.append("consumer")
+    if bins_column:
+        columns.append(bins_column)
+    where, params = _filters(query.filter, query.app, consumers=uses_consumers)
+    sql, values = _union(table, ", ".join(columns), query.app, query.segments, where, params)
+    return table, sql, values
+
+
+def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
+    _, source, values = _traffic_source(query, None)
+    dims, aliases, dim_params = _dims(query)
+    s = dialect.sum
+    select = [
+        *dims,
+        f"{s}(request_count) AS n",
+        f"{s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END)",
+        f"{s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END)",
+        f"{s}(request_size_sum)",
+        f"{s}(response_size_sum)",
+    ]
+    group = f" GROUP BY {', '.join(aliases)}" if aliases else ""
+    order_by = (["n DESC"] if query.order == "requests" else []) + aliases
+    order = f" ORDER BY {', '.join(order_by)}" if order_by else ""
+    limit, limit_params = "", []
+    if query.limit is not None:
+        limit, limit_params = " LIMIT ? OFFSET ?", [query.limit, query.offset]
+    sql = f"SELECT {', '.join(select)} FROM ({source}) AS s{group}{order}{limit}"
+    rows = tx.execute(sql, [*dim_params, *values, *limit_params]).fetchall()
+    n = len(aliases)
+    keyed = [(tuple(row[:n]), row[n:]) for row in rows]
+    if not aliases and keyed and keyed[0][1][0] is None:  # no rows at all: zeros, not NULLs
+        keyed = [((), (0, 0, 0, 0, 0))]
+    bins: dict[str, dict[tuple[Any, ...], Bins]] = {}
+    wanted = ["response_times"] * query.response_times + ["request_sizes", "response_sizes"] * query.sizes
+    keys = {key for key, _ in keyed}
+    for column in wanted:
+        bins[column] = {k: v for k, v in _bins(tx, dialect, query, column).items() if k in keys}
+    return [
+        TrafficRow(
+            key,
+            int(counts[0] or 0),
+            int(counts[1] or 0),
+            int(counts[2] or 0),
+            int(counts[3] or 0),
+            int(counts[4] or 0),
+            bins.get("response_times", {}).get(key, {}),
+            bins.get("request_sizes", {}).get(key, {}),
+            bins.get("response_sizes", {}).get(key, {}),
+        )
+        for key, counts in keyed
+    ]
+
+
+def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tuple[Any, ...], Bins]:
+    _, source, values = _traffic_source(query, column)
+    dims, aliases, dim_params = _dims(query)
+    join = dialect.bins_join.format(col=f"s.{column}")
+    sql = (
+        f"SELECT {', '.join([*dims, 'j.key AS bin', f'{dialect.sum}({dialect.bins_value})'])}"
+        f" FROM ({source}) AS s{join} GROUP BY {', '.join([*aliases, 'bin'])}"
+    )
+    result: dict[tuple[Any, ...], Bins] = {}
+    n = len(aliases)
+    for row in tx.execute(sql, [*dim_params, *values]).fetchall():
+        count = int(row[n + 1] or 0)
+        if count:
+            result.setdefault(tuple(row[:n]), {})[int(row[n])] = count
+    return result
+
+
+def count_traffic_groups(tx: Tx, dialect: Dialect, query: TrafficQuery) -> int:
+    _, source, values = _traffic_source(query, None)
+    dims, aliases, dim_params = _dims(query)
+    if not dims:
+        return 1
+    sql = (
+        f"SELECT COUNT(*) FROM (SELECT {', '.join(dims)} FROM ({source}) AS s"
+        f" GROUP BY {', '.join(aliases)}) AS g"
+    )
+    return int(tx.execute(sql, [*dim_params, *values]).fetchone()[0])
+
+
+def _event_filters(query: EventQuery) -> tuple[str, list[Any]]:
+    flt = TrafficFilter(
+        method=query.filter.method,
+        path=query.filter.path,
+        consumer=query.filter.consumer,
+        consumer_group=query.filter.consumer_group,
+    )
+    return _filters(flt, query.app, consumers=True)
+
+
+def validation_errors(tx: Tx, dialect: Dialect, query: EventQuery) -> tuple[list[ValidationErrorRow], int]:
+    where, params = _event_filters(query)
+    source, values = _union(
+        "validation_errors",
+        "bucket, consumer, method, path, loc, msg, type, error_count",
+        query.app,
+        query.segments,
+        where,
+        params,
+    )
+    grouped = (
+        f"SELECT method, path, loc, msg, type, {dialect.sum}(error_count) AS n,"
+        " COUNT(DISTINCT nullif(consumer, ?)) AS consumers, MIN(bucket) AS first_bucket,"
+        f" MAX(bucket) AS last_bucket FROM ({source}) AS s GROUP BY method, path, loc, msg, type"
+    )
+    rows = tx.execute(
+        f"SELECT * FROM ({grouped}) AS g ORDER BY n DESC, path, method, loc, msg, type LIMIT ? OFFSET ?",
+        [NO_CONSUMER, *values, query.limit, query.offset],
+    ).fetchall()
+    total = tx.execute(f"SELECT COUNT(*) FROM ({grouped}) AS g", [NO_CONSUMER, *values]).fetchone()[0]
+    return [
+        ValidationErrorRow(m, p, loc, msg, t, int(n), int(c), int(first), int(last))
+        for m, p, loc, msg, t, n, c, first, last in rows
+    ], int(total)
+
+
+def server_errors(tx: Tx, dialect: Dialect, query: EventQuery) -> tuple[list[ServerErrorRow], int]:
+    flt = query.filter
+    group_where, group_params = "", []
+    if flt.method:
+        group_where += " AND g.method = ?"
+        group_params.append(flt.method.upper())
+    if flt.path:
+        group_where += " AND g.path = ?"
+        group_params.append(flt.path)
+    where, params = _filters(
+        TrafficFilter(consumer=flt.consumer, consumer_group=flt.consumer_group), query.app, consumers=True
+    )
+    source, values = _union(
+        "server_errors", "bucket, error_hash, consumer, error_count", query.app, query.segments, where, params
+    )
+    counted = (
+        f"SELECT error_hash, {dialect.sum}(error_count) AS n,"
+        " COUNT(DISTINCT nullif(consumer, ?)) AS consumers,"
+        f" MIN(bucket) AS first_bucket, MAX(bucket) AS last_bucket FROM ({source}) AS s GROUP BY error_hash"
+    )
+    joined = (
+        f"FROM ({counted}) AS e JOIN server_error_groups AS g ON g.client_id = ? AND g.env = ?"
+        f" AND g.error_hash = e.error_hash{group_where}"
+    )
+    base = [NO_CONSUMER, *values, query.app.client_id, query.app.env, *group_params]
+    rows = tx.execute(
+        "SELECT e.error_hash, g.method, g.path, g.type, g.msg, g.traceback, g.sentry_event_id, e.n,"
+        f" e.consumers, e.first_bucket, e.last_bucket {joined}"
+        " ORDER BY e.n DESC, g.path, g.method, g.type, e.error_hash LIMIT ? OFFSET ?",
+        [*base, query.limit, query.offset],
+    ).fetchall()
+    total = tx.execute(f"SELECT COUNT(*) {joined}", base).fetchone()[0]
+    return [
+        ServerErrorRow(h, m, p, t, msg, tb, sentry, int(n), int(c), int(first), int(last))
+        for h, m, p, t, msg, tb, sentry, n, c, first, last in rows
+    ], int(total)
+
+
+def heartbeats(tx: Tx, app: AppKey, since: int, until: int) -> list[tuple[int, int]]:
+    rows = tx.execute(
+        "SELECT minute, syncs FROM heartbeats WHERE client_id = ? AND env = ? AND minute >= ? AND minute <= ?"
+        " ORDER BY minute",
+        (app.client_id, app.env, since, until),
+    ).fetchall()
+    return [(int(minute), int(syncs)) for minute, syncs in rows]
+
+
+def list_apps(tx: Tx) -> list[AppInfo]:
+    rows = tx.execute(
+        "SELECT client_id, env, COUNT(*), MIN(first_seen), MAX(last_seen), MAX(last_sync_at) FROM instances"
+        " GROUP BY client_id, env ORDER BY client_id, env"
+    ).fetchall()
+    return [AppInfo(AppKey(c, e), int(n), first, last, sync) for c, e, n, first, last, sync in rows]
+
+
+def instances(tx: Tx, app: AppKey) -> list[InstanceInfo]:
+    rows = tx.execute(
+        "SELECT instance_uuid, first_seen, last_seen, startup_at, last_sync_at, last_sync_ts, sync_interval,"
+        " syncs, client, versions, paths, openapi, cpu_percent, memory_rss FROM instances"
+        " WHERE client_id = ? AND env = ? ORDER BY last_seen DESC, instance_uuid",
+        (app.client_id, app.env),
+    ).fetchall()
+    return [
+        InstanceInfo(
+            instance_uuid=uuid,
+            first_seen=first,
+            last_seen=last,
+            startup_at=startup,
+            last_sync_at=sync_at,
+            last_sync_ts=sync_ts,
+            sync_interval=interval,
+            syncs=int(syncs),
+            client=client,
+            versions=json.loads(versions) if versions else {},
+            paths=json.loads(paths) if paths else [],
+            openapi=openapi,
+            cpu_percent=cpu,
+            memory_rss=memory,
+        )
+        for (
+            uuid,
+            first,
+            last,
+            startup,
+            sync_at,
+            sync_ts,
+            interval,
+            syncs,
+            client,
+            versions,
+            paths,
+            openapi,
+            cpu,
+            memory,
+        ) in rows
+    ]
+
+
+def consumers_info(tx: Tx, app: AppKey, identifiers: Sequence[str]) -> dict[str, ConsumerInfo]:
+    result: dict[str, ConsumerInfo] = {}
+    for start in range(0, len(identifiers), 500):
+        chunk = list(identifiers[start : start + 500])
+        marks = ", ".join("?" * len(chunk))
+        for identifier, name, group, first, last in tx.execute(
+            "SELECT identifier, name, group_name, first_seen, last_seen FROM consumers"
+            f" WHERE client_id = ? AND env = ? AND identifier IN ({marks})",
+            (app.client_id, app.env, *chunk),
+        ).fetchall():
+            result[identifier] = ConsumerInfo(identifier, name, group, first, last)
+    return result
+
+
+def consumer_groups(tx: Tx, app: AppKey) -> list[tuple[str, int]]:
+    rows = tx.execute(
+        "SELECT group_name, COUNT(*) FROM consumers"
+        " WHERE client_id = ? AND env = ? AND group_name IS NOT NULL"
+        " GROUP BY group_name ORDER BY group_name",
+        (app.client_id, app.env),
+    ).fetchall()
+    return [(group, int(n)) for group, n in rows]
+
+
+def consumer_history(tx: Tx, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]:
+    result: list[ConsumerChange] = []
+    for start in range(0, len(identifiers), 500):
+        chunk = list(identifiers[start : start + 500])
+        marks = ", ".join("?" * len(chunk))
+        rows = tx.execute(
+            "SELECT identifier, name, group_name, changed_at FROM consumer_history"
+            f" WHERE client_id = ? AND env = ? AND identifier IN ({marks}) ORDER BY changed_at, id",
+            (app.client_id, app.env, *chunk),
+        ).fetchall()
+        result += [ConsumerChange(i, n, g, at) for i, n, g, at in rows]
+    return result
+
+
+_LOG_COLUMNS = (
+    "id, request_uuid, timestamp, method, path, url, status_code, response_time, consumer, request_size,"
+    " response_size, trace_id, exception_type"
+)
+
+
+def _log_summary(row: Sequence[Any]) -> LogSummary:
+    return LogSummary(int(row[0]), *row[1:])
+
+
+def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
+    where = ["client_id = ?", "env = ?", "timestamp >= ?", "timestamp <= ?"]
+    params: list[Any] = [query.app.client_id, query.app.env, query.since, query.until]
+    for column, value in (
+        ("method", query.method and query.method.upper()),
+        ("path", query.path),
+        ("status_code", query.status_code),
+        ("consumer", query.consumer),
+    ):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if query.status_class is not None:
+        where.append("status_code >= ? AND status_code < ?")
+        params += [query.status_class * 100, query.status_class * 100 + 100]
+    if query.search:
+        where.append("lower(url) LIKE ? ESCAPE '\\'")
+        escaped = query.search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params.append(f"%{escaped}%")
+    if query.min_response_time is not None:
+        where.append("response_time >= ?")
+        params.append(query.min_response_time)
+    if query.max_response_time is not None:
+        where.append("response_time <= ?")
+        params.append(query.max_response_time)
+    condition = " AND ".join(where)
+    total = int(tx.execute(f"SELECT COUNT(*) FROM request_log WHERE {condition}", params).fetchone()[0])
+    page_where, page_params = condition, list(params)
+    if query.before is not None:
+        page_where += " AND (timestamp < ? OR (timestamp = ? AND id < ?))"
+        page_params += [query.before[0], query.before[0], query.before[1]]
+    rows = tx.execute(
+        f"SELECT {_LOG_COLUMNS} FROM request_log WHERE {page_where} ORDER BY timestamp DESC, id DESC LIMIT ?",
+        [*page_params, query.limit],
+    ).fetchall()
+    return [_log_summary(row) for row in rows], total
+
+
+def request_log_item(tx: Tx, app: AppKey, request_uuid: str) -> tuple[LogSummary, str, str] | None:
+    row = tx.execute(
+        f"SELECT {_LOG_COLUMNS}, file_uuid, item FROM request_log"
+        " WHERE client_id = ? AND env = ? AND request_uuid = ?",
+        (app.client_id, app.env, request_uuid),
+    ).fetchone()
+    if row is None:
+        return None
+    return _log_summary(row[:-2]), row[-2], row[-1]
+
+
+def rejections(
+    tx: Tx, app: AppKey, since: float, until: float, limit: int, before: tuple[float, int] | None
+) -> list[RejectionRow]:
+    extra, params = "", []
+    if before is not None:
+        extra, params = (
+            " AND (received_at < ? OR (received_at = ? AND id < ?))",
+            [before[0], before[0], before[1]],
+        )
+    rows = tx.execute(
+        "SELECT id, received_at, endpoint, status_code, detail FROM rejections"
+        f" WHERE client_id = ? AND env = ? AND received_at >= ? AND received_at <= ?{extra}"
+        " ORDER BY received_at DESC, id DESC LIMIT ?",
+        (app.client_id, app.env, since, until, *params, limit),
+    ).fetchall()
+    return [
+        RejectionRow(int(i), at, endpoint, int(status), detail) for i, at, endpoint, status, detail in rows
+    ]

@@ -1,0 +1,154 @@
+""":class:`SQLStorage`: the :class:`~apitally_hub.storage.base.Storage` methods that SQLite and
+PostgreSQL share, over two hooks a backend provides — run a function in a write transaction, or
+in a read-only snapshot — and its :class:`~.dialect.Dialect`."""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from apitally_hub.storage.base import (
+    AppDelta,
+    AppInfo,
+    AppKey,
+    ClaimedMessage,
+    ConsumerChange,
+    ConsumerInfo,
+    EventQuery,
+    FoldProgress,
+    InstanceInfo,
+    LogQuery,
+    LogSummary,
+    QueueStats,
+    RawMessage,
+    Rejection,
+    RejectionRow,
+    RetentionPolicy,
+    ServerErrorRow,
+    Storage,
+    TrafficQuery,
+    TrafficRow,
+    ValidationErrorRow,
+)
+from apitally_hub.storage.sql import reads, writes
+from apitally_hub.storage.sql.dialect import Dialect
+from apitally_hub.storage.sql.tx import Tx
+
+_logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SQLStorage(Storage):
+    dialect: Dialect
+
+    @abc.abstractmethod
+    def write(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one write transaction: committed on return, rolled back on error."""
+
+    @abc.abstractmethod
+    def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one read-only transaction (a consistent snapshot)."""
+
+    # -- ingest -------------------------------------------------------------------------------
+
+    def enqueue(self, message: RawMessage) -> bool:
+        return self.write(lambda tx: writes.enqueue(tx, message))
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        self.write(lambda tx: writes.record_rejection(tx, rejection))
+
+    # -- folding ------------------------------------------------------------------------------
+
+    def claim(self, worker: str, *, limit: int, lease_seconds: float, now: float) -> list[ClaimedMessage]:
+        return self.write(
+            lambda tx: writes.claim(
+                tx, self.dialect, worker, limit=limit, lease_seconds=lease_seconds, now=now
+            )
+        )
+
+    def apply(self, worker: str, deltas: Mapping[AppKey, AppDelta], progress: Sequence[FoldProgress]) -> None:
+        now = time.time()
+
+        def work(tx: Tx) -> None:
+            writes.record_progress(tx, worker, progress, now)
+            writes.apply_all(tx, self.dialect, deltas)
+
+        self.write(work)
+
+    def queue_stats(self) -> QueueStats:
+        def work(tx: Tx) -> QueueStats:
+            pending, oldest = tx.execute(
+                "SELECT COUNT(*), MIN(received_at) FROM queue WHERE folded_at IS NULL"
+            ).fetchone()
+            folded, failed = tx.execute(
+                "SELECT COUNT(*), COUNT(fold_error) FROM queue WHERE folded_at IS NOT NULL"
+            ).fetchone()
+            return QueueStats(int(pending), oldest, int(folded), int(failed))
+
+        return self.read(work)
+
+    # -- background jobs ----------------------------------------------------------------------
+
+    def try_lease(self, name: str, holder: str, *, seconds: float, now: float) -> bool:
+        return self.write(lambda tx: writes.try_lease(tx, name, holder, seconds, now))
+
+    def release_lease(self, name: str, holder: str) -> None:
+        self.write(lambda tx: writes.release_lease(tx, name, holder))
+
+    def prune(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
+        apps = [info.app for info in self.list_apps()]
+        deleted: dict[str, int] = {}
+        for kind, statement, params in writes.prune_steps(policy, now, apps):
+
+            def step(tx: Tx, statement: str = statement, params: list[object] = params) -> int:
+                return tx.execute(statement, params).rowcount
+
+            deleted[kind] = deleted.get(kind, 0) + max(self.write(step), 0)
+        return deleted
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def list_apps(self) -> list[AppInfo]:
+        return self.read(reads.list_apps)
+
+    def traffic(self, query: TrafficQuery) -> list[TrafficRow]:
+        return self.read(lambda tx: reads.traffic(tx, self.dialect, query))
+
+    def count_traffic_groups(self, query: TrafficQuery) -> int:
+        return self.read(lambda tx: reads.count_traffic_groups(tx, self.dialect, query))
+
+    def validation_errors(self, query: EventQuery) -> tuple[list[ValidationErrorRow], int]:
+        return self.read(lambda tx: reads.validation_errors(tx, self.dialect, query))
+
+    def server_errors(self, query: EventQuery) -> tuple[list[ServerErrorRow], int]:
+        return self.read(lambda tx: reads.server_errors(tx, self.dialect, query))
+
+    def heartbeats(self, app: AppKey, since: int, until: int) -> list[tuple[int, int]]:
+        return self.read(lambda tx: reads.heartbeats(tx, app, since, until))
+
+    def instances(self, app: AppKey) -> list[InstanceInfo]:
+        return self.read(lambda tx: reads.instances(tx, app))
+
+    def consumers_info(self, app: AppKey, identifiers: Sequence[str]) -> dict[str, ConsumerInfo]:
+        return self.read(lambda tx: reads.consumers_info(tx, app, identifiers))
+
+    def consumer_groups(self, app: AppKey) -> list[tuple[str, int]]:
+        return self.read(lambda tx: reads.consumer_groups(tx, app))
+
+    def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]:
+        return self.read(lambda tx: reads.consumer_history(tx, app, identifiers))
+
+    def request_log(self, query: LogQuery) -> tuple[list[LogSummary], int]:
+        return self.read(lambda tx: reads.request_log(tx, query))
+
+    def request_log_item(self, app: AppKey, request_uuid: str) -> tuple[LogSummary, str, str] | None:
+        return self.read(lambda tx: reads.request_log_item(tx, app, request_uuid))
+
+    def rejections(
+        self, app: AppKey, since: float, until: float, *, limit: int, before: tuple[float, int] | None
+    ) -> list[RejectionRow]:
+        return self.read(lambda tx: reads.rejections(tx, app, since, until, limit, before))

@@ -1,0 +1,494 @@
+"""The write side shared by the SQL backends: queue, claims, applying fold deltas, leases, pruning.
+
+Every function runs inside the caller's write transaction (``tx``). Aggregate upserts add
+counts (saturating at :data:`~apitally_hub.storage.base.MAX_STORED_COUNT`) and merge histogram
+bins with the backend's ``merge_bins(a, b)`` SQL function.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from apitally_hub.storage.base import (
+    MAX_STORED_COUNT,
+    AppDelta,
+    AppKey,
+    Bins,
+    ClaimedMessage,
+    ClaimLost,
+    FoldProgress,
+    RawMessage,
+    Rejection,
+    RetentionPolicy,
+)
+from apitally_hub.storage.sql.dialect import Dialect
+from apitally_hub.storage.sql.tx import Tx
+
+CLAIM_BYTES = 16 * 1024 * 1024
+"""A claim takes pending messages until their stored bodies add up to this (at least one)."""
+
+PRUNE_SLICE = 6 * 3600
+"""Aggregates are pruned a few hours of buckets per transaction, so no delete holds the lock long."""
+
+
+def cap(value: int) -> int:
+    return min(value, MAX_STORED_COUNT)
+
+
+def bins_json(bins: Bins) -> str:
+    return json.dumps({str(key): cap(bins[key]) for key in sorted(bins)}, separators=(",", ":"))
+
+
+# -- queue ------------------------------------------------------------------------------------
+
+
+def enqueue(tx: Tx, message: RawMessage) -> bool:
+    cursor = tx.execute(
+        "INSERT INTO queue (client_id, env, kind, message_uuid, instance_uuid, received_at, encoding,"
+        " body, body_size, item_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (client_id, kind, message_uuid) DO NOTHING",
+        (
+            message.app.client_id,
+            message.app.env,
+            message.kind,
+            message.message_uuid,
+            message.instance_uuid,
+            message.received_at,
+            message.encoding,
+            message.body,
+            len(message.body),
+            message.item_count,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def record_rejection(tx: Tx, rejection: Rejection) -> None:
+    tx.execute(
+        "INSERT INTO rejections (received_at, client_id, env, endpoint, status_code, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            rejection.received_at,
+            rejection.app.client_id,
+            rejection.app.env,
+            rejection.endpoint,
+            rejection.status_code,
+            rejection.detail,
+        ),
+    )
+
+
+def claim(
+    tx: Tx, dialect: Dialect, worker: str, *, limit: int, lease_seconds: float, now: float
+) -> list[ClaimedMessage]:
+    candidates = tx.execute(
+        "SELECT id, body_size FROM queue WHERE folded_at IS NULL"
+        " AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)"
+        f" ORDER BY id LIMIT ?{dialect.lock_rows}",
+        (now, worker, limit),
+    ).fetchall()
+    chosen: list[int] = []
+    size = 0
+    for row_id, body_size in candidates:
+        if chosen and size + body_size > CLAIM_BYTES:
+            break
+        chosen.append(row_id)
+        size += body_size
+    if not chosen:
+        return []
+    marks = ", ".join("?" * len(chosen))
+    rows = tx.execute(
+        f"UPDATE queue SET claimed_by = ?, claimed_until = ? WHERE id IN ({marks})"
+        " RETURNING id, client_id, env, kind, message_uuid, instance_uuid, received_at, encoding, body,"
+        " item_count, fold_offset",
+        (worker, now + lease_seconds, *chosen),
+    ).fetchall()
+    rows.sort(key=lambda row: row[0])
+    return [
+        ClaimedMessage(
+            RawMessage(
+                AppKey(client_id, env),
+                kind,
+                message_uuid,
+                instance_uuid,
+                received_at,
+                bytes(body),
+                encoding,
+                item_count,
+            ),
+            fold_offset,
+        )
+        for (
+            _,
+            client_id,
+            env,
+            kind,
+            message_uuid,
+            instance_uuid,
+            received_at,
+            encoding,
+            body,
+            item_count,
+            fold_offset,
+        ) in rows
+    ]
+
+
+def record_progress(tx: Tx, worker: str, progress: Sequence[FoldProgress], now: float) -> None:
+    for step in progress:
+        cursor = tx.execute(
+            "UPDATE queue SET fold_offset = ?, folded_at = ?, fold_error = ?,"
+            " claimed_by = CASE WHEN ? = 1 THEN NULL ELSE claimed_by END"
+            " WHERE client_id = ? AND kind = ? AND message_uuid = ? AND claimed_by = ? AND fold_offset = ?"
+            " AND folded_at IS NULL",
+            (
+                step.offset,
+                now if step.done else None,
+                step.error,
+                1 if step.done else 0,
+                step.app.client_id,
+                step.kind,
+                step.message_uuid,
+                worker,
+                step.expected_offset,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise ClaimLost(step.message_uuid)
+
+
+# -- applying deltas --------------------------------------------------------------------------
+
+
+def _counter(dialect: Dialect, table: str, column: str) -> str:
+    return f"{column} = {dialect.least}({table}.{column} + excluded.{column}, {MAX_STORED_COUNT})"
+
+
+def _upsert(
+    dialect: Dialect, table: str, keys: Sequence[str], counters: Sequence[str], bins: Sequence[str] = ()
+) -> str:
+    columns = [*keys, *counters, *bins]
+    updates = [_counter(dialect, table, c) for c in counters]
+    updates += [f"{b} = merge_bins({table}.{b}, excluded.{b})" for b in bins]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+_TRAFFIC_COUNTERS = ("request_count", "request_size_sum", "response_size_sum")
+_TRAFFIC_BINS = ("response_times", "request_sizes", "response_sizes")
+_APP = ("client_id", "env")
+
+
+def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    a = (app.client_id, app.env)
+    if delta.endpoints:
+        tx.executemany(
+            _upsert(
+                dialect,
+                "endpoint_traffic",
+                (*_APP, "resolution", "bucket", "method", "path", "status_code"),
+                _TRAFFIC_COUNTERS,
+                _TRAFFIC_BINS,
+            ),
+            [
+                (
+                    *a,
+                    *key,
+                    cap(c.request_count),
+                    cap(c.request_size_sum),
+                    cap(c.response_size_sum),
+                    bins_json(c.response_times),
+                    bins_json(c.request_sizes),
+                    bins_json(c.response_sizes),
+                )
+                for key, c in delta.endpoints.items()
+            ],
+        )
+    if delta.consumer_traffic:
+        tx.executemany(
+            _upsert(
+                dialect,
+                "consumer_traffic",
+                (*_APP, "resolution", "bucket", "consumer", "method", "path", "status_code"),
+                _TRAFFIC_COUNTERS,
+                ("response_times",),
+            ),
+            [
+                (
+                    *a,
+                    *key,
+                    cap(c.request_count),
+                    cap(c.request_size_sum),
+                    cap(c.response_size_sum),
+                    bins_json(c.response_times),
+                )
+                for key, c in delta.consumer_traffic.items()
+            ],
+        )
+    if delta.validation_errors:
+        tx.executemany(
+            _upsert(
+                dialect,
+                "validation_errors",
+                (*_APP, "resolution", "bucket", "consumer", "method", "path", "loc", "msg", "type"),
+                ("error_count",),
+            ),
+            [(*a, *key, cap(count)) for key, count in delta.validation_errors.items()],
+        )
+    if delta.server_error_groups:
+        tx.executemany(
+            "INSERT INTO server_error_groups (client_id, env, error_hash, method, path, type, msg, traceback,"
+            " sentry_event_id, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id, env, error_hash) DO UPDATE SET"
+            " sentry_event_id = coalesce(excluded.sentry_event_id, server_error_groups.sentry_event_id),"
+            f" first_seen = {dialect.least}(server_error_groups.first_seen, excluded.first_seen),"
+            f" last_seen = {dialect.greatest}(server_error_groups.last_seen, excluded.last_seen)",
+            [
+                (
+                    *a,
+                    g.error_hash,
+                    g.method,
+                    g.path,
+                    g.type,
+                    g.msg,
+                    g.traceback,
+                    g.sentry_event_id,
+                    g.seen_at,
+                    g.seen_at,
+                )
+                for g in delta.server_error_groups.values()
+            ],
+        )
+    if delta.server_errors:
+        tx.executemany(
+            _upsert(
+                dialect,
+                "server_errors",
+                (*_APP, "resolution", "bucket", "error_hash", "consumer"),
+                ("error_count",),
+            ),
+            [(*a, *key, cap(count)) for key, count in delta.server_errors.items()],
+        )
+    if delta.heartbeats:
+        tx.executemany(
+            _upsert(dialect, "heartbeats", (*_APP, "minute"), ("syncs",)),
+            [(*a, minute, syncs) for minute, syncs in delta.heartbeats.items()],
+        )
+    _apply_instances(tx, dialect, app, delta)
+    _apply_consumers(tx, dialect, app, delta)
+    if delta.log_rows:
+        tx.executemany(
+            "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
+            " status_code, response_time, consumer, request_size, response_size, trace_id, exception_type,"
+            " item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id, env, request_uuid) DO NOTHING",
+            [
+                (
+                    *a,
+                    file_uuid,
+                    r.request_uuid,
+                    r.timestamp,
+                    r.method,
+                    r.path,
+                    r.url,
+                    r.status_code,
+                    r.response_time,
+                    r.consumer,
+                    r.request_size,
+                    r.response_size,
+                    r.trace_id,
+                    r.exception_type,
+                    r.item,
+                )
+                for file_uuid, r in delta.log_rows
+            ],
+        )
+
+
+MIN_INTERVAL, MAX_INTERVAL = 1.0, 3600.0
+
+
+def _apply_instances(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    a = (app.client_id, app.env)
+    for startup in delta.startups:
+        paths = json.dumps([{"method": m, "path": p} for m, p in startup.paths], separators=(",", ":"))
+        tx.execute(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, startup_at, client,"
+            " versions, paths, openapi) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id, env, instance_uuid) DO UPDATE SET"
+            f" last_seen = {dialect.greatest}(instances.last_seen, excluded.last_seen),"
+            " startup_at = excluded.startup_at, client = excluded.client, versions = excluded.versions,"
+            " paths = excluded.paths, openapi = excluded.openapi",
+            (
+                *a,
+                startup.instance_uuid,
+                startup.received_at,
+                startup.received_at,
+                startup.received_at,
+                startup.client,
+                json.dumps(dict(startup.versions), separators=(",", ":"), ensure_ascii=False),
+                paths,
+                startup.openapi,
+            ),
+        )
+    for beat in sorted(delta.instance_syncs, key=lambda b: b.timestamp):
+        row = tx.execute(
+            "SELECT last_sync_ts, sync_interval FROM instances"
+            " WHERE client_id = ? AND env = ? AND instance_uuid = ?",
+            (*a, beat.instance_uuid),
+        ).fetchone()
+        if row is None:
+            tx.execute(
+                "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, last_sync_at,"
+                " last_sync_ts, syncs, cpu_percent, memory_rss) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    *a,
+                    beat.instance_uuid,
+                    beat.received_at,
+                    beat.received_at,
+                    beat.received_at,
+                    beat.timestamp,
+                    beat.cpu_percent,
+                    beat.memory_rss,
+                ),
+            )
+            continue
+        last_ts, interval = row
+        newest = last_ts is None or beat.timestamp > last_ts
+        if last_ts is not None and beat.timestamp > last_ts:
+            interval = min(MAX_INTERVAL, max(MIN_INTERVAL, beat.timestamp - last_ts))
+        if newest:
+            tx.execute(
+                f"UPDATE instances SET last_seen = {dialect.greatest}(last_seen, ?),"
+                f" last_sync_at = {dialect.greatest}(coalesce(last_sync_at, 0), ?), last_sync_ts = ?,"
+                " sync_interval = ?, syncs = syncs + 1, cpu_percent = coalesce(?, cpu_percent),"
+                " memory_rss = coalesce(?, memory_rss) WHERE client_id = ? AND env = ? AND instance_uuid = ?",
+                (
+                    beat.received_at,
+                    beat.received_at,
+                    beat.timestamp,
+                    interval,
+                    beat.cpu_percent,
+                    beat.memory_rss,
+                    *a,
+                    beat.instance_uuid,
+                ),
+            )
+        else:  # a late resend: it proves the instance was alive, but says nothing newer
+            tx.execute(
+                f"UPDATE instances SET last_seen = {dialect.greatest}(last_seen, ?), syncs = syncs + 1"
+                " WHERE client_id = ? AND env = ? AND instance_uuid = ?",
+                (beat.received_at, *a, beat.instance_uuid),
+            )
+
+
+def _apply_consumers(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    a = (app.client_id, app.env)
+    if delta.consumers_seen:
+        tx.executemany(
+            "INSERT INTO consumers (client_id, env, identifier, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id, env, identifier) DO UPDATE SET"
+            f" last_seen = {dialect.greatest}(consumers.last_seen, excluded.last_seen),"
+            f" first_seen = {dialect.least}(consumers.first_seen, excluded.first_seen)",
+            [
+                (*a, s.identifier, s.first_seen, s.last_seen)
+                for s in sorted(delta.consumers_seen.values(), key=lambda s: s.identifier)
+            ],
+        )
+    for named in sorted(delta.consumers_named, key=lambda n: n.at):
+        current = tx.execute(
+            "SELECT name, group_name, named_at FROM consumers"
+            " WHERE client_id = ? AND env = ? AND identifier = ?",
+            (*a, named.identifier),
+        ).fetchone()
+        if current is not None and current[2] is not None and current[2] > named.at:
+            continue  # an older sync arriving late must not undo a newer name
+        if current is not None and (current[0], current[1]) == (named.name, named.group):
+            continue
+        tx.execute(
+            "UPDATE consumers SET name = ?, group_name = ?, named_at = ?"
+            " WHERE client_id = ? AND env = ? AND identifier = ?",
+            (named.name, named.group, named.at, *a, named.identifier),
+        )
+        tx.execute(
+            "INSERT INTO consumer_history (client_id, env, identifier, name, group_name, changed_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (*a, named.identifier, named.name, named.group, named.at),
+        )
+
+
+# -- leases and retention ---------------------------------------------------------------------
+
+
+def try_lease(tx: Tx, name: str, holder: str, seconds: float, now: float) -> bool:
+    tx.execute(
+        "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, holder, now + seconds),
+    )
+    cursor = tx.execute(
+        "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)",
+        (holder, now + seconds, name, holder, now),
+    )
+    return cursor.rowcount == 1
+
+
+def release_lease(tx: Tx, name: str, holder: str) -> None:
+    tx.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))
+
+
+AGGREGATE_TABLES = ("endpoint_traffic", "consumer_traffic", "validation_errors", "server_errors")
+
+# (table, time column) of what is pruned by time outside the aggregates
+_TIMED: tuple[tuple[str, str, str], ...] = (
+    ("request_log", "timestamp", "request_log"),
+    ("rejections", "received_at", "rejections"),
+    ("consumer_history", "changed_at", "registries"),
+    ("consumers", "last_seen", "registries"),
+    ("instances", "last_seen", "registries"),
+    ("server_error_groups", "last_seen", "server_error_groups"),
+)
+
+
+def prune_steps(
+    policy: RetentionPolicy, now: float, apps: Iterable[AppKey]
+) -> Iterable[tuple[str, str, list[Any]]]:
+    """(kind, statement, params) to run, each in a short transaction of its own."""
+    for app in apps:
+        for resolution, keep in policy.resolutions.items():
+            cutoff = int((now - keep) // resolution) * resolution
+            for table in AGGREGATE_TABLES:
+                yield (
+                    table,
+                    f"DELETE FROM {table} WHERE client_id = ? AND env = ? AND resolution = ? AND bucket < ?",
+                    [app.client_id, app.env, resolution, cutoff],
+                )
+        yield (
+            "heartbeats",
+            "DELETE FROM heartbeats WHERE client_id = ? AND env = ? AND minute < ?",
+            [app.client_id, app.env, now - policy.resolutions[60]],
+        )
+    yield (
+        "queue",
+        "DELETE FROM queue WHERE folded_at IS NOT NULL AND received_at < ?",
+        [now - policy.raw_messages],
+    )
+    longest = max(policy.resolutions.values())
+    for table, column, kind in _TIMED:
+        keep = {
+            "request_log": policy.request_log,
+            "rejections": policy.rejections,
+            "registries": policy.registries,
+            "server_error_groups": longest,
+        }[kind]
+        yield table, f"DELETE FROM {table} WHERE {column} < ?", [now - keep]
+
+
+def apply_all(tx: Tx, dialect: Dialect, deltas: Mapping[AppKey, AppDelta]) -> None:
+    for app in sorted(deltas):
+        delta = deltas[app]
+        if not delta.is_empty():
+            apply_delta(tx, dialect, app, delta)
