@@ -15,6 +15,8 @@ The data model, common to every backend:
   once per group), and heartbeats (syncs per minute). Histogram bins are additive, so a coarser
   row equals the sum of the finer rows it covers.
 - registries: instances, consumers (with name/group history), the request log, rejections.
+- settings: a few named values per app (e.g. the dashboard's Apdex threshold), and the hub's own
+  under :data:`HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
 
 Methods are synchronous; callers on the event loop run them in worker threads. Backends must be
 safe to call from several threads at once.
@@ -54,6 +56,10 @@ Bins = dict[int, int]
 class AppKey:
     client_id: str
     env: str
+
+
+HUB_SETTINGS = AppKey("", "")
+"""The key under which the hub keeps its own settings (no app has an empty client id)."""
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -567,6 +573,22 @@ class Storage(abc.ABC):
     def rejections(
         self, app: AppKey, since: float, until: float, *, limit: int, before: tuple[float, int] | None
     ) -> list[RejectionRow]: ...
+
+    # -- settings -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def app_settings(self, app: AppKey) -> dict[str, str]:
+        """The named settings stored for ``app`` (:data:`HUB_SETTINGS`: the hub's own)."""
+
+    @abc.abstractmethod
+    def put_app_setting(
+        self, app: AppKey, name: str, value: str, *, now: float, keep_existing: bool = False
+    ) -> str:
+        """Store ``value`` under ``name`` (``keep_existing``: only when there is none yet, so that
+        concurrent hub processes agree on one); returns the value stored now."""
+
+    @abc.abstractmethod
+    def delete_app_setting(self, app: AppKey, name: str) -> None: ...
 
 
 StorageFactory = Callable[[str], Storage]
