@@ -269,3 +269,77 @@ def test_hub_server_query_helper(hub: HubServer, http: httpx.Client, app_path: s
     [endpoint] = hub.query(client_id, "dev", "endpoints", since="10m")["endpoints"]
     assert endpoint["requests"] == 42
     assert hub.hub_url(client_id, "dev") == f"{hub.url}{app_path}"
+
+
+def test_endpoints_sort_by_any_column_in_either_order(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    requests = [
+        item(path="/a", request_count=5, response_times={"10": 5}, request_sizes={}, response_sizes={}),
+        item(path="/b", request_count=9, response_times={"300": 9}, request_sizes={}, response_sizes={}),
+        item(path="/c", request_count=1, response_times={"50": 1}, request_sizes={}, response_sizes={}),
+    ]
+    message = sync(requests=requests)
+    message["consumers"] = []
+    assert http.post(f"{app_path}/startup", json=startup()).status_code == 202
+    assert http.post(f"{app_path}/sync", json=message).status_code == 202
+
+    def paths(**params: Any) -> list[str]:
+        return [
+            e["path"] for e in get(http, client_id, "endpoints", include_idle="true", **params)["endpoints"]
+        ]
+
+    assert paths() == ["/a", "/api/items/{item_id}", "/b", "/c"]
+    assert paths(sort="requests") == ["/b", "/a", "/c", "/api/items/{item_id}"]
+    assert paths(sort="requests", order="asc") == ["/api/items/{item_id}", "/c", "/a", "/b"]
+    assert paths(sort="p95") == ["/b", "/c", "/a", "/api/items/{item_id}"]  # no traffic: no p95, last
+    assert paths(sort="p95", order="asc") == ["/a", "/c", "/b", "/api/items/{item_id}"]
+    assert paths(sort="path", order="desc") == ["/c", "/b", "/api/items/{item_id}", "/a"]
+    for bad in ({"sort": "nope"}, {"order": "up"}, {"apdex_ms": "0"}):
+        assert http.get(f"/api/{client_id}/dev/endpoints", params=bad).status_code == 422
+
+
+def test_apdex_uses_the_apps_stored_threshold(
+    hub: HubServer, http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    from apitally_hub.storage.base import AppKey
+
+    requests = [item(response_times={"0": 30, "10": 9, "300": 3}, request_sizes={}, response_sizes={})]
+    assert http.post(f"{app_path}/sync", json=sync(requests=requests)).status_code == 202
+    assert get(http, client_id, "settings")["settings"] == {"apdex_ms": 500}
+    assert get(http, client_id, "overview")["apdex"] == 1.0
+    hub.context.store.put_app_setting(AppKey(client_id, "dev"), "apdex_ms", "100", now=time.time())
+    assert get(http, client_id, "settings")["settings"] == {"apdex_ms": 100}
+    overview = get(http, client_id, "overview")
+    # 39 satisfied (bins ending by 100 ms), 3 tolerating (ending by 400 ms): (39 + 1.5) / 42
+    assert (overview["apdex"], overview["apdex_ms"]) == (round(40.5 / 42, 4), 100)
+    [endpoint] = get(http, client_id, "endpoints")["endpoints"]
+    assert endpoint["apdex"] == overview["apdex"]
+    assert get(http, client_id, "overview", apdex_ms=500)["apdex"] == 1.0
+    assert get(http, client_id, "timeseries")["points"][0]["apdex"] == overview["apdex"]
+
+
+def test_timeseries_points_carry_status_classes_and_rate(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    requests = [
+        item(),
+        item(status_code=503, request_count=2, response_times={"0": 2}, request_sizes={}, response_sizes={}),
+    ]
+    assert http.post(f"{app_path}/sync", json=sync(requests=requests)).status_code == 202
+    [point] = get(http, client_id, "timeseries", bucket="5m")["points"]
+    assert point["status_classes"] == {"2xx": 42, "5xx": 2}
+    assert point["requests_per_minute"] == round(44 / 5, 3)
+    errors = get(http, client_id, "error-status-codes")["error_status_codes"]
+    assert errors == [{"method": "GET", "path": "/api/items/{item_id}", "status_code": 503, "requests": 2}]
+
+
+def test_one_consumer_and_size_histograms(http: httpx.Client, app_path: str, client_id: str) -> None:
+    assert http.post(f"{app_path}/sync", json=sync(requests=[item(consumer="acme-corp")])).status_code == 202
+    consumer = get(http, client_id, "consumers/acme-corp")
+    assert (consumer["name"], consumer["group"], consumer["requests"]) == ("Acme Corp", "Enterprise", 42)
+    assert [h["name"] for h in consumer["history"]] == ["Acme Corp"]
+    assert http.get(f"/api/{client_id}/dev/consumers/nobody").status_code == 404
+    sizes = get(http, client_id, "sizes")
+    assert sizes["request_sizes"] == {"0": 40, "12": 2} and sizes["response_sizes"] == {"1": 42}
+    assert get(http, client_id, "sizes", consumer="acme-corp")["request_sizes"] == {"0": 40, "12": 2}

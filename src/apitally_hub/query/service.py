@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from apitally_hub.query import planner, stats
+from apitally_hub.query import planner, stats, uptime
+from apitally_hub.query.settings import APDEX_MS, read_settings
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import (
+    MINUTE,
     NO_CONSUMER,
     AppKey,
     EventQuery,
@@ -101,33 +103,49 @@ class QueryService:
 
     # -- apps ---------------------------------------------------------------------------------
 
-    def apps(self, page: Page = Page()) -> dict[str, Any]:
+    def apps(self, page: Page = Page(), *, window: Window | None = None) -> dict[str, Any]:
+        """The apps (client id and env); with ``window``, each with its ``overview`` over the
+        window and its ``status`` now (what the dashboard's apps page shows)."""
         infos = self.storage.list_apps()
         offset = _offset(page.cursor)
         shown = infos[offset : offset + page.limit]
-        return {
-            "apps": [
-                {
-                    "client_id": info.app.client_id,
-                    "env": info.app.env,
-                    "instances": info.instances,
-                    "first_seen": info.first_seen,
-                    "last_seen": info.last_seen,
-                    "last_sync_at": info.last_sync_at,
-                }
-                for info in shown
-            ],
-            "total": len(infos),
-            "next_cursor": _next_offset(offset, len(shown), len(infos)),
-        }
+        apps = []
+        for info in shown:
+            entry: dict[str, Any] = {
+                "client_id": info.app.client_id,
+                "env": info.app.env,
+                "instances": info.instances,
+                "first_seen": info.first_seen,
+                "last_seen": info.last_seen,
+                "last_sync_at": info.last_sync_at,
+            }
+            if window is not None:
+                entry["overview"] = self.app_overview(info.app, window)
+                entry["status"] = self.status(info.app)
+            apps.append(entry)
+        next_cursor = _next_offset(offset, len(shown), len(infos))
+        return {"apps": apps, "total": len(infos), "next_cursor": next_cursor}
 
-    def app_overview(
-        self, app: AppKey, window: Window, *, apdex_ms: int = stats.DEFAULT_APDEX_MS
-    ) -> dict[str, Any]:
-        """Totals of one app over the window, and its instances online now."""
+    def settings(self, app: AppKey) -> dict[str, Any]:
+        """The app's settings (``apdex_ms``), defaults filled in."""
+        return read_settings(self.storage, app)
+
+    def _apdex_ms(self, app: AppKey, apdex_ms: int | None) -> int:
+        return int(self.settings(app)[APDEX_MS]) if apdex_ms is None else apdex_ms
+
+    def app_overview(self, app: AppKey, window: Window, *, apdex_ms: int | None = None) -> dict[str, Any]:
+        """Totals of one app over the window, and its instances online now. ``apdex_ms`` None:
+        the app's own threshold (its settings)."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
         [row] = self._traffic(app, window, response_times=True)
         online = sum(1 for instance in self.instances(app)["instances"] if instance["online"])
-        return {**stats.traffic_stats(row, apdex_ms=apdex_ms), "instances_online": online}
+        minutes = max((window.until - window.since) / MINUTE, 1.0)
+        return {
+            **stats.traffic_stats(row, apdex_ms=apdex_ms),
+            "apdex_ms": apdex_ms,
+            "requests_per_minute": round(row.request_count / minutes, 3),
+            "instances_online": online,
+        }
 
     # -- traffic ------------------------------------------------------------------------------
 
@@ -138,17 +156,21 @@ class QueryService:
         *,
         flt: TrafficFilter = ALL_TRAFFIC,
         include_idle: bool = False,
-        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+        apdex_ms: int | None = None,
         sort: str = "path",
+        descending: bool | None = None,
         page: Page = Page(),
     ) -> dict[str, Any]:
+        """One entry per endpoint (method, path) with traffic in the window — and with
+        ``include_idle`` those the app announced at startup without any — sorted by ``sort`` (a
+        key of :data:`ENDPOINT_SORTS`; ``descending`` None: the key's natural order)."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
         rows = self._traffic(
             app,
             window,
             group_by=("method", "path", "status_code"),
             filter=flt,
             response_times=True,
-            sizes=True,
         )
         by_endpoint: dict[tuple[str, str], list[TrafficRow]] = {}
         for row in rows:
@@ -172,14 +194,28 @@ class QueryService:
                     },
                 }
             )
-        result.sort(key=_ENDPOINT_SORTS.get(sort, _ENDPOINT_SORTS["path"]))
+        result = sort_endpoints(result, sort, descending)
         offset = _offset(page.cursor)
         shown = result[offset : offset + page.limit]
         return {
+            "apdex_ms": apdex_ms,
             "endpoints": shown,
             "total": len(result),
             "next_cursor": _next_offset(offset, len(shown), len(result)),
         }
+
+    def error_status_codes(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC
+    ) -> list[dict[str, Any]]:
+        """Responses 400-599 per (method, path, status code), most frequent first."""
+        rows = self._traffic(app, window, group_by=("method", "path", "status_code"), filter=flt)
+        errors = [
+            {"method": r.key[0], "path": r.key[1], "status_code": int(r.key[2]), "requests": r.request_count}
+            for r in rows
+            if 400 <= int(r.key[2]) <= 599 and r.request_count
+        ]
+        errors.sort(key=lambda e: (-e["requests"], e["status_code"], e["path"], e["method"]))
+        return errors
 
     def app_paths(self, app: AppKey) -> list[tuple[str, str]]:
         """Endpoints the app's instances announced at startup."""
@@ -195,8 +231,11 @@ class QueryService:
         *,
         flt: TrafficFilter = ALL_TRAFFIC,
         bucket_seconds: int | None = None,
-        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+        apdex_ms: int | None = None,
     ) -> dict[str, Any]:
+        """Per bucket of ``bucket_seconds`` (None: chosen for the window) the traffic numbers,
+        requests per status code and per class (``2xx`` ...) and the rate per minute."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
         bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
         bucket, segments = planner.chart_segments(
             window.since, window.until, bucket, self.clock(), self.retention
@@ -211,13 +250,19 @@ class QueryService:
         for start in sorted(by_bucket):
             parts = by_bucket[start]
             merged = stats.merge_rows(parts, (start,))
+            classes: dict[str, int] = {}
+            for r in parts:
+                name = f"{int(r.key[1]) // 100}xx"
+                classes[name] = classes.get(name, 0) + r.request_count
             points.append(
                 {
                     "bucket": start,
                     **stats.traffic_stats(merged, apdex_ms=apdex_ms),
+                    "requests_per_minute": round(merged.request_count * MINUTE / bucket, 3),
                     "status_codes": {
                         str(r.key[1]): r.request_count for r in sorted(parts, key=lambda r: r.key[1])
                     },
+                    "status_classes": dict(sorted(classes.items())),
                 }
             )
         return {"bucket_seconds": bucket, "points": points}
@@ -227,6 +272,18 @@ class QueryService:
     ) -> dict[str, int]:
         [row] = self._traffic(app, window, filter=flt, response_times=True)
         return {str(edge): row.response_times[edge] for edge in sorted(row.response_times)}
+
+    def size_histograms(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC
+    ) -> dict[str, dict[str, int]]:
+        """Request and response sizes: kB bin (lower edge) -> requests. Per endpoint and status only
+        (the store keeps size bins per endpoint, not per consumer): consumer filters are ignored."""
+        flt = replace(flt, consumer=None, consumer_group=None, identified_only=False)
+        [row] = self._traffic(app, window, filter=flt, sizes=True)
+        return {
+            name: {str(edge): bins[edge] for edge in sorted(bins)}
+            for name, bins in (("request_sizes", row.request_sizes), ("response_sizes", row.response_sizes))
+        }
 
     # -- consumers ----------------------------------------------------------------------------
 
@@ -297,6 +354,27 @@ class QueryService:
                 }
             )
         return result
+
+    def consumer(self, app: AppKey, identifier: str, window: Window) -> dict[str, Any] | None:
+        """One consumer: its registry entry, name/group history and traffic over the window;
+        None when the app never saw it."""
+        info = self.storage.consumers_info(app, [identifier]).get(identifier)
+        if info is None:
+            return None
+        [row] = self._traffic(app, window, filter=TrafficFilter(consumer=identifier), response_times=True)
+        history = [
+            {"name": c.name, "group": c.group, "changed_at": c.changed_at}
+            for c in self.storage.consumer_history(app, [identifier])
+        ]
+        return {
+            "identifier": identifier,
+            "name": info.name,
+            "group": info.group,
+            "first_seen": info.first_seen,
+            "last_seen": info.last_seen,
+            **stats.traffic_stats(row),
+            "history": history,
+        }
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -406,6 +484,50 @@ class QueryService:
         """(minute, syncs) for each minute of the window in which the app synced."""
         return self.storage.heartbeats(app, window.first_minute, window.last_minute)
 
+    def _liveness(self, infos: list[InstanceInfo]) -> tuple[float, float | None]:
+        """(seconds without a sync after which the env is down, the newest sync of any instance)."""
+        after = uptime.down_after(
+            (i.sync_interval for i in infos if i.sync_interval is not None), self.default_sync_interval
+        )
+        beats = [i.last_sync_at if i.last_sync_at is not None else i.startup_at for i in infos]
+        known = [b for b in beats if b is not None]
+        return after, max(known, default=None)
+
+    def status(self, app: AppKey) -> dict[str, Any]:
+        """Up or down now (see :mod:`.uptime`): ``status`` is ``up``, ``down`` or ``unknown``."""
+        infos = self.storage.instances(app)
+        after, last = self._liveness(infos)
+        now = self.clock()
+        return {
+            "status": uptime.status(last, now, after),
+            "last_sync_at": last,
+            "down_after_seconds": after,
+        }
+
+    def uptime(self, app: AppKey, window: Window) -> dict[str, Any]:
+        """The up/down timeline of the env over the window, from its heartbeats, and the share of
+        the known time it was up."""
+        infos = self.storage.instances(app)
+        after, last = self._liveness(infos)
+        now = self.clock()
+        until = min(window.until, now)
+        since = min(window.since, until)
+        lookback = int((since - after - MINUTE) // MINUTE) * MINUTE
+        minutes = [m for m, _ in self.storage.heartbeats(app, lookback, int(until // MINUTE) * MINUTE)]
+        first_seen = min((i.first_seen for i in infos), default=None)
+        horizon = now - self.retention[MINUTE]  # heartbeats older than this are pruned
+        known_from = None if first_seen is None else max(first_seen, horizon)
+        spans = uptime.timeline(
+            minutes, since=since, until=until, after=after, known_from=known_from, last_sync_at=last
+        )
+        return {
+            "status": uptime.status(last, now, after),
+            "last_sync_at": last,
+            "down_after_seconds": after,
+            "uptime": uptime.uptime_fraction(spans),
+            "timeline": [span.as_dict() for span in spans],
+        }
+
     # -- request log and rejections -----------------------------------------------------------
 
     def request_log(self, query: LogQuery, cursor: str | None = None) -> dict[str, Any]:
@@ -477,16 +599,39 @@ def _log_summary(item: LogSummary) -> dict[str, Any]:
     }
 
 
-def _none_last(value: Any) -> tuple[bool, Any]:
-    return (value is None, value)
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda e: e[name]
 
 
-_ENDPOINT_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "path": lambda e: (e["path"], e["method"]),
-    "requests": lambda e: (-e["requests"], e["path"], e["method"]),
-    "errors": lambda e: (-(e["client_errors"] + e["server_errors"]), e["path"], e["method"]),
-    "error_rate": lambda e: (-e["error_rate"], e["path"], e["method"]),
-    "p95": lambda e: (_none_last(-e["p95_ms"] if e["p95_ms"] is not None else None), e["path"], e["method"]),
+ENDPOINT_SORTS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
+    "path": (_field("path"), False),
+    "method": (_field("method"), False),
+    "requests": (_field("requests"), True),
+    "client_errors": (_field("client_errors"), True),
+    "server_errors": (_field("server_errors"), True),
+    "errors": (lambda e: e["client_errors"] + e["server_errors"], True),
+    "error_rate": (_field("error_rate"), True),
+    "p50": (_field("p50_ms"), True),
+    "p75": (_field("p75_ms"), True),
+    "p95": (_field("p95_ms"), True),
+    "p99": (_field("p99_ms"), True),
+    "apdex": (_field("apdex"), False),
+    "request_bytes": (_field("request_bytes"), True),
+    "response_bytes": (_field("response_bytes"), True),
 }
+"""Sort keys of :meth:`QueryService.endpoints`: (value, descending by default). Ties go by path
+and method; endpoints without a value (no traffic: no percentiles, no Apdex) come last."""
 
-__all__ = ["NO_CONSUMER", "BadCursor", "Page", "QueryService"]
+
+def sort_endpoints(
+    endpoints: list[dict[str, Any]], sort: str, descending: bool | None = None
+) -> list[dict[str, Any]]:
+    value, natural = ENDPOINT_SORTS.get(sort, ENDPOINT_SORTS["path"])
+    ordered = sorted(endpoints, key=lambda e: (e["path"], e["method"]))
+    present = [e for e in ordered if value(e) is not None]
+    # a stable sort: ties keep the path order
+    present.sort(key=value, reverse=natural if descending is None else descending)
+    return present + [e for e in ordered if value(e) is None]
+
+
+__all__ = ["ENDPOINT_SORTS", "NO_CONSUMER", "BadCursor", "Page", "QueryService", "sort_endpoints"]
