@@ -10,7 +10,7 @@ import pytest
 from hub_samples import new_uuid, settling_client, startup, sync
 
 from apitally_hub import HubServer
-from apitally_hub.query.uptime import Span, down_after, status, timeline, uptime_fraction
+from apitally_hub.query.uptime import Span, daily, down_after, status, timeline, uptime_fraction
 
 T = 1_800_000_000 // 3600 * 3600
 
@@ -104,3 +104,13 @@ def test_status_and_uptime_resources(clocked: tuple[HubServer, Clock, httpx.Clie
     apps = http.get("/api/apps", params={"stats": "true"}).json()["apps"]
     [mine] = [a for a in apps if a["client_id"] == client_id]
     assert mine["status"]["status"] == "down" and mine["overview"]["requests"] == 3 * 42
+
+
+def test_uptime_per_day() -> None:
+    day = 86400
+    d = T // day * day
+    spans = [Span(d - 3600, d + 3600, "up"), Span(d + 3600, d + 7200, "down"), Span(d + 7200, d + day, "up")]
+    assert daily(spans) == [
+        {"day": float(d - day), "uptime": 1.0},
+        {"day": float(d), "uptime": round((day - 3600) / day, 6)},
+    ]

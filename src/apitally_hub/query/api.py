@@ -221,7 +221,8 @@ class QueryEndpoints:
         return {"window": window.as_dict(), **q.apps(page_param(r), window=window)}
 
     def _overview(self, q: QueryService, r: Request) -> dict[str, Any]:
-        return self._windowed(r, q.app_overview(app_param(r), self._window(r), apdex_ms=apdex_param(r)))
+        body = q.app_overview(app_param(r), self._window(r), flt=traffic_filter(r), apdex_ms=apdex_param(r))
+        return self._windowed(r, body)
 
     def _endpoints(self, q: QueryService, r: Request) -> dict[str, Any]:
         sort, descending = sort_param(r)

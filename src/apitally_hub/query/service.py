@@ -126,6 +126,20 @@ class QueryService:
         next_cursor = _next_offset(offset, len(shown), len(infos))
         return {"apps": apps, "total": len(infos), "next_cursor": next_cursor}
 
+    def envs(self, client_id: str) -> list[str]:
+        """The envs of a client id."""
+        return [info.app.env for info in self.storage.list_apps() if info.app.client_id == client_id]
+
+    def endpoint_keys(self, app: AppKey, window: Window) -> list[tuple[str, str]]:
+        """(method, path) of every endpoint with traffic in the window or announced at startup,
+        by path (cheap: no percentiles; for pickers)."""
+        rows = self._traffic(app, window, group_by=("method", "path"))
+        keys = {(str(r.key[0]), str(r.key[1])) for r in rows} | set(self.app_paths(app))
+        return sorted(keys, key=lambda mp: (mp[1], mp[0]))
+
+    def group_names(self, app: AppKey) -> list[str]:
+        return sorted(group for group, _ in self.storage.consumer_groups(app))
+
     def settings(self, app: AppKey) -> dict[str, Any]:
         """The app's settings (``apdex_ms``), defaults filled in."""
         return read_settings(self.storage, app)
@@ -133,11 +147,13 @@ class QueryService:
     def _apdex_ms(self, app: AppKey, apdex_ms: int | None) -> int:
         return int(self.settings(app)[APDEX_MS]) if apdex_ms is None else apdex_ms
 
-    def app_overview(self, app: AppKey, window: Window, *, apdex_ms: int | None = None) -> dict[str, Any]:
+    def app_overview(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC, apdex_ms: int | None = None
+    ) -> dict[str, Any]:
         """Totals of one app over the window, and its instances online now. ``apdex_ms`` None:
         the app's own threshold (its settings)."""
         apdex_ms = self._apdex_ms(app, apdex_ms)
-        [row] = self._traffic(app, window, response_times=True)
+        [row] = self._traffic(app, window, filter=flt, response_times=True)
         online = sum(1 for instance in self.instances(app)["instances"] if instance["online"])
         minutes = max((window.until - window.since) / MINUTE, 1.0)
         return {
@@ -506,7 +522,7 @@ class QueryService:
 
     def uptime(self, app: AppKey, window: Window) -> dict[str, Any]:
         """The up/down timeline of the env over the window, from its heartbeats, and the share of
-        the known time it was up."""
+        the known time it was up, in all and per UTC day."""
         infos = self.storage.instances(app)
         after, last = self._liveness(infos)
         now = self.clock()
@@ -526,6 +542,7 @@ class QueryService:
             "down_after_seconds": after,
             "uptime": uptime.uptime_fraction(spans),
             "timeline": [span.as_dict() for span in spans],
+            "daily": uptime.daily(spans),
         }
 
     # -- request log and rejections -----------------------------------------------------------

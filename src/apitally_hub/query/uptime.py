@@ -98,6 +98,22 @@ def _append(spans: list[Span], span: Span) -> None:
         spans.append(span)
 
 
+def daily(spans: Sequence[Span], day: int = 86400) -> list[dict[str, float | None]]:
+    """The uptime fraction of each (UTC) day the spans touch: ``[{"day": start, "uptime": ...}]``."""
+    if not spans:
+        return []
+    first = int(spans[0].start // day) * day
+    result = []
+    for start in range(first, int(spans[-1].end), day):
+        clipped = [
+            Span(max(s.start, start), min(s.end, start + day), s.state)
+            for s in spans
+            if s.end > start and s.start < start + day
+        ]
+        result.append({"day": float(start), "uptime": uptime_fraction(clipped)})
+    return result
+
+
 def uptime_fraction(spans: Iterable[Span]) -> float | None:
     """Share of the known time that was up; None when nothing is known."""
     up = down = 0.0
