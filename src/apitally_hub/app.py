@@ -1,5 +1,5 @@
-"""The hub's Starlette application: ingest routes, query API, and a lifespan that opens the store
-(running its migrations), starts the folding worker and runs the background jobs."""
+"""The hub's Starlette application: ingest routes, query API, the dashboard, and a lifespan that
+opens the store (running its migrations), starts the folding worker and runs the background jobs."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.context import HubContext
+from apitally_hub.dashboard.site import Dashboard
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
@@ -53,6 +54,7 @@ def create_app(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
     fold_in_background: bool = True,
+    tokens: Iterable[str] = (),
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Starlette:
@@ -60,6 +62,7 @@ def create_app(
 
     ``db``: a SQLite file or a ``postgresql://`` URL. ``client_ids``: allow-list of client ids
     (None accepts any UUID). ``retention_days``: shorthand for ``Retention(minutes=...)``.
+    ``tokens``: read tokens (the dashboard's login takes one).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
     ``clock``: epoch-seconds source.
     """
@@ -75,6 +78,7 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
+        tokens=frozenset(tokens),
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan())
     if clock is not None:
@@ -98,6 +102,7 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
+        *Dashboard(context).routes(),
     ]
     app = Starlette(
         routes=routes,

@@ -106,6 +106,8 @@ class HubSettings:
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
     fold_in_background: bool = True
     """Run the folding worker (tests that fold by hand turn it off)."""
+    tokens: frozenset[str] = frozenset()
+    """Read tokens: with any, the dashboard asks for one at its login form."""
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_log_bytes", "max_log_decompressed_bytes"):
