@@ -24,10 +24,27 @@ def media_type(request: Request) -> str | None:
     return value.split(";", 1)[0].strip().lower() if value else None
 
 
+UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
+
+
+def charset(request: Request) -> str | None:
+    """The ``charset`` parameter of the Content-Type (lower case, unquoted), or None."""
+    for parameter in request.headers.get("content-type", "").split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 def require_media_type(request: Request, allowed: frozenset[str], *, optional: bool = False) -> None:
+    """415 for a media type not in ``allowed`` or a charset other than UTF-8 (the only encoding
+    the protocol's JSON and NDJSON use; a latin-1 body would be decoded wrongly, not refused)."""
     media = media_type(request)
     if (media is None and not optional) or (media is not None and media not in allowed):
         raise HubError(415, f"Unsupported media type {media!r}; expected one of {sorted(allowed)}")
+    declared = charset(request)
+    if declared is not None and declared not in UTF8_CHARSETS:
+        raise HubError(415, f"Unsupported charset {declared!r}; bodies must be UTF-8")
 
 
 def require_encoding(request: Request, allowed: frozenset[str]) -> None:

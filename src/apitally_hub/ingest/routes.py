@@ -9,6 +9,7 @@ SQLite work on big inputs run in worker threads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -22,9 +23,9 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error, unprocessable
 from apitally_hub.ingest import bodies
-from apitally_hub.protocol.checker import FieldError
+from apitally_hub.protocol.checker import FieldError, TimeWindow
 from apitally_hub.protocol.log_lines import validate_log_lines
-from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
+from apitally_hub.protocol.messages import ENV_MESSAGE, is_valid_env, validate_startup, validate_sync
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.sqlite import writes
 
@@ -46,9 +47,13 @@ def _parse_message(body: bytes, validate: Validator, allow_extra: bool) -> dict[
     return message
 
 
-def _parse_log(body: bytes, limit: int, allow_extra: bool) -> list[tuple[str, dict[str, Any]]]:
+def _parse_log(
+    body: bytes, limit: int, allow_extra: bool, window: TimeWindow
+) -> list[tuple[str, dict[str, Any]]]:
     lines = bodies.parse_ndjson(bodies.gunzip_limited(body, limit))
-    errors = validate_log_lines([(index, value) for index, _, value in lines], allow_extra=allow_extra)
+    errors = validate_log_lines(
+        [(index, value) for index, _, value in lines], allow_extra=allow_extra, window=window
+    )
     if errors:
         raise unprocessable(errors)
     return [(text, value) for _, text, value in lines]
@@ -77,8 +82,11 @@ class IngestEndpoints:
             raise HubError(404, "Unknown client id")
         env = request.path_params["env"]
         if not is_valid_env(env):
-            raise field_error(("path", "env"), "env should match ^[\\w-]{1,32}$", "string_pattern_mismatch")
+            raise field_error(("path", "env"), ENV_MESSAGE, "string_pattern_mismatch")
         return client_id, env
+
+    def _time_window(self) -> TimeWindow:
+        return TimeWindow(self.context.clock(), self.context.settings.retention_seconds)
 
     def _fault(self, endpoint: str) -> Response | None:
         fault = self.context.faults.take(endpoint)
@@ -135,7 +143,8 @@ class IngestEndpoints:
         return await self._json_message(request, "startup", validate_startup, writes.store_startup)
 
     async def sync(self, request: Request) -> Response:
-        return await self._json_message(request, "sync", validate_sync, writes.store_sync)
+        validate = functools.partial(validate_sync, window=self._time_window())
+        return await self._json_message(request, "sync", validate, writes.store_sync)
 
     async def log(self, request: Request) -> Response:
         client_id, env = self._address(request)
@@ -155,7 +164,11 @@ class IngestEndpoints:
             bodies.require_encoding(request, frozenset({"identity", "gzip"}))
             body = await bodies.read_body(request, settings.max_log_bytes)
             lines = await anyio.to_thread.run_sync(
-                _parse_log, body, settings.max_log_decompressed_bytes, settings.allow_extra_fields
+                _parse_log,
+                body,
+                settings.max_log_decompressed_bytes,
+                settings.allow_extra_fields,
+                self._time_window(),
             )
         except HubError as exc:
             await self._reject(client_id, env, "log", exc)

@@ -11,7 +11,6 @@ naming ``["query", <name>]``.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -22,28 +21,17 @@ from starlette.routing import Route
 
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error
-from apitally_hub.protocol.messages import is_valid_env
-from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
+from apitally_hub.protocol.messages import ENV_MESSAGE, is_valid_env
+from apitally_hub.query.params import (
+    bool_param,
+    int_param,
+    status_param,
+    text_param,
+    window_params,
+)
+from apitally_hub.query.timewindow import Window
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.sqlite import queries_events, queries_traffic
-
-_STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
-
-
-def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise field_error(("query", name), f"Should be an integer from {low} to {high}", "int_parsing")
-    return int(raw)
-
-
-def _bool_param(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
-    if raw not in ("1", "0", "true", "false", "yes", "no"):
-        raise field_error(("query", name), "Should be a boolean", "bool_parsing")
-    return raw in ("1", "true", "yes")
 
 
 class QueryEndpoints:
@@ -74,22 +62,11 @@ class QueryEndpoints:
             raise HubError(404, "Malformed client id")
         env = request.path_params["env"]
         if not is_valid_env(env):
-            raise field_error(("path", "env"), "env should match ^[\\w-]{1,32}$", "string_pattern_mismatch")
+            raise field_error(("path", "env"), ENV_MESSAGE, "string_pattern_mismatch")
         return client_id, env
 
     def _window(self, request: Request) -> Window:
-        now = self.context.clock()
-        bounds = {"since": now - DEFAULT_SINCE, "until": now}
-        for name in bounds:
-            raw = request.query_params.get(name)
-            if raw:
-                try:
-                    bounds[name] = parse_time(raw, now)
-                except ValueError as exc:
-                    raise field_error(("query", name), str(exc), "time_parsing") from None
-        if bounds["until"] < bounds["since"]:
-            raise field_error(("query", "until"), "until is before since", "time_order")
-        return Window(bounds["since"], bounds["until"])
+        return window_params(request, self.context.clock())
 
     async def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
         return await self.context.database.aread(work)
@@ -101,7 +78,7 @@ class QueryEndpoints:
 
     async def endpoints(self, request: Request) -> Response:
         client_id, env = self._app(request)
-        window, idle = self._window(request), _bool_param(request, "include_idle")
+        window, idle = self._window(request), bool_param(request, "include_idle")
         rows = await self._read(
             lambda c: queries_traffic.endpoints(c, client_id, env, window, include_idle=idle)
         )
@@ -112,7 +89,7 @@ class QueryEndpoints:
     async def timeseries(self, request: Request) -> Response:
         client_id, env = self._app(request)
         window = self._window(request)
-        method, path = request.query_params.get("method"), request.query_params.get("path")
+        method, path = text_param(request, "method"), text_param(request, "path")
         points = await self._read(
             lambda c: queries_traffic.timeseries(c, client_id, env, window, method=method, path=path)
         )
@@ -161,19 +138,15 @@ class QueryEndpoints:
 
     async def requests(self, request: Request) -> Response:
         client_id, env = self._app(request)
-        params = request.query_params
-        status = params.get("status")
-        if status is not None and _STATUS_RE.fullmatch(status.lower()) is None:
-            raise field_error(("query", "status"), "Should be a status code (404) or a class (4xx)", "status")
         flt = queries_events.LogFilter(
             window=self._window(request),
-            method=params.get("method"),
-            path=params.get("path"),
-            status=status.lower() if status else None,
-            consumer=params.get("consumer"),
-            search=params.get("q"),
-            limit=_int_param(request, "limit", 100, 1, 1000),
-            offset=_int_param(request, "offset", 0, 0, 10**9),
+            method=text_param(request, "method"),
+            path=text_param(request, "path"),
+            status=status_param(request),
+            consumer=text_param(request, "consumer"),
+            search=text_param(request, "q"),
+            limit=int_param(request, "limit", 100, 1, 1000),
+            offset=int_param(request, "offset", 0, 0, 10**9),
         )
         page = await self._read(lambda c: queries_events.request_log(c, client_id, env, flt))
         return JSONResponse({"client_id": client_id, "env": env, "window": flt.window.as_dict(), **page})
@@ -189,7 +162,7 @@ class QueryEndpoints:
     async def rejections(self, request: Request) -> Response:
         client_id, env = self._app(request)
         window = self._window(request)
-        limit = _int_param(request, "limit", 100, 1, 1000)
+        limit = int_param(request, "limit", 100, 1, 1000)
         rows = await self._read(lambda c: queries_events.rejections(c, client_id, env, window, limit))
         return JSONResponse(
             {"client_id": client_id, "env": env, "window": window.as_dict(), "rejections": rows}

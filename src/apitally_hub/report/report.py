@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from apitally_hub.report.client import HubQueryClient, HubQueryError
-from apitally_hub.report.text import render_text
+from apitally_hub.report.text import render_text, terminal_safe
 
 
 def _iso(epoch: float) -> str:
@@ -68,7 +68,7 @@ def run_report(
         with HubQueryClient(hub) as client:
             report = build_report(client, client_id, env, since, request_filters)
     except HubQueryError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {terminal_safe(str(exc))}", file=err)
         return 1
     report = {"hub": hub, **report}
     if as_json:
