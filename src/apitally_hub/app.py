@@ -1,4 +1,5 @@
-"""The hub's Starlette application: ingest routes, query API, lifespan (database + retention)."""
+"""The hub's Starlette application: ingest routes, query API, lifespan (database + retention),
+behind the Host check and the read gate (:mod:`apitally_hub.security`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +23,9 @@ from apitally_hub.errors import HubError, http_exception_handler, hub_error_hand
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.query.api import QueryEndpoints
+from apitally_hub.security.access import AccessMiddleware, Authenticator
+from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
@@ -40,6 +45,8 @@ def create_app(
     db_path: str | Path,
     *,
     client_ids: Iterable[str] | None = None,
+    tokens: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
@@ -51,8 +58,11 @@ def create_app(
 ) -> Starlette:
     """Build the hub app; the database is opened (and migrated, and pruned) by its lifespan.
 
-    ``client_ids``: allow-list of client ids (None accepts any UUID). ``faults``: a plan whose
-    entries make ingest calls fail on purpose (client tests). ``clock``: epoch-seconds source.
+    ``client_ids``: allow-list of client ids (None accepts any UUID). ``tokens``: read tokens
+    (none: reads are open, for a loopback bind). ``allowed_hosts``: ``Host`` names served besides
+    the loopback ones (the bind address, ``--allowed-host``; see :mod:`.security.hosts`).
+    ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
+    ``clock``: epoch-seconds source.
     """
     settings = HubSettings(
         db_path=Path(db_path),
@@ -78,6 +88,10 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
+        middleware=[
+            Middleware(HostCheckMiddleware, policy=HostPolicy(allowed_hosts)),
+            Middleware(AccessMiddleware, authenticator=Authenticator(TokenSet(tokens))),
+        ],
         lifespan=_lifespan(context),
         exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import ssl
 import sys
 from typing import Any
 
@@ -44,6 +46,34 @@ def register(subparsers: Subparsers) -> None:
         metavar="UUID",
         help="accept only this client id (repeatable; default: any UUID)",
     )
+    access = hub.add_argument_group(
+        "access control",
+        "Reads (the query API) need a bearer token when one is configured; without one the hub"
+        " binds loopback only. Tokens: --token and --token-file, else APITALLY_HUB_TOKEN"
+        " (comma-separated).",
+    )
+    access.add_argument(
+        "--token", dest="tokens", action="append", metavar="TOKEN", help="a read token (repeatable)"
+    )
+    access.add_argument("--token-file", metavar="PATH", help="read tokens from a file, one per line")
+    access.add_argument(
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        type=_allowed_host,
+        metavar="NAME",
+        help="a Host name to serve besides loopback and the bind address (.example.com: the domain"
+        " and its subdomains; *: no Host check); repeatable",
+    )
+    tls = hub.add_argument_group("TLS and reverse proxies")
+    tls.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate (PEM)")
+    tls.add_argument("--ssl-keyfile", metavar="PATH", help="its private key (PEM), unless in the certfile")
+    tls.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="proxies (comma-separated, or *) whose X-Forwarded-For/-Proto headers are believed"
+        " (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
+    )
     hub.add_argument("--retention-days", type=_positive, default=DEFAULT_RETENTION_DAYS)
     hub.add_argument(
         "--allow-extra-fields",
@@ -57,6 +87,8 @@ def register(subparsers: Subparsers) -> None:
     report.add_argument("--hub", default="http://127.0.0.1:8250", help="hub base URL (default: %(default)s)")
     report.add_argument("--client-id", required=True, type=_client_id, metavar="UUID")
     report.add_argument("--env", default="dev")
+    report.add_argument("--token", help="bearer token for the hub's reads (default: $APITALLY_HUB_TOKEN)")
+    report.add_argument("--ca-file", metavar="PATH", help="CA bundle that signed the hub's certificate")
     report.add_argument("--since", default="1h", help="window start: 1h, 30m, 2d, seconds, or ISO time")
     report.add_argument("--json", action="store_true", help="print a JSON document instead of tables")
     logs = report.add_argument_group("request log filters")
@@ -68,31 +100,70 @@ def register(subparsers: Subparsers) -> None:
     report.set_defaults(handler=run_report)
 
 
+def _allowed_host(value: str) -> str:
+    from apitally_hub.security.hosts import HostPolicy
+
+    try:
+        HostPolicy([value])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+class _ConfigError(Exception):
+    """A configuration the hub refuses to start with (exit code 2, one line)."""
+
+
+def _check_tls(certfile: str | None, keyfile: str | None) -> None:
+    if keyfile and not certfile:
+        raise _ConfigError("--ssl-keyfile needs --ssl-certfile")
+    if certfile:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise _ConfigError(f"cannot use the TLS certificate {certfile!r}: {exc}") from None
+
+
 def run_hub(args: argparse.Namespace) -> int:
     """Run the local hub in the foreground (Ctrl+C stops it)."""
-    from apitally_hub.server import serve
+    from apitally_hub.security.hosts import InsecureBindError
+    from apitally_hub.security.tokens import TokenError, resolve_tokens
+    from apitally_hub.server import Transport, serve
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    return serve(
-        args.host,
-        args.port,
-        args.db,
-        log_level=args.log_level,
-        client_ids=args.client_ids,
-        retention_days=args.retention_days,
-        allow_extra_fields=args.allow_extra_fields,
-    )
+    try:
+        tokens = resolve_tokens(args.tokens, args.token_file, os.environ)
+        _check_tls(args.ssl_certfile, args.ssl_keyfile)
+        transport = Transport(args.ssl_certfile, args.ssl_keyfile, args.forwarded_allow_ips)
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return serve(
+            args.host,
+            args.port,
+            args.db,
+            log_level=args.log_level,
+            tokens=tokens,
+            allowed_hosts=args.allowed_hosts or (),
+            transport=transport,
+            client_ids=args.client_ids,
+            retention_days=args.retention_days,
+            allow_extra_fields=args.allow_extra_fields,
+        )
+    except (TokenError, InsecureBindError, _ConfigError) as exc:
+        print(f"apitally-otel hub: {exc}", file=sys.stderr)
+        return 2
 
 
 def run_report(args: argparse.Namespace) -> int:
     from apitally_hub.report.report import run_report as report
+    from apitally_hub.security.tokens import resolve_client_token
 
     return report(
         args.hub,
         args.client_id,
         args.env,
+        token=resolve_client_token(args.token, os.environ),
+        ca_file=args.ca_file,
         since=args.since,
         as_json=args.json,
         out=sys.stdout,

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -25,6 +27,7 @@ import uvicorn
 from apitally_hub.app import create_app
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.report.client import HubQueryClient
+from apitally_hub.security.hosts import require_token_off_loopback
 
 _logger = logging.getLogger(__name__)
 
@@ -45,9 +48,43 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How uvicorn serves the app: TLS directly, and which proxies' headers it believes.
+
+    ``forwarded_allow_ips``: addresses (comma-separated, or ``*``) whose ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` set the client address and scheme; None keeps uvicorn's default
+    (``$FORWARDED_ALLOW_IPS``, else 127.0.0.1).
+    """
+
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    forwarded_allow_ips: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("--ssl-keyfile needs --ssl-certfile")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_certfile else "http"
+
+    def config(self, app: Any, **options: Any) -> uvicorn.Config:
+        return uvicorn.Config(
+            app,
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            proxy_headers=True,
+            forwarded_allow_ips=self.forwarded_allow_ips,
+            **options,
+        )
 
 
 def serve(
@@ -57,20 +94,30 @@ def serve(
     *,
     out: TextIO | None = None,
     log_level: str = "info",
+    tokens: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
+    transport: Transport | None = None,
     **app_options: Any,
 ) -> int:
     """Run the hub in the foreground until SIGINT (Ctrl+C: graceful stop, exit code 0) or SIGTERM
-    (graceful stop, then uvicorn re-raises the signal); returns the exit code."""
+    (graceful stop, then uvicorn re-raises the signal); returns the exit code.
+
+    Raises :class:`~apitally_hub.security.hosts.InsecureBindError` for a non-loopback ``host``
+    without ``tokens``, before binding anything.
+    """
     out = out or sys.stdout
+    transport = transport or Transport()
+    require_token_off_loopback(host, tokens)
     db_path = Path(db).resolve()
-    app = create_app(db_path, **app_options)
+    app = create_app(db_path, tokens=tokens, allowed_hosts=[*allowed_hosts, host], **app_options)
     sock = _bind(host, port)
     try:
-        url = _url(sock)
+        url = _url(sock, transport.scheme)
         print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
-        print(f"data: {db_path}  (SQLite, WAL)", file=out, flush=True)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
-        server = uvicorn.Server(config)
+        print(f"data: {db_path}  (SQLite, WAL)", file=out)
+        reads = f"need a bearer token ({len(tokens)} configured)" if tokens else "are open (loopback only)"
+        print(f"reads {reads}", file=out, flush=True)
+        server = uvicorn.Server(transport.config(app, log_level=log_level))
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
@@ -85,7 +132,9 @@ class HubServer:
 
     ``db_path`` None uses a fresh temporary database per run, removed on :meth:`stop`. Extra
     keyword arguments go to :func:`~apitally_hub.app.create_app` (``client_ids``,
-    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``url`` is the base URL to give the
+    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``tokens``: read tokens (needed for
+    a non-loopback ``host``; :meth:`query` sends the first). ``transport``: TLS and proxy
+    options (:class:`Transport`). ``url`` is the base URL to give the
     client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
     ``faults`` a :class:`~apitally_hub.faults.FaultPlan`; ``query(...)`` reads the query API.
     """
@@ -97,11 +146,15 @@ class HubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 10.0,
+        tokens: Sequence[str] = (),
+        transport: Transport | None = None,
         **app_options: Any,
     ) -> None:
         self._db_path = None if db_path is None else Path(db_path)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.host, self.port = host, port
+        self.tokens = tuple(tokens)
+        self.transport = transport or Transport()
         self.startup_timeout = startup_timeout
         self.faults: FaultPlan = app_options.pop("faults", None) or FaultPlan()
         self._app_options = app_options
@@ -125,7 +178,8 @@ class HubServer:
 
     def query(self, client_id: str, env: str, resource: str, **params: str | int | None) -> dict[str, Any]:
         """GET ``/api/{client_id}/{env}/{resource}`` (e.g. ``"endpoints"``, ``since="1h"``) as JSON."""
-        with HubQueryClient(self.url) as client:
+        token = self.tokens[0] if self.tokens else None
+        with HubQueryClient(self.url, token=token, verify=self.transport.ssl_certfile or True) as client:
             return client.app(client_id, env, resource, **params)
 
     def start(self) -> HubServer:
@@ -134,13 +188,18 @@ class HubServer:
         if self._db_path is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="apitally-hub-")
         try:
-            app = create_app(self.db_path, faults=self.faults, **self._app_options)
+            require_token_off_loopback(self.host, self.tokens)
+            options = dict(self._app_options)
+            allowed_hosts = [*options.pop("allowed_hosts", ()), self.host]
+            app = create_app(
+                self.db_path, faults=self.faults, tokens=self.tokens, allowed_hosts=allowed_hosts, **options
+            )
             self._sock = _bind(self.host, self.port)
         except BaseException:
             self.stop()
             raise
-        self.url = _url(self._sock)
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on")
+        self.url = _url(self._sock, self.transport.scheme)
+        config = self.transport.config(app, log_config=None, log_level="warning")
         self._server = uvicorn.Server(config)
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
