@@ -27,7 +27,11 @@ from apitally_hub.security.access import AccessMiddleware, Authenticator
 from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
 from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
     DEFAULT_PRUNE_INTERVAL,
@@ -53,6 +57,10 @@ def create_app(
     retention_days: float = DEFAULT_RETENTION_DAYS,
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
+    max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    ingest_rate: float = DEFAULT_INGEST_RATE,
+    ingest_burst: float = DEFAULT_INGEST_BURST,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Starlette:
@@ -61,6 +69,8 @@ def create_app(
     ``client_ids``: allow-list of client ids (None accepts any UUID). ``tokens``: read tokens
     (none: reads are open, for a loopback bind). ``allowed_hosts``: ``Host`` names served besides
     the loopback ones (the bind address, ``--allowed-host``; see :mod:`.security.hosts`).
+    ``max_inflight_body_bytes``, ``ingest_rate`` (0: off), ``ingest_burst``, ``body_timeout``:
+    the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
     ``clock``: epoch-seconds source.
     """
@@ -73,6 +83,10 @@ def create_app(
         retention_days=retention_days,
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
+        max_inflight_body_bytes=max_inflight_body_bytes,
+        ingest_rate=ingest_rate,
+        ingest_burst=ingest_burst,
+        body_timeout=body_timeout,
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan())
     if clock is not None:

@@ -9,7 +9,14 @@ import ssl
 import sys
 from typing import Any
 
-from apitally_hub.settings import DEFAULT_RETENTION_DAYS, normalize_client_id
+from apitally_hub.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    DEFAULT_RETENTION_DAYS,
+    normalize_client_id,
+)
 
 Subparsers = Any
 """``argparse._SubParsersAction`` (private in the standard library, so typed loosely here)."""
@@ -27,6 +34,27 @@ def _positive(value: str) -> float:
     if not number > 0:
         raise argparse.ArgumentTypeError("must be positive")
     return number
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
+def _byte_count(value: str) -> int:
+    """``67108864``, ``64MB``, ``64MiB``, ``500kB``..."""
+    units = {"": 1, "kb": 1000, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+    text = value.strip().lower()
+    digits = text.rstrip("kmgib")
+    try:
+        number = float(digits) * units[text[len(digits) :]]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a byte count (e.g. 64MiB)") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return int(number)
 
 
 def register(subparsers: Subparsers) -> None:
@@ -74,6 +102,36 @@ def register(subparsers: Subparsers) -> None:
         help="proxies (comma-separated, or *) whose X-Forwarded-For/-Proto headers are believed"
         " (default: $FORWARDED_ALLOW_IPS, else 127.0.0.1)",
     )
+    limits = hub.add_argument_group("limits", "What clients can make the hub hold (docs/hub-protocol.md §8).")
+    limits.add_argument(
+        "--max-inflight-body-bytes",
+        type=_byte_count,
+        default=DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+        metavar="BYTES",
+        help="request bodies held at once, all clients together; over it ingest answers 503"
+        " (default: 64MiB)",
+    )
+    limits.add_argument(
+        "--ingest-rate",
+        type=_byte_count_or_zero,
+        default=DEFAULT_INGEST_RATE,
+        metavar="BYTES",
+        help="bytes per second one client id may send on average; over it 429 (default: 4MiB; 0: off)",
+    )
+    limits.add_argument(
+        "--ingest-burst",
+        type=_byte_count,
+        default=DEFAULT_INGEST_BURST,
+        metavar="BYTES",
+        help="bytes one client id may send at once (default: 256MiB)",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=_positive,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="SECONDS",
+        help="time to send a whole request body; 408 after it (default: %(default)g)",
+    )
     hub.add_argument("--retention-days", type=_positive, default=DEFAULT_RETENTION_DAYS)
     hub.add_argument(
         "--allow-extra-fields",
@@ -98,6 +156,10 @@ def register(subparsers: Subparsers) -> None:
     logs.add_argument("--consumer", help="only requests of this consumer")
     logs.add_argument("--search", help="text to find in the URL")
     report.set_defaults(handler=run_report)
+
+
+def _byte_count_or_zero(value: str) -> int:
+    return 0 if value.strip() in ("0", "off") else _byte_count(value)
 
 
 def _allowed_host(value: str) -> str:
@@ -148,6 +210,10 @@ def run_hub(args: argparse.Namespace) -> int:
             client_ids=args.client_ids,
             retention_days=args.retention_days,
             allow_extra_fields=args.allow_extra_fields,
+            max_inflight_body_bytes=args.max_inflight_body_bytes,
+            ingest_rate=args.ingest_rate,
+            ingest_burst=args.ingest_burst,
+            body_timeout=args.body_timeout,
         )
     except (TokenError, InsecureBindError, _ConfigError) as exc:
         print(f"apitally-otel hub: {exc}", file=sys.stderr)

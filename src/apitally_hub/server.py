@@ -163,6 +163,8 @@ class HubServer:
         self._sock: socket.socket | None = None
         self._failure: BaseException | None = None
         self.url = ""
+        self.app: Any = None
+        """The running hub's Starlette app (``app.state.hub`` is its :class:`~.context.HubContext`)."""
 
     @property
     def db_path(self) -> Path:
@@ -200,6 +202,7 @@ class HubServer:
             raise
         self.url = _url(self._sock, self.transport.scheme)
         config = self.transport.config(app, log_config=None, log_level="warning")
+        self.app = app
         self._server = uvicorn.Server(config)
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
