@@ -132,6 +132,26 @@ def register(subparsers: Subparsers) -> None:
         metavar="SECONDS",
         help="time to send a whole request body; 408 after it (default: %(default)g)",
     )
+    limits.add_argument(
+        "--header-timeout",
+        type=_positive,
+        default=10.0,
+        metavar="SECONDS",
+        help="time to send a request's headers; the connection is closed after it (default: %(default)g)",
+    )
+    limits.add_argument(
+        "--keep-alive-timeout",
+        type=int,
+        default=5,
+        metavar="SECONDS",
+        help="idle time between requests on a connection (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="open connections at most (default: the fd limit minus 256)",
+    )
     hub.add_argument("--retention-days", type=_positive, default=DEFAULT_RETENTION_DAYS)
     hub.add_argument(
         "--allow-extra-fields",
@@ -195,7 +215,18 @@ def run_hub(args: argparse.Namespace) -> int:
     try:
         tokens = resolve_tokens(args.tokens, args.token_file, os.environ)
         _check_tls(args.ssl_certfile, args.ssl_keyfile)
-        transport = Transport(args.ssl_certfile, args.ssl_keyfile, args.forwarded_allow_ips)
+        if args.max_connections is not None and args.max_connections < 1:
+            raise _ConfigError("--max-connections must be at least 1")
+        if args.keep_alive_timeout < 1:
+            raise _ConfigError("--keep-alive-timeout must be at least 1")
+        transport = Transport(
+            args.ssl_certfile,
+            args.ssl_keyfile,
+            args.forwarded_allow_ips,
+            header_timeout=args.header_timeout,
+            keep_alive_timeout=args.keep_alive_timeout,
+            max_connections=args.max_connections,
+        )
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )

@@ -36,7 +36,7 @@ class LogThrottle:
         self._lock = threading.Lock()
         self._keys: dict[str, _KeyState] = {}
 
-    def log(self, level: int, key: str, msg: str, *args: Any) -> bool:
+    def log(self, level: int, key: str, msg: str, *args: Any, exc_info: Any = None) -> bool:
         """Log ``msg % args`` unless ``key`` logged within ``interval``; True when it was logged."""
         now = self._clock()
         with self._lock:
@@ -49,7 +49,7 @@ class LogThrottle:
         if suppressed:
             msg += " (%d more like this in the last %.0f s)"
             args = (*args, suppressed, self.interval)
-        self.logger.log(level, msg, *args)
+        self.logger.log(level, msg, *args, exc_info=exc_info)
         return True
 
     def warning(self, key: str, msg: str, *args: Any) -> bool:

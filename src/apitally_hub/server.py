@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -26,6 +27,16 @@ import uvicorn
 
 from apitally_hub.app import create_app
 from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.limits.connections import (
+    BACKLOG,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    ConnectionGuard,
+    default_max_connections,
+    protocol_class,
+    quiet_exception_handler,
+)
+from apitally_hub.log_throttle import LogThrottle
 from apitally_hub.report.client import HubQueryClient
 from apitally_hub.security.hosts import require_token_off_loopback
 
@@ -40,7 +51,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(BACKLOG)
         sock.set_inheritable(True)
     except OSError:
         sock.close()
@@ -55,36 +66,57 @@ def _url(sock: socket.socket, scheme: str = "http") -> str:
 
 @dataclass(frozen=True)
 class Transport:
-    """How uvicorn serves the app: TLS directly, and which proxies' headers it believes.
+    """How uvicorn serves the app: TLS directly, which proxies' headers it believes, and the
+    connection bounds (:mod:`apitally_hub.limits.connections`).
 
     ``forwarded_allow_ips``: addresses (comma-separated, or ``*``) whose ``X-Forwarded-For`` /
     ``X-Forwarded-Proto`` set the client address and scheme; None keeps uvicorn's default
-    (``$FORWARDED_ALLOW_IPS``, else 127.0.0.1).
+    (``$FORWARDED_ALLOW_IPS``, else 127.0.0.1). ``header_timeout``: seconds to deliver a
+    request's headers; ``keep_alive_timeout``: idle seconds between requests; ``max_connections``:
+    open connections at most (None: below the fd limit, :func:`default_max_connections`).
     """
 
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     forwarded_allow_ips: str | None = None
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_connections: int | None = None
 
     def __post_init__(self) -> None:
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ValueError("--ssl-keyfile needs --ssl-certfile")
+        if not self.header_timeout > 0 or not self.keep_alive_timeout > 0:
+            raise ValueError("timeouts must be positive")
 
     @property
     def scheme(self) -> str:
         return "https" if self.ssl_certfile else "http"
 
     def config(self, app: Any, **options: Any) -> uvicorn.Config:
+        guard = ConnectionGuard(self.max_connections or default_max_connections(), self.header_timeout)
         return uvicorn.Config(
             app,
+            http=protocol_class(guard),
+            ws="none",
             access_log=False,
             lifespan="on",
             ssl_certfile=self.ssl_certfile,
             ssl_keyfile=self.ssl_keyfile,
             proxy_headers=True,
             forwarded_allow_ips=self.forwarded_allow_ips,
+            timeout_keep_alive=self.keep_alive_timeout,
+            backlog=BACKLOG,
             **options,
         )
+
+
+class HubUvicornServer(uvicorn.Server):
+    """uvicorn's server whose event loop reports accept() failures quietly (once a minute)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(quiet_exception_handler(LogThrottle(_logger)))
+        await super().startup(sockets)
 
 
 def serve(
@@ -117,7 +149,7 @@ def serve(
         print(f"data: {db_path}  (SQLite, WAL)", file=out)
         reads = f"need a bearer token ({len(tokens)} configured)" if tokens else "are open (loopback only)"
         print(f"reads {reads}", file=out, flush=True)
-        server = uvicorn.Server(transport.config(app, log_level=log_level))
+        server = HubUvicornServer(transport.config(app, log_level=log_level))
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
@@ -158,7 +190,7 @@ class HubServer:
         self.startup_timeout = startup_timeout
         self.faults: FaultPlan = app_options.pop("faults", None) or FaultPlan()
         self._app_options = app_options
-        self._server: uvicorn.Server | None = None
+        self._server: HubUvicornServer | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._failure: BaseException | None = None
@@ -203,7 +235,7 @@ class HubServer:
         self.url = _url(self._sock, self.transport.scheme)
         config = self.transport.config(app, log_config=None, log_level="warning")
         self.app = app
-        self._server = uvicorn.Server(config)
+        self._server = HubUvicornServer(config)
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
         self._thread.start()
