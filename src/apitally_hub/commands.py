@@ -208,7 +208,7 @@ def _check_tls(certfile: str | None, keyfile: str | None) -> None:
 
 def run_hub(args: argparse.Namespace) -> int:
     """Run the local hub in the foreground (Ctrl+C stops it)."""
-    from apitally_hub.security.hosts import InsecureBindError
+    from apitally_hub.security.hosts import InsecureBindError, require_token_off_loopback
     from apitally_hub.security.tokens import TokenError, resolve_tokens
     from apitally_hub.server import Transport, serve
 
@@ -227,6 +227,7 @@ def run_hub(args: argparse.Namespace) -> int:
             keep_alive_timeout=args.keep_alive_timeout,
             max_connections=args.max_connections,
         )
+        require_token_off_loopback(args.host, tokens)  # before logging is set up: a refusal is one line
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
