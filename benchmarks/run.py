@@ -26,6 +26,7 @@ import bench_overhead
 import bench_request_log
 import bench_throughput
 import common
+import hub_abuse
 
 Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
+    "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
 }
 
 

@@ -249,12 +249,14 @@ def test_messages_older_than_an_hour_are_dropped_with_one_warning(
 
     hub = Hub(hub_step)
     client = clients(hub, clock=lambda: now[0], min_backoff=60, max_backoff=60)
-    for i, age in enumerate((3000, 2900, 2800, 100)):
-        client.enqueue_sync(sync(i, timestamp=now[0] - age))
-    wait_until(lambda: len(hub.requests) == 1)  # the hub is down: all four wait
-    now[0] += 900  # three of them are now more than an hour old
-    up.set()
     with caplog.at_level(logging.WARNING):
+        for i, age in enumerate((3000, 2900, 2800, 100)):
+            client.enqueue_sync(sync(i, timestamp=now[0] - age))
+        # the hub is down: all four wait. Wait for the client to have handled the refusal (its
+        # warning), not just for the request: a flush begun in between counts that failure as its own.
+        wait_until(lambda: bool(messages(caplog, "hub unavailable")))
+        now[0] += 900  # three of them are now more than an hour old
+        up.set()
         assert client.flush(5)
     assert hub.uuids() == ["m0", "m3"]
     assert messages(caplog, "older than") == [
