@@ -102,7 +102,9 @@ def post(
                 )
         except (httpx.HTTPError, OSError) as exc:  # OSError: e.g. an unreadable SSL_CERT_FILE
             if deadline.expired or deadline.remaining() <= 0:
-                raise HubUnreachable(f"no answer within the {timeout:g} s deadline") from exc
+                raise HubUnreachable(
+                    f"no answer within the {timeout:g} s deadline, {deadline.stage}"
+                ) from exc
             raise HubUnreachable(for_log(f"{type(exc).__name__}: {exc}")) from exc
 
 

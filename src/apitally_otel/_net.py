@@ -41,6 +41,7 @@ class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
+        self.stage = "waiting for a connection"  # what the request was doing: for the log line
         self._at = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -124,7 +125,10 @@ class DeadlineBackend(httpcore.NetworkBackend):
             return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
         options = list(socket_options) if socket_options is not None else None
         error: Exception = httpcore.ConnectError(f"no address for {host!r}")
-        for address in resolve(host, port, deadline.timeout(timeout, httpcore.ConnectTimeout)):
+        deadline.stage = f"resolving {host!r}"
+        addresses = resolve(host, port, deadline.timeout(timeout, httpcore.ConnectTimeout))
+        deadline.stage = f"connecting to {host}:{port}"
+        for address in addresses:
             try:
                 stream = self.inner.connect_tcp(
                     address, port, deadline.timeout(timeout, httpcore.ConnectTimeout), local_address, options
@@ -153,18 +157,19 @@ class _DeadlineStream(httpcore.NetworkStream):
     def __init__(self, inner: httpcore.NetworkStream) -> None:
         self.inner = inner
 
-    def _timeout(self, timeout: float | None, error: type[Exception]) -> float | None:
+    def _timeout(self, timeout: float | None, error: type[Exception], stage: str) -> float | None:
         deadline = _current.get()
         if deadline is None:
             return timeout
+        deadline.stage = stage
         deadline.watch(self.inner.get_extra_info("socket"))  # also a pooled connection's socket
         return deadline.timeout(timeout, error)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.inner.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout))
+        return self.inner.read(max_bytes, self._timeout(timeout, httpcore.ReadTimeout, "reading the answer"))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.inner.write(buffer, self._timeout(timeout, httpcore.WriteTimeout))
+        self.inner.write(buffer, self._timeout(timeout, httpcore.WriteTimeout, "sending the request"))
 
     def close(self) -> None:
         self.inner.close()
@@ -173,7 +178,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         # CPython bounds the whole handshake by the socket timeout, so the time left is enough here.
-        timeout = self._timeout(timeout, httpcore.ConnectTimeout)
+        timeout = self._timeout(timeout, httpcore.ConnectTimeout, "in the TLS handshake")
         return _DeadlineStream(self.inner.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
