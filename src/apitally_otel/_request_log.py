@@ -299,6 +299,8 @@ class RequestLogger:
             except OSError as exc:  # e.g. an unreadable SSL_CERT_FILE
                 self._upload_failed(for_log(f"{type(exc).__name__}: {exc}"))
                 return
+            if self._closing:
+                return  # shutdown did not wait for this upload: its files are being removed
             if answer.status_code == 402:
                 self._suspend(answer.retry_after)
                 return
