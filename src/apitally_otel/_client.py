@@ -38,7 +38,7 @@ long, control characters escaped.
 :meth:`HubClient.flush` skips the backoff (not ``Retry-After``) and gives up at the first failed
 attempt or at its timeout; a request still hanging after one flush's timeout is not waited for by
 the next flush (so lifespan shutdown + interpreter-exit shutdown stay within one deadline).
-Connections (:func:`apitally_otel._http.new_client`) honour the standard proxy variables
+Connections (:class:`apitally_otel._http.HubConnection`) honour the standard proxy variables
 (``HTTPS_PROXY``, ``NO_PROXY``...) and ``SSL_CERT_FILE``/``SSL_CERT_DIR``, or an explicit
 ``proxy``; certificates are always verified.
 """
@@ -59,7 +59,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
 from apitally_otel._gil import dumps_chunked
-from apitally_otel._http import HubUnreachable, for_log, new_client, post
+from apitally_otel._http import HubConnection, HubUnreachable
 from apitally_otel._hub_status import MAX_MESSAGE_AGE, Outcome, Result, classify, parse_retry_after
 
 _logger = logging.getLogger(__name__)
@@ -109,7 +109,6 @@ class HubClient:
         request_timeout: float = DEFAULT_HUB_TIMEOUT,
     ) -> None:
         self.settings = settings
-        self._transport = transport
         self._proxy = proxy
         self._clock = clock
         self.max_queued = max_queued
@@ -118,7 +117,6 @@ class HubClient:
         self.min_backoff = min_backoff
         self.max_backoff = max(max_backoff, min_backoff)
         self.send_spacing = send_spacing
-        self.request_timeout = request_timeout
         # Our own generator: the app's global ``random`` state is not ours to consume (and a forked
         # worker builds a new client, so workers do not retry in lockstep).
         self._random = random.Random()
@@ -137,13 +135,20 @@ class HubClient:
         self._stopped = False  # 404: for the life of the process
         self._closing = False
         self._shut_down = False
-        self._http: httpx.Client | None = None
+        self._connection = HubConnection(
+            settings.hub_url, timeout=request_timeout, proxy=proxy, transport=transport
+        )
         self._thread: threading.Thread | None = None
         self._answers_logged: set[tuple[str, int | None, str]] = set()
         self._drops_warned: set[str] = set()
         self._drops_unreported: Counter[str] = Counter()
         self.sent_count = 0
         self.dropped: Counter[str] = Counter()  # reason -> messages: expired, overflow, rejected, ...
+
+    @property
+    def request_timeout(self) -> float:
+        """The deadline of one request to the hub, in seconds."""
+        return self._connection.timeout
 
     # -- producer side (any thread) --------------------------------------------------------
     def set_startup(self, payload: dict[str, Any]) -> bool:
@@ -297,9 +302,7 @@ class HubClient:
         except Exception:  # the thread must survive anything; a dead sender loses all data
             _logger.exception("apitally-otel: hub sender thread failed")
         finally:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            self._connection.close()
 
     def _loop(self) -> None:
         while True:
@@ -400,22 +403,11 @@ class HubClient:
 
     def _post(self, message: _Message) -> Result:
         try:
-            if self._http is None:
-                self._http = new_client(
-                    self.settings.hub_url,
-                    timeout=self.request_timeout,
-                    proxy=self._proxy,
-                    transport=self._transport,
-                )
-            answer = post(
-                self._http, f"/{message.kind}", message.body, timeout=self.request_timeout, headers=_JSON
-            )
+            answer = self._connection.post(f"/{message.kind}", message.body, headers=_JSON)
         except HubUnreachable as exc:
             return Result(Outcome.RETRY, detail=str(exc))
-        except OSError as exc:  # e.g. an unreadable SSL_CERT_FILE: retried, and said once per outage
-            return Result(Outcome.RETRY, detail=for_log(f"{type(exc).__name__}: {exc}"))
         status = answer.status_code
-        detail = "" if status < 300 else for_log(answer.text.strip() or answer.reason)
+        detail = "" if status < 300 else answer.quoted()
         return Result(classify(status), status, parse_retry_after(answer.retry_after), detail)
 
 

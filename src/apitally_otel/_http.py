@@ -7,6 +7,7 @@
 - :func:`post`: one request under that deadline. The answer is streamed and at most
   :data:`MAX_ANSWER_BYTES` of its body read; the connection is closed on the rest, so whatever a
   hub, proxy or middlebox sends (an endless body, 50 MB), the app's memory stays flat.
+- :class:`HubConnection`: both for one sender, the client made on first use on its thread.
 - :func:`for_log`: hub-supplied text made fit for one log line.
 """
 
@@ -44,6 +45,10 @@ class Answer:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", "replace")
+
+    def quoted(self) -> str:
+        """What the hub said, fit for a log line (its reason phrase when the body is empty)."""
+        return for_log(self.text.strip() or self.reason)
 
 
 def new_client(
@@ -123,6 +128,46 @@ def _read_prefix(response: httpx.Response, deadline: Deadline) -> bytes:
     except (httpx.HTTPError, OSError):  # the status arrived, so the answer stands; its body is cut short
         pass
     return b"".join(parts)
+
+
+class HubConnection:
+    """One sender's way to the hub: :func:`new_client` on first use, then :func:`post` each time."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        proxy: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.timeout = timeout
+        self.proxy = proxy
+        self._transport = transport
+        self._client: httpx.Client | None = None
+
+    def post(
+        self,
+        path: str,
+        content: bytes,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Answer:
+        if self._client is None:
+            try:
+                self._client = new_client(
+                    self.base_url, timeout=self.timeout, proxy=self.proxy, transport=self._transport
+                )
+            except OSError as exc:  # e.g. an unreadable SSL_CERT_FILE: retried like a network error
+                raise HubUnreachable(for_log(f"{type(exc).__name__}: {exc}")) from exc
+        return post(self._client, path, content, timeout=self.timeout, headers=headers, params=params)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 def for_log(text: str, limit: int = LOGGED_CHARS) -> str:

@@ -31,7 +31,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
 from apitally_otel._context import current_request
-from apitally_otel._http import HubUnreachable, for_log, new_client, post
+from apitally_otel._http import HubConnection, HubUnreachable
 from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
@@ -114,13 +114,13 @@ class RequestLogger:
         request_timeout: float = DEFAULT_HUB_TIMEOUT,
     ) -> None:
         self._proxy = proxy
-        self.request_timeout = request_timeout
-        self._http: httpx.Client | None = None
+        self._connection = HubConnection(
+            settings.hub_url, timeout=request_timeout, proxy=proxy, transport=transport
+        )
         self._failing = False  # the current outage was warned about
         self.config = config
         self.settings = settings
         self.upload_interval = upload_interval
-        self._transport = transport
         self._clock = clock
         self.max_queue_items = max_queue_items
         self.max_files = max_files
@@ -150,6 +150,11 @@ class RequestLogger:
             # looks at records emitted inside a logged request (removed again at shutdown).
             self._handler = _LogRecordHandler()
             logging.getLogger().addHandler(self._handler)
+
+    @property
+    def request_timeout(self) -> float:
+        """The deadline of one upload, in seconds."""
+        return self._connection.timeout
 
     @property
     def active(self) -> bool:
@@ -212,9 +217,7 @@ class RequestLogger:
             try:
                 self._loop()
             finally:
-                if self._http is not None:
-                    self._http.close()
-                    self._http = None
+                self._connection.close()
 
     def _loop(self) -> None:
         while not self._closing:
@@ -283,21 +286,9 @@ class RequestLogger:
             with open(file.path, "rb") as handle:
                 body = handle.read()
             try:
-                if self._http is None:
-                    self._http = new_client(
-                        self.settings.hub_url,
-                        timeout=self.request_timeout,
-                        proxy=self._proxy,
-                        transport=self._transport,
-                    )
-                answer = post(
-                    self._http, "/log", body, timeout=self.request_timeout, params={"uuid": file.uuid}
-                )
+                answer = self._connection.post("/log", body, params={"uuid": file.uuid})
             except HubUnreachable as exc:
                 self._upload_failed(str(exc))
-                return
-            except OSError as exc:  # e.g. an unreadable SSL_CERT_FILE
-                self._upload_failed(for_log(f"{type(exc).__name__}: {exc}"))
                 return
             if self._closing:
                 return  # shutdown did not wait for this upload: its files are being removed
@@ -306,9 +297,7 @@ class RequestLogger:
                 return
             outcome = classify(answer.status_code)
             if outcome is Outcome.RETRY:
-                self._upload_failed(
-                    f"HTTP {answer.status_code}: {for_log(answer.text.strip() or answer.reason)}"
-                )
+                self._upload_failed(f"HTTP {answer.status_code}: {answer.quoted()}")
                 return
             if self._failing:
                 self._failing = False
@@ -321,7 +310,7 @@ class RequestLogger:
                 _logger.warning(
                     "apitally-otel: hub rejected a request log file (%s): %s",
                     answer.status_code,
-                    for_log(answer.text.strip() or answer.reason),
+                    answer.quoted(),
                 )
 
     def _upload_failed(self, detail: str) -> None:
