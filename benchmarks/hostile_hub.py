@@ -205,7 +205,7 @@ def report(result: dict[str, Any]) -> str:
             [
                 LABELS[r["hub"]],
                 f"{r['rss_start_mb']:.0f} / {r['rss_peak_mb']:.0f} / {r['rss_end_mb']:.0f}",
-                f"{peak_delta:+.0f}",
+                f"{peak_delta:+.1f}",
                 f"{r['hub_connections']} ({r['abandoned_by_client']})" if r["hub"] != "healthy" else "—",
                 "—" if longest is None else f"{longest:.1f}",
                 f"{r['latency_p50_ms']:.1f} / {r['latency_p99_ms']:.1f}",

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from servers import read_http_request
+
 BIG = 50 * 1024 * 1024
 _CHUNK = b'{"filler": "' + b"x" * 65_000 + b'"}\n'
 GARBAGE = (
@@ -145,11 +147,12 @@ class HostileHub:
         try:
             with conn:
                 conn.settimeout(30)
-                request = _read_request(conn)
+                request = read_http_request(conn)
                 if request is None:
                     record.client_left = True
                     return
-                record.path, record.body = request
+                lines, record.body = request
+                record.path = lines[0].split(b" ")[1].decode("latin-1")
                 self._answer(conn, record)
         except OSError:  # reset or broken pipe: the client went away mid-answer
             record.client_left = not self.stopping.is_set()
@@ -201,23 +204,21 @@ class HostileHub:
         return False
 
 
-def _read_request(conn: socket.socket) -> tuple[str, bytes] | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    length = 0
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name.strip().lower() == "content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
-    return lines[0].split(" ")[1], body
+class StalledDns:
+    """Stands in for ``socket.getaddrinfo`` for names under ``.test``, as if their DNS servers did
+    not answer until :attr:`answering` is set (then the name is 127.0.0.1). A resolver that hangs,
+    then answers, cannot be arranged on this machine; every other name goes to the real one."""
+
+    def __init__(self, suffix: str = ".test") -> None:
+        self.real = socket.getaddrinfo
+        self.suffix = suffix
+        self.answering = threading.Event()
+        self.lookups = 0
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(host, str) and host.endswith(self.suffix)):
+            return self.real(host, port, *args, **kwargs)
+        self.lookups += 1
+        if not self.answering.wait(60):
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return self.real("127.0.0.1", port, *args, **kwargs)

@@ -11,12 +11,10 @@ hub when it answered 200 (the client rightly took that as delivered), else by th
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,7 +23,7 @@ from apitally_otel._client import HubClient
 from apitally_otel._config import resolve_settings
 from apitally_otel._net import MAX_LOOKUPS
 from apitally_otel.hub import HubServer
-from hostile_hubs import MODES, HostileHub
+from hostile_hubs import MODES, HostileHub, StalledDns
 from servers import RecordingHub, ServerThread
 from test_delivery import Key, hub_totals, ledger, serve_app, traffic, wait_until
 
@@ -118,35 +116,6 @@ def test_a_hub_name_that_does_not_resolve() -> None:
 
 # -- name resolution that hangs, in-process ---------------------------------------------------------
 NAME = "hub.apitally-otel.test"
-
-
-class StalledDns:
-    """Stands in for ``socket.getaddrinfo`` while the DNS servers do not answer, then do, for NAME.
-
-    A DNS server that hangs and later answers cannot exist on this machine; everything else is
-    passed to the real resolver.
-    """
-
-    def __init__(self) -> None:
-        self.real = socket.getaddrinfo
-        self.answering = threading.Event()
-        self.lookups = 0
-
-    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host != NAME:
-            return self.real(host, port, *args, **kwargs)
-        self.lookups += 1
-        if not self.answering.wait(60):
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return self.real("127.0.0.1", port, *args, **kwargs)
-
-
-@pytest.fixture
-def stalled_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDns]:
-    dns = StalledDns()
-    monkeypatch.setattr(socket, "getaddrinfo", dns)
-    yield dns
-    dns.answering.set()
 
 
 def resolver_threads() -> int:

@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpcore
@@ -24,7 +23,7 @@ from apitally_otel._net import MAX_LOOKUPS, resolve
 from apitally_otel._request_log import RequestLogger
 from apitally_otel.request_logging import RequestLoggingConfig
 from apitally_otel.version import __version__
-from hostile_hubs import HostileHub
+from hostile_hubs import HostileHub, StalledDns
 from test_request_logger import item
 
 SETTINGS = resolve_settings(str(uuid.uuid4()), "test", "http://hub.invalid")
@@ -136,31 +135,7 @@ def test_a_hub_that_reads_slowly_cannot_stretch_a_request() -> None:
 
 
 # -- name resolution --------------------------------------------------------------------------------
-class HangingDns:
-    """Stands in for ``socket.getaddrinfo`` while DNS servers do not answer names under ``.test``
-    (that cannot be arranged on this machine); everything else goes to the real resolver."""
-
-    def __init__(self) -> None:
-        self.real = socket.getaddrinfo
-        self.release = threading.Event()
-
-    def __call__(self, host: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(host, str) and host.endswith(".test"):
-            self.release.wait(60)
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return self.real(host, *args, **kwargs)
-
-
-@pytest.fixture
-def hanging_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[HangingDns]:
-    dns = HangingDns()
-    monkeypatch.setattr(socket, "getaddrinfo", dns)
-    yield dns
-    dns.release.set()
-    wait_for(lambda: not any(t.name == "apitally-otel-resolve" for t in threading.enumerate()))
-
-
-def test_hanging_lookups_are_bounded_in_time_and_threads(hanging_dns: HangingDns) -> None:
+def test_hanging_lookups_are_bounded_in_time_and_threads(stalled_dns: StalledDns) -> None:
     names = [f"h{n}.apitally-otel.test" for n in range(MAX_LOOKUPS)]
     for name in names:
         with pytest.raises(httpcore.ConnectTimeout, match="took longer than the deadline"):
