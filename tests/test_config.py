@@ -30,10 +30,21 @@ from apitally_otel.request_logging import RequestLoggingConfig
 SRC = Path(__file__).resolve().parent.parent / "src" / "apitally_otel"
 
 
+def client_modules() -> list[Path]:
+    # The client's modules: not the hub's (its own settings), nor an app of its own served by name
+    # (``*_app.py``, e.g. the demo API), which reads what its runner tells it.
+    return [path for path in SRC.glob("*.py") if not path.stem.endswith("_app")]
+
+
+def test_only_the_resolver_reads_the_environment() -> None:
+    readers = {p.name for p in client_modules() if re.search(r"os\.environ|os\.getenv", p.read_text())}
+    assert readers == {"_config.py"}
+
+
 def test_every_variable_read_is_documented() -> None:
     documented = {name for name in vars(environment_variables) if name.startswith("APITALLY_")}
     read: set[str] = set()
-    for path in SRC.glob("*.py"):  # the client (the hub has its own settings)
+    for path in client_modules():
         read |= set(re.findall(r'"(APITALLY_[A-Z_]*[A-Z])"', path.read_text()))
     prefix = "APITALLY_REQUEST_LOGGING_"
     callbacks = ("mask_request_body", "mask_response_body", "exclude_callback")
