@@ -45,7 +45,8 @@ def test_error_counts_near_2_53_are_refused_and_queries_keep_answering(
         assert http.get(f"/api/{client_id}/dev/{resource}").status_code == 200
     errors, cursor = [], None
     while True:  # every list of the query API is paged
-        page = http.get(f"/api/{client_id}/dev/server-errors", params={"limit": 1000, "cursor": cursor}).json()
+        params = {"limit": 1000, "cursor": cursor}
+        page = http.get(f"/api/{client_id}/dev/server-errors", params=params).json()
         errors += page["server_errors"]
         cursor = page["next_cursor"]
         if cursor is None:
