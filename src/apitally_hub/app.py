@@ -1,5 +1,6 @@
 """The hub's Starlette application: ingest routes, query API, the dashboard, and a lifespan that
-opens the store (running its migrations), starts the folding worker and runs the background jobs."""
+opens the store (running its migrations), starts the folding worker and runs the background jobs
+— behind the Host check and the read gate (:mod:`apitally_hub.security`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,8 +28,15 @@ from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
+from apitally_hub.security.access import PUBLIC_PATHS, PUBLIC_PREFIXES, AccessMiddleware, Authenticator
+from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
     DEFAULT_PRUNE_INTERVAL,
@@ -46,6 +55,8 @@ def create_app(
     db: str | Path,
     *,
     client_ids: Iterable[str] | None = None,
+    tokens: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
@@ -54,7 +65,10 @@ def create_app(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
     fold_in_background: bool = True,
-    tokens: Iterable[str] = (),
+    max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    ingest_rate: float = DEFAULT_INGEST_RATE,
+    ingest_burst: float = DEFAULT_INGEST_BURST,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
 ) -> Starlette:
@@ -62,7 +76,10 @@ def create_app(
 
     ``db``: a SQLite file or a ``postgresql://`` URL. ``client_ids``: allow-list of client ids
     (None accepts any UUID). ``retention_days``: shorthand for ``Retention(minutes=...)``.
-    ``tokens``: read tokens (the dashboard's login takes one).
+    ``tokens``: read tokens (none: reads are open, for a loopback bind). ``allowed_hosts``:
+    ``Host`` names served besides the loopback ones (the bind address, ``--allowed-host``; see
+    :mod:`.security.hosts`). ``max_inflight_body_bytes``, ``ingest_rate`` (0: off),
+    ``ingest_burst``, ``body_timeout``: the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
     ``clock``: epoch-seconds source.
     """
@@ -78,11 +95,22 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
-        tokens=frozenset(tokens),
+        max_inflight_body_bytes=max_inflight_body_bytes,
+        ingest_rate=ingest_rate,
+        ingest_burst=ingest_burst,
+        body_timeout=body_timeout,
     )
-    context = HubContext(settings=settings, faults=faults or FaultPlan())
+    context = HubContext(settings=settings, faults=faults or FaultPlan(), tokens=TokenSet(tokens))
     if clock is not None:
         context.clock = clock
+    dashboard = Dashboard(context)
+    authenticator = Authenticator(
+        context.tokens,
+        public_paths=PUBLIC_PATHS | dashboard.public_paths,
+        public_prefixes=PUBLIC_PREFIXES + dashboard.public_prefixes,
+        credential_checks=[dashboard.authenticates],
+        login_path=dashboard.login_path,
+    )
 
     async def health(request: Request) -> Response:
         """Up, and how far folding lags behind ingest (pending messages, age of the oldest)."""
@@ -102,18 +130,24 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
-        *Dashboard(context).routes(),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,
-        lifespan=_lifespan(context),
+        middleware=[
+            Middleware(HostCheckMiddleware, policy=HostPolicy(allowed_hosts)),
+            Middleware(AccessMiddleware, authenticator=authenticator),
+        ],
+        lifespan=_lifespan(context, startup=[dashboard.start]),
         exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
     )
     app.state.hub = context
     return app
 
 
-def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    context: HubContext, startup: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = create_storage(context.settings.db)
@@ -122,6 +156,8 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
         worker = FoldingWorker(storage, clock=context.clock)
         context.storage, context.worker = storage, worker
         try:
+            for hook in startup:
+                await hook()
             await prune_now(context)
             if context.settings.fold_in_background:
                 worker.start()

@@ -1,5 +1,6 @@
-"""What the endpoints share: settings, the store and the query layer (both set up by the app's
-lifespan), the folding worker, faults and the clock."""
+"""What the endpoints share: settings, the read tokens, the store and the query layer (both set
+up by the app's lifespan), the folding worker, the ingest admission (body budget, per-client
+rate), faults and the clock."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ import anyio
 import anyio.to_thread
 
 from apitally_hub.errors import HubError
+from apitally_hub.ingest.admission import Admission
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.limits.budget import BodyBudget
+from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
 
@@ -32,6 +37,16 @@ class HubContext:
     storage: Storage | None = None
     worker: FoldingWorker | None = None
     _limiter: anyio.CapacityLimiter | None = None
+    tokens: TokenSet = field(default_factory=TokenSet)
+    """The read tokens (none: reads are open, on loopback only)."""
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        rates = None
+        if settings.ingest_rate > 0:
+            rates = IngestRateLimiter(settings.ingest_rate, settings.ingest_burst)
+        self.admission = Admission(BodyBudget(settings.max_inflight_body_bytes), rates)
 
     @property
     def store(self) -> Storage:

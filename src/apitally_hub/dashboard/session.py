@@ -1,7 +1,9 @@
 """Dashboard login: a hub token, typed once into a form, becomes a session cookie.
 
-With read tokens configured (``HubSettings.tokens``), every page needs a session: ``/login``
-takes a token — compared with every configured token in constant time — and sets
+With read tokens configured (``--token``, :class:`~apitally_hub.security.tokens.TokenSet`), every
+page needs a credential — the hub's read gate (:mod:`apitally_hub.security.access`) accepts a
+session cookie as well as a bearer token and sends a browser without either to ``/login``. The
+login form takes a token — compared with every configured token in constant time — and sets
 ``apitally_hub_session``: ``v1.<expires>.<nonce>.<mac>``, where the MAC is an HMAC-SHA256 under
 a key derived from the hub's session secret and the token that logged in. The cookie carries no
 token (in clear or hashed); removing a token from the configuration ends its sessions; a cookie
@@ -16,8 +18,7 @@ POST together with the ``Origin`` header.
 
 Without a token the dashboard has no login (the hub then serves reads on loopback only).
 
-:meth:`Sessions.authenticates` has the shape of a credential check on request headers, so that
-the hub's read gate can accept a dashboard session where it asks for a bearer token.
+:meth:`Sessions.authenticates` is the read gate's credential check for the session cookie.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.storage.base import HUB_SETTINGS, Storage
 
 SESSION_COOKIE = "apitally_hub_session"
@@ -51,10 +53,6 @@ def load_secret(storage: Storage, *, now: float) -> bytes:
     return bytes.fromhex(value)
 
 
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
-
-
 @dataclass(frozen=True)
 class Session:
     nonce: str
@@ -62,13 +60,11 @@ class Session:
 
 
 class Sessions:
-    def __init__(
-        self, tokens: Iterable[str], secret: bytes, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._token_digests = tuple(_digest(token) for token in tokens)
+    def __init__(self, tokens: TokenSet, secret: bytes, *, clock: Callable[[], float] = time.time) -> None:
+        self._tokens = tokens
         self._secret = secret
         self._keys = tuple(
-            hmac.new(secret, b"session|" + digest, hashlib.sha256).digest() for digest in self._token_digests
+            hmac.new(secret, b"session|" + digest, hashlib.sha256).digest() for digest in tokens.digests
         )
         self._clock = clock
         self._revoked: dict[str, int] = {}
@@ -77,16 +73,11 @@ class Sessions:
     @property
     def required(self) -> bool:
         """Whether pages need a session (a token is configured)."""
-        return bool(self._token_digests)
+        return bool(self._tokens)
 
     def token_index(self, candidate: str) -> int | None:
-        """Which configured token ``candidate`` is, comparing with all of them (no early exit)."""
-        digest = _digest(candidate)
-        found = None
-        for index, expected in enumerate(self._token_digests):
-            if hmac.compare_digest(digest, expected):
-                found = index
-        return found
+        """Which configured token ``candidate`` is (constant time, see :class:`TokenSet`)."""
+        return self._tokens.index(candidate)
 
     def _mac(self, key: bytes, expires: int, nonce: str) -> str:
         return hmac.new(key, f"{_VERSION}.{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()

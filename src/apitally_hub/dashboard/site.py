@@ -1,7 +1,10 @@
 """:class:`Dashboard`: the routes of every page family, the guard around each page, rendering.
 
-The guard, for every page: with tokens configured, a valid session or a redirect to ``/login``;
-for a POST, a same-origin ``Origin`` and a valid CSRF token in a bounded urlencoded form;
+Who may read is decided before: the hub's read gate (:mod:`apitally_hub.security.access`) lets
+a page through with a bearer token or a session cookie (:meth:`Dashboard.authenticates`) and
+sends a browser without either to ``/login``. The guard around each page then finds the
+session (for logout and CSRF); for a POST it wants a same-origin ``Origin`` and a valid CSRF
+token in a bounded urlencoded form;
 security headers (a strict Content-Security-Policy: scripts and styles only from
 ``/static/``); ``Server-Timing`` with the page's server time; bad parameters and missing
 things as HTML error pages. A page's data is gathered and its template rendered in one call on
@@ -21,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -51,6 +55,7 @@ PAGE_MODULES: tuple[str, ...] = (
 )
 """Modules of :mod:`apitally_hub.dashboard.pages`, each with ``routes(dashboard) -> list[Route]``."""
 
+LOGIN_PATH = "/login"
 MAX_FORM_BYTES = 16 * 1024
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
@@ -107,14 +112,13 @@ class Dashboard:
         *,
         name: str,
         methods: Iterable[str] = ("GET",),
-        public: bool = False,
     ) -> Route:
-        """A dashboard route: ``handler`` behind the guard. ``public``: no session needed (login)."""
+        """A dashboard route: ``handler`` behind the guard."""
 
         async def endpoint(request: Request) -> Response:
             started = time.perf_counter()
             try:
-                response = await self._guarded(request, handler, public)
+                response = await self._guarded(request, handler)
             except HubError as exc:
                 message = exc.message if hasattr(exc, "message") else str(exc.detail)
                 response = await self.error_page(request, exc.status_code, message)
@@ -131,15 +135,10 @@ class Dashboard:
 
         return Route(path, endpoint, methods=list(methods), name=name)
 
-    async def _guarded(self, request: Request, handler: PageHandler, public: bool) -> Response:
+    async def _guarded(self, request: Request, handler: PageHandler) -> Response:
         sessions = await self.sessions()
         access = self._access(request, sessions)
         request.state.access = access
-        if sessions.required and access.session is None and not public:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            login = str(request.app.url_path_for("login"))
-            next_query = "?" + urlencode({"next": target}) if target != "/" else ""
-            return RedirectResponse(login + next_query, status_code=303)
         if request.method == "POST":
             request.state.form = await self._checked_form(request, sessions, access)
         return await handler(self, request)
@@ -182,6 +181,20 @@ class Dashboard:
 
     # -- sessions -----------------------------------------------------------------------------
 
+    public_paths = frozenset({LOGIN_PATH})
+    """Paths the read gate lets through without a credential: the login form."""
+    public_prefixes = ("/static/",)
+    """And the static files (styles, scripts, the chart library: nothing of the hub's data)."""
+    login_path = LOGIN_PATH
+
+    async def start(self) -> None:
+        """Load the session secret from the store (the app's lifespan calls this once it is open)."""
+        await self.sessions()
+
+    def authenticates(self, headers: Headers) -> bool:
+        """The read gate's credential check: a valid session cookie."""
+        return self._sessions is not None and self._sessions.authenticates(headers)
+
     async def sessions(self) -> Sessions:
         """The session keeper, made on first use (the store holds its secret)."""
         if self._sessions is None:
@@ -191,7 +204,7 @@ class Dashboard:
                 if self._sessions is None:
                     store, now = self.context.store, self.context.clock()
                     secret = await self.context.run(lambda: sessions_module.load_secret(store, now=now))
-                    self._sessions = Sessions(self.context.settings.tokens, secret, clock=self.context.clock)
+                    self._sessions = Sessions(self.context.tokens, secret, clock=self.context.clock)
         return self._sessions
 
     def set_cookie(

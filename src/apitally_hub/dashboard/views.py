@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 
 from apitally_hub.errors import HubError
-from apitally_hub.query.api import MAX_TEXT, app_param, window_param
+from apitally_hub.query.api import app_param
+from apitally_hub.query.params import MAX_TEXT, window_params
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import DAY, HOUR, MINUTE, NO_CONSUMER, AppKey, TrafficFilter
 
@@ -96,7 +97,7 @@ class View:
                     raise BadView(f"{name} is longer than {MAX_TEXT} characters")
             if view.param("since"):
                 view.range = "custom"
-                view.window = window_param(request, now)
+                view.window = window_params(request, now)
                 view.bucket = _bucket_for(view.window.until - view.window.since)
             else:
                 view.range = view.param("range") or default_range

@@ -1,13 +1,13 @@
 """Read-only JSON query API under ``/api/`` (GET only), a thin HTTP face on
 :class:`~apitally_hub.query.service.QueryService`.
 
-``/api/apps`` lists the apps (``stats=true``: each with its ``overview`` over the window and its
-``status`` now). Per app, under ``/api/{client_id}/{env}/``: ``overview``, ``settings``,
-``endpoints``, ``timeseries``, ``histogram``, ``sizes``, ``error-status-codes``, ``consumers`` and
-``consumers/{identifier}``, ``consumer-groups``, ``validation-errors``, ``server-errors``,
-``status``, ``uptime``, ``instances`` and ``instances/{instance_uuid}``, ``requests`` (the
-request log) and ``requests/{uuid}``, and ``rejections`` (messages the hub refused, for
-debugging a client).
+``/api/apps`` lists the apps (``stats=true``: each with its ``overview`` over the window —
+default the last 24 h — and its ``status`` now). Per app, under ``/api/{client_id}/{env}/``:
+``overview``, ``settings``, ``endpoints``, ``timeseries``, ``histogram``, ``sizes``,
+``error-status-codes``, ``consumers`` and ``consumers/{identifier}``, ``consumer-groups``,
+``validation-errors``, ``server-errors``, ``status``, ``uptime``, ``instances`` and
+``instances/{instance_uuid}``, ``requests`` (the request log) and ``requests/{uuid}``, and
+``rejections`` (messages the hub refused, for debugging a client).
 
 Common parameters: ``since``/``until`` (see :mod:`.timewindow`; default the last hour), the
 filters ``method``, ``path``, ``consumer``, ``group`` and ``status`` (``404`` or ``4xx``), and for
@@ -19,7 +19,6 @@ Bad parameters give 422 naming ``["query", <name>]``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,57 +29,34 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error
 from apitally_hub.protocol.messages import is_valid_env
+from apitally_hub.query.params import (
+    MAX_TEXT,
+    bool_param,
+    int_param,
+    status_param,
+    text_param,
+    window_params,
+)
 from apitally_hub.query.planner import CHART_STEPS
 from apitally_hub.query.service import ENDPOINT_SORTS, BadCursor, Page, QueryService
 from apitally_hub.query.settings import APDEX_MS_RANGE
-from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
+from apitally_hub.query.timewindow import Window
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.base import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 
-_STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 MAX_LIMIT = 1000
-MAX_TEXT = 2048
-"""Longest accepted text parameter (a path, a consumer, a search)."""
 
 
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
-        raise field_error(("query", name), f"Should be an integer from {low} to {high}", "int_parsing")
-    return int(raw)
-
-
-def bool_param(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
-    if raw not in ("1", "0", "true", "false", "yes", "no"):
-        raise field_error(("query", name), "Should be a boolean", "bool_parsing")
-    return raw in ("1", "true", "yes")
-
-
-def text_param(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if len(raw) > MAX_TEXT:
-        raise field_error(("query", name), f"Should be at most {MAX_TEXT} characters", "string_too_long")
-    return raw
-
-
-def status_param(request: Request) -> tuple[int | None, int | None]:
+def status_filter(request: Request) -> tuple[int | None, int | None]:
     """(status code, status class) from ``status=404`` or ``status=4xx``."""
-    status = text_param(request, "status")
+    status = status_param(request)
     if status is None:
         return None, None
-    status = status.lower()
-    if _STATUS_RE.fullmatch(status) is None:
-        raise field_error(("query", "status"), "Should be a status code (404) or a class (4xx)", "status")
     return (None, int(status[0])) if status.endswith("xx") else (int(status), None)
 
 
 def traffic_filter(request: Request) -> TrafficFilter:
-    code, status_class = status_param(request)
+    code, status_class = status_filter(request)
     consumer = text_param(request, "consumer")
     return TrafficFilter(
         method=text_param(request, "method"),
@@ -94,20 +70,6 @@ def traffic_filter(request: Request) -> TrafficFilter:
 
 def page_param(request: Request) -> Page:
     return Page(int_param(request, "limit", 100, 1, MAX_LIMIT), text_param(request, "cursor"))
-
-
-def window_param(request: Request, now: float, default_since: float = DEFAULT_SINCE) -> Window:
-    bounds = {"since": now - default_since, "until": now}
-    for name in bounds:
-        raw = text_param(request, name)
-        if raw:
-            try:
-                bounds[name] = parse_time(raw, now)
-            except (ValueError, OverflowError) as exc:
-                raise field_error(("query", name), str(exc), "time_parsing") from None
-    if bounds["until"] < bounds["since"]:
-        raise field_error(("query", "until"), "until is before since", "time_order")
-    return Window(bounds["since"], bounds["until"])
 
 
 def app_param(request: Request) -> AppKey:
@@ -209,7 +171,7 @@ class QueryEndpoints:
         return endpoint
 
     def _window(self, request: Request) -> Window:
-        return window_param(request, self.context.clock())
+        return window_params(request, self.context.clock())
 
     def _windowed(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"window": self._window(request).as_dict(), **body}
@@ -217,7 +179,8 @@ class QueryEndpoints:
     def _apps(self, q: QueryService, r: Request) -> dict[str, Any]:
         if not bool_param(r, "stats"):
             return q.apps(page_param(r))
-        window = window_param(r, self.context.clock(), 86400.0)
+        now = self.context.clock()
+        window = window_params(r, now) if r.query_params.get("since") else Window(now - 86400.0, now)
         return {"window": window.as_dict(), **q.apps(page_param(r), window=window)}
 
     def _overview(self, q: QueryService, r: Request) -> dict[str, Any]:
@@ -238,6 +201,16 @@ class QueryEndpoints:
         )
         return self._windowed(r, body)
 
+    def _timeseries(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.timeseries(
+            app_param(r),
+            self._window(r),
+            flt=traffic_filter(r),
+            bucket_seconds=bucket_param(r),
+            apdex_ms=apdex_param(r),
+        )
+        return self._windowed(r, body)
+
     def _sizes(self, q: QueryService, r: Request) -> dict[str, Any]:
         return self._windowed(r, q.size_histograms(app_param(r), self._window(r), flt=traffic_filter(r)))
 
@@ -249,20 +222,10 @@ class QueryEndpoints:
         identifier = r.path_params["identifier"]
         if len(identifier) > MAX_TEXT:
             raise field_error(
-                ("path", "identifier"), f"Should be at most {MAX_TEXT} characters", "string_too_long"
+                ("path", "identifier"), f"Should have at most {MAX_TEXT} characters", "string_too_long"
             )
         found = q.consumer(app_param(r), identifier, self._window(r))
         return None if found is None else self._windowed(r, found)
-
-    def _timeseries(self, q: QueryService, r: Request) -> dict[str, Any]:
-        body = q.timeseries(
-            app_param(r),
-            self._window(r),
-            flt=traffic_filter(r),
-            bucket_seconds=bucket_param(r),
-            apdex_ms=apdex_param(r),
-        )
-        return self._windowed(r, body)
 
     def _histogram(self, q: QueryService, r: Request) -> dict[str, Any]:
         bins = q.response_time_histogram(app_param(r), self._window(r), flt=traffic_filter(r))
@@ -294,7 +257,7 @@ class QueryEndpoints:
 
     def _requests(self, q: QueryService, r: Request) -> dict[str, Any]:
         window = self._window(r)
-        code, status_class = status_param(r)
+        code, status_class = status_filter(r)
         times = {}
         for name in ("min_ms", "max_ms"):
             value = int_param(r, name, -1, 0, 86_400_000)

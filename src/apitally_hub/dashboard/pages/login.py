@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.dashboard.session import SESSION_COOKIE, SESSION_SECONDS
-from apitally_hub.dashboard.site import Dashboard
+from apitally_hub.dashboard.site import LOGIN_PATH, Dashboard
 
 _logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ async def logout(dash: Dashboard, request: Request) -> Response:
 
 def routes(dash: Dashboard) -> list[Route]:
     return [
-        dash.page("/login", login_form, name="login", public=True),
-        dash.page("/login", login, name="login_post", methods=("POST",), public=True),
+        dash.page(LOGIN_PATH, login_form, name="login"),
+        dash.page(LOGIN_PATH, login, name="login_post", methods=("POST",)),
         dash.page("/logout", logout, name="logout", methods=("POST",)),
     ]
