@@ -252,6 +252,7 @@ def test_loopback_host_headers_are_served(hub: HubServer) -> None:
 
 def test_allowed_hosts_and_suffixes() -> None:
     with HubServer(allowed_hosts=["hub.example.com", ".corp.example"]) as hub, httpx.Client() as http:
+
         def status(host: str) -> int:
             return http.get(f"{hub.url}/api/apps", headers={"Host": host}).status_code
 

@@ -108,6 +108,8 @@ class View:
         except BadView:
             raise
         except HubError as exc:  # the query API's parameter errors, said as text
+            if exc.status_code != 422:
+                raise
             raise BadView(_describe(exc.detail)) from None
         endpoint = view.param("endpoint")
         view.endpoint = parse_endpoint(endpoint) if endpoint else None

@@ -152,7 +152,10 @@ class QueryEndpoints:
             (f"{app}/requests/{{request_uuid}}", self._request_item),
             (f"{app}/rejections", lambda q, r: q.rejections(app_param(r), self._window(r), page_param(r))),
         ]
-        return [Route(path, self._endpoint(handler), methods=["GET"]) for path, handler in table]
+        endpoint = self._endpoint
+        return [
+            Route(path, endpoint(handler), methods=["GET"], name=f"api:{path}") for path, handler in table
+        ]
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
