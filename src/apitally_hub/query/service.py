@@ -530,7 +530,9 @@ class QueryService:
         since = min(window.since, until)
         lookback = int((since - after - MINUTE) // MINUTE) * MINUTE
         minutes = [m for m, _ in self.storage.heartbeats(app, lookback, int(until // MINUTE) * MINUTE)]
-        first_seen = min((i.first_seen for i in infos), default=None)
+        # known from the first sync: the registry's first sighting, or an earlier sync timestamp
+        # (data sent late, e.g. a backlog delivered after an outage of the hub)
+        first_seen = min([i.first_seen for i in infos] + [float(m) for m in minutes[:1]], default=None)
         horizon = now - self.retention[MINUTE]  # heartbeats older than this are pruned
         known_from = None if first_seen is None else max(first_seen, horizon)
         spans = uptime.timeline(
