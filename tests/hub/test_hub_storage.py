@@ -344,6 +344,19 @@ def test_filters_by_consumer_group_status_and_endpoint(store: Storage) -> None:
     assert [(r.key, r.request_count, r.server_errors) for r in page] == [(("b",), 1, 1)]
     assert store.count_traffic_groups(TrafficQuery(APP, day, ("consumer",))) == 3
     assert store.consumer_groups(APP) == [("Free", 1), ("Gold", 1)]
+    by_group = store.traffic(TrafficQuery(APP, day, ("consumer_group",)))
+    assert [(r.key, r.request_count, r.server_errors) for r in by_group] == [
+        (("Free",), 1, 1),
+        (("Gold",), 42, 0),
+    ]
+    assert by_group[1].request_size_sum == count_bytes(store, day, "Gold")
+    with pytest.raises(ValueError):
+        store.traffic(TrafficQuery(APP, day, ("consumer_group",), response_times=True))
+
+
+def count_bytes(store: Storage, segments: tuple[Segment, ...], group: str) -> int:
+    [row] = totals(store, segments, filter=TrafficFilter(consumer_group=group))
+    return row.request_size_sum
 
 
 # -- request log ------------------------------------------------------------------------------

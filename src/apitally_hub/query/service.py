@@ -77,6 +77,7 @@ class Page:
 
 
 ALL_TRAFFIC = TrafficFilter()
+IDENTIFIED = TrafficFilter(identified_only=True)
 
 
 class QueryService:
@@ -355,9 +356,13 @@ class QueryService:
 
     def consumer_groups(self, app: AppKey, window: Window) -> list[dict[str, Any]]:
         sizes = dict(self.storage.consumer_groups(app))
+        rows = {
+            row.key[0]: row
+            for row in self._traffic(app, window, group_by=("consumer_group",), filter=IDENTIFIED)
+        }
         result = []
         for group, members in sorted(sizes.items()):
-            [row] = self._traffic(app, window, filter=TrafficFilter(consumer_group=group))
+            row = rows.get(group) or TrafficRow((group,), 0, 0, 0, 0, 0, {}, {}, {})
             traffic = stats.traffic_stats(row)
             result.append(
                 {

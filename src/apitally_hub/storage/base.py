@@ -266,7 +266,9 @@ class Segment:
     end: int
 
 
-TrafficDim = Literal["bucket", "method", "path", "status_code", "consumer"]
+TrafficDim = Literal["bucket", "method", "path", "status_code", "consumer", "consumer_group"]
+"""``consumer_group`` (the consumers' current group; requests without a group are left out) is
+grouped by alone, without histograms."""
 
 
 @dataclass(frozen=True)

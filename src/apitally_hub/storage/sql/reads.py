@@ -114,7 +114,35 @@ def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, 
     return table, sql, values
 
 
+def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
+    """Traffic per consumer group: summed per consumer first, then the (fewer) consumer rows are
+    joined with the registry — one lookup per consumer, not per aggregate row."""
+    if query.group_by != ("consumer_group",) or query.response_times or query.sizes:
+        raise ValueError("consumer_group is grouped alone and without histograms")
+    per_consumer = TrafficQuery(query.app, query.segments, ("consumer",), query.filter)
+    _, source, values = _traffic_source(per_consumer, None)
+    s = dialect.sum
+    inner = (
+        f"SELECT s.consumer AS consumer, {s}(request_count) AS n,"
+        f" {s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END) AS c4,"
+        f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END) AS c5,"
+        f" {s}(request_size_sum) AS rq, {s}(response_size_sum) AS rs FROM ({source}) AS s GROUP BY s.consumer"
+    )
+    sql = (
+        f"SELECT g.group_name, {s}(t.n), {s}(t.c4), {s}(t.c5), {s}(t.rq), {s}(t.rs) FROM ({inner}) AS t"
+        " JOIN consumers AS g ON g.client_id = ? AND g.env = ? AND g.identifier = t.consumer"
+        " WHERE g.group_name IS NOT NULL GROUP BY g.group_name ORDER BY g.group_name"
+    )
+    rows = tx.execute(sql, [*values, query.app.client_id, query.app.env]).fetchall()
+    return [
+        TrafficRow((group,), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {})
+        for group, n, c4, c5, rq, rs in rows
+    ]
+
+
 def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
+    if "consumer_group" in query.group_by:
+        return _group_traffic(tx, dialect, query)
     _, source, values = _traffic_source(query, None)
     dims, aliases, dim_params = _dims(query)
     s = dialect.sum
