@@ -26,6 +26,7 @@ import bench_overhead
 import bench_request_log
 import bench_throughput
 import common
+import dashboard
 import hostile_hub
 import hub_abuse
 
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
     "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
+    "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),
 }
 
 
