@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.storage.base import DAY, HOUR, MINUTE, RetentionPolicy
 
 DEFAULT_MAX_BODY_BYTES = 10_000_000
@@ -106,6 +107,7 @@ class HubSettings:
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
     fold_in_background: bool = True
     """Run the folding worker (tests that fold by hand turn it off)."""
+    alerting: AlertSettings = field(default_factory=AlertSettings)
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_log_bytes", "max_log_decompressed_bytes"):

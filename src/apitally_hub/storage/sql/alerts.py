@@ -69,9 +69,21 @@ def _rule(row: Sequence[Any]) -> RuleRecord:
 
 def _instance(row: Sequence[Any]) -> InstanceRecord:
     return InstanceRecord(
-        row[0], row[1], AppKey(row[2], row[3]), row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-        bool(row[11]), row[12], row[13], row[14],
-    )  # fmt: skip
+        row[0],
+        row[1],
+        AppKey(row[2], row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        bool(row[11]),
+        row[12],
+        row[13],
+        row[14],
+    )
 
 
 def _history(row: Sequence[Any]) -> HistoryRecord:
@@ -88,17 +100,37 @@ def _silence(row: Sequence[Any]) -> SilenceRecord:
 
 def _outbox(row: Sequence[Any]) -> OutboxRecord:
     return OutboxRecord(
-        row[0], row[1], AppKey(row[2], row[3]), row[4], row[5], row[6], row[7], row[8], row[9], row[10],
-        int(row[11]), row[12], row[13],
-    )  # fmt: skip
+        row[0],
+        row[1],
+        AppKey(row[2], row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        int(row[11]),
+        row[12],
+        row[13],
+    )
 
 
 def _check(row: Sequence[Any]) -> HealthCheckRecord:
     client_id, env, url, config, source, updated, status, checked, code, latency, error, changed = row
     return HealthCheckRecord(
-        AppKey(client_id, env), url, json.loads(config), source, updated, status, checked,
-        None if code is None else int(code), latency, error, changed,
-    )  # fmt: skip
+        AppKey(client_id, env),
+        url,
+        json.loads(config),
+        source,
+        updated,
+        status,
+        checked,
+        None if code is None else int(code),
+        latency,
+        error,
+        changed,
+    )
 
 
 # -- statements used by several methods --------------------------------------------------------
@@ -119,9 +151,18 @@ def _put_channel(tx: Tx, c: ChannelRecord) -> None:
         f"INSERT INTO alert_channels ({_CHANNEL}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, type = excluded.type,"
         " config = excluded.config, source = excluded.source, updated_at = excluded.updated_at",
-        (c.id, c.app.client_id, c.app.env, c.name, c.type, _json(dict(c.config)), c.source, c.created_at,
-         c.updated_at),
-    )  # fmt: skip
+        (
+            c.id,
+            c.app.client_id,
+            c.app.env,
+            c.name,
+            c.type,
+            _json(dict(c.config)),
+            c.source,
+            c.created_at,
+            c.updated_at,
+        ),
+    )
 
 
 def _put_rule(tx: Tx, r: RuleRecord) -> None:
@@ -130,9 +171,18 @@ def _put_rule(tx: Tx, r: RuleRecord) -> None:
         f"INSERT INTO alert_rules ({_RULE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
         " SET name = excluded.name, spec = excluded.spec, enabled = excluded.enabled,"
         " source = excluded.source, updated_at = excluded.updated_at",
-        (r.id, r.app.client_id, r.app.env, r.name, _json(dict(r.spec)), int(r.enabled), r.source,
-         r.created_at, r.updated_at),
-    )  # fmt: skip
+        (
+            r.id,
+            r.app.client_id,
+            r.app.env,
+            r.name,
+            _json(dict(r.spec)),
+            int(r.enabled),
+            r.source,
+            r.created_at,
+            r.updated_at,
+        ),
+    )
 
 
 def _put_check(tx: Tx, c: HealthCheckRecord) -> None:
@@ -157,9 +207,23 @@ def _insert_outbox(tx: Tx, notifications: Sequence[OutboxRecord], max_pending: i
     for n in notifications:
         tx.execute(
             f"INSERT INTO alert_outbox ({_OUTBOX}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (n.id, n.channel_id, n.app.client_id, n.app.env, n.rule_id, n.event, n.payload, n.status,
-             n.created_at, n.next_attempt_at, n.expires_at, n.attempts, n.last_error, n.sent_at),
-        )  # fmt: skip
+            (
+                n.id,
+                n.channel_id,
+                n.app.client_id,
+                n.app.env,
+                n.rule_id,
+                n.event,
+                n.payload,
+                n.status,
+                n.created_at,
+                n.next_attempt_at,
+                n.expires_at,
+                n.attempts,
+                n.last_error,
+                n.sent_at,
+            ),
+        )
     for channel_id in sorted({n.channel_id for n in notifications}):
         pending = tx.execute(
             "SELECT id FROM alert_outbox WHERE channel_id = ? AND status = 'pending' ORDER BY created_at, id",
@@ -243,9 +307,15 @@ class SQLAlertStore(AlertStore):
                 record = channel
                 if existing is not None:
                     record = ChannelRecord(
-                        existing[0], channel.app, channel.name, channel.type, channel.config, "file",
-                        existing[1], now,
-                    )  # fmt: skip
+                        existing[0],
+                        channel.app,
+                        channel.name,
+                        channel.type,
+                        channel.config,
+                        "file",
+                        existing[1],
+                        now,
+                    )
                 _put_channel(tx, record)
                 channel_ids[(channel.app, channel.name)] = record.id
                 counts["channels"] += 1
@@ -335,16 +405,40 @@ class SQLAlertStore(AlertStore):
                     " last_eval_at = excluded.last_eval_at, changed_at = excluded.changed_at,"
                     " notified = excluded.notified, last_notified_at = excluded.last_notified_at,"
                     " resolved_at = excluded.resolved_at, episode = excluded.episode",
-                    (i.rule_id, i.labels_key, i.app.client_id, i.app.env, i.state, i.value, i.pending_since,
-                     i.firing_since, i.last_true_at, i.last_eval_at, i.changed_at, int(i.notified),
-                     i.last_notified_at, i.resolved_at, i.episode),
-                )  # fmt: skip
+                    (
+                        i.rule_id,
+                        i.labels_key,
+                        i.app.client_id,
+                        i.app.env,
+                        i.state,
+                        i.value,
+                        i.pending_since,
+                        i.firing_since,
+                        i.last_true_at,
+                        i.last_eval_at,
+                        i.changed_at,
+                        int(i.notified),
+                        i.last_notified_at,
+                        i.resolved_at,
+                        i.episode,
+                    ),
+                )
             for h in history:
                 tx.execute(
                     f"INSERT INTO alert_history ({_HISTORY}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (h.id, h.rule_id, h.app.client_id, h.app.env, h.labels_key, h.at, h.from_state,
-                     h.to_state, h.value, h.note),
-                )  # fmt: skip
+                    (
+                        h.id,
+                        h.rule_id,
+                        h.app.client_id,
+                        h.app.env,
+                        h.labels_key,
+                        h.at,
+                        h.from_state,
+                        h.to_state,
+                        h.value,
+                        h.note,
+                    ),
+                )
             _insert_outbox(tx, notifications, max_pending_per_channel)
 
         self._write(work)
