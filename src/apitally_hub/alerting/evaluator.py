@@ -203,6 +203,7 @@ class Evaluator:
         self.holder = holder or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.rounds = 0
         """Rounds evaluated as the leader (tests and the benchmark read it)."""
+        self._leader = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -213,6 +214,7 @@ class Evaluator:
         now = self.clock()
         if not store.try_lease(LEASE, self.holder, seconds=self.settings.lease, now=now):
             return False
+        self._leader = True
         silences = alerts.silences(active_at=now)
         channels_by_app: dict[object, set[str]] = {}
         sent = False
@@ -277,6 +279,8 @@ class Evaluator:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._leader:
+            self._leader = False
             try:
                 self.queries().storage.release_lease(LEASE, self.holder)
             except Exception:  # stopping anyway: the lease then simply expires

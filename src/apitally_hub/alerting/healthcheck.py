@@ -101,6 +101,7 @@ class HealthChecker:
             transport=transport, headers={"User-Agent": "apitally-otel-hub health check"}
         )
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="hub-health")
+        self._leader = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,6 +110,7 @@ class HealthChecker:
         lease = max(self.settings.health_check_interval * 3, 30.0)
         if not self.storage.try_lease(LEASE, self.holder, seconds=lease, now=self.clock()):
             return 0
+        self._leader = True
         checks = [c for c in self.storage.alerts.health_checks() if c.config.get("enabled", True)]
         list(self._pool.map(self._check_one, checks))
         return len(checks)
@@ -149,6 +151,8 @@ class HealthChecker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._leader:
+            self._leader = False
             try:
                 self.storage.release_lease(LEASE, self.holder)
             except Exception:  # stopping anyway: the lease then simply expires

@@ -117,7 +117,10 @@ class DeliveryWorker:
         now = self.clock()
         where = channel.config.get("smtp_host") or target_host(channel.config.get("url", "http://-/"))
         if attempt.ok:
-            alerts.finish_notification(notification.id, self.name, status="sent", now=now, error=None)
+            # the last failure stays on record: "sent after 3 attempts, the last failure was ..."
+            alerts.finish_notification(
+                notification.id, self.name, status="sent", now=now, error=notification.last_error
+            )
             _logger.info(
                 "Sent %s notification %s to %s channel %r (%s)",
                 notification.event,
