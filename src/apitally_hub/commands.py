@@ -95,6 +95,19 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="ignore unknown message fields instead of rejecting them",
     )
+    alerts = hub.add_argument_group("alerting")
+    alerts.add_argument(
+        "--alert-interval",
+        type=_positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="evaluate the alert rules every SECONDS (default: 60)",
+    )
+    alerts.add_argument(
+        "--alerts-file",
+        metavar="PATH",
+        help="channels, rules and health checks as code (TOML), loaded at start (see the README)",
+    )
     hub.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     hub.set_defaults(handler=run_hub)
 
@@ -129,6 +142,9 @@ def run_hub(args: argparse.Namespace) -> int:
     )
     if args.action == "migrate":
         return migrate(args.db)
+    alerting = alert_settings(args)
+    if alerting is None:
+        return 2
     return serve(
         args.host,
         args.port,
@@ -137,7 +153,26 @@ def run_hub(args: argparse.Namespace) -> int:
         client_ids=args.client_ids,
         retention=retention,
         allow_extra_fields=args.allow_extra_fields,
+        alerting=alerting,
     )
+
+
+def alert_settings(args: argparse.Namespace) -> Any:
+    """The alerting settings; a rules file is checked before the hub binds (None: it is invalid)."""
+    import time
+    from pathlib import Path
+
+    from apitally_hub.alerting import rulesfile
+    from apitally_hub.alerting.settings import AlertSettings
+
+    path = Path(args.alerts_file) if args.alerts_file else None
+    if path is not None:
+        try:
+            rulesfile.load(path, time.time())
+        except rulesfile.RulesFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+    return AlertSettings(interval=args.alert_interval, rules_file=path)
 
 
 def migrate(db: str) -> int:

@@ -312,6 +312,10 @@ def parse_rule(
         f.fail(("min_requests",), f"{metric} is a count: it always has a value", "rule")
     if f.has("apdex_ms") and metric != "apdex":
         f.fail(("apdex_ms",), "Only for the apdex metric", "rule")
+    if metric in COUNT_METRICS or metric == "uptime":
+        del spec["min_requests"]
+    if metric != "apdex":
+        del spec["apdex_ms"]
     spec["scope"] = _scope(f.raw("scope"), (*base, "scope"), errors, metric)
     channels = f.raw("channels")
     if channels is None:
