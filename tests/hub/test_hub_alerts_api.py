@@ -213,8 +213,10 @@ def test_rules_file_is_loaded_at_start_and_read_only(
     rules = tmp_path / "rules.toml"
     rules.write_text(
         f'client_id = "{client_id}"\nenv = "prod"\n\n'
-        '[[channels]]\nname = "ops"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hook"\nsecret = "${HOOK_SECRET}"\n\n'
-        '[[rules]]\nname = "5xx"\nmetric = "server_errors"\ncondition = ">"\nthreshold = 0\nwindow_minutes = 5\n'
+        '[[channels]]\nname = "ops"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hook"\n'
+        'secret = "${HOOK_SECRET}"\n\n'
+        '[[rules]]\nname = "5xx"\nmetric = "server_errors"\ncondition = ">"\nthreshold = 0\n'
+        'window_minutes = 5\n'
         'channels = ["ops"]\nscope = { path_pattern = "/api/*", for_each = "endpoint" }\n\n'
         '[[health_checks]]\nurl = "http://127.0.0.1:9/health"\n'
     )
