@@ -69,15 +69,18 @@ def wait(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
     hook = WebhookReceiver()
-    with ServerThread(hook.app()) as hook_url, SMTPServer() as smtp:
-        with HubServer(tmp_path / "hub.sqlite", alerting=SETTINGS) as hub:
-            s = Setup(hub, hook, hook_url, smtp)
-            try:
-                yield s
-            finally:
-                if s.app is not None:
-                    s.app.stop()
-                s.http.close()
+    with (
+        ServerThread(hook.app()) as hook_url,
+        SMTPServer() as smtp,
+        HubServer(tmp_path / "hub.sqlite", alerting=SETTINGS) as hub,
+    ):
+        s = Setup(hub, hook, hook_url, smtp)
+        try:
+            yield s
+        finally:
+            if s.app is not None:
+                s.app.stop()
+            s.http.close()
 
 
 def test_server_errors_fire_while_the_app_fails_and_resolve_after(setup: Setup) -> None:
