@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.alerting.api import AlertEndpoints
+from apitally_hub.alerting.pages import AlertPages
 from apitally_hub.alerting.service import Alerting
 from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
@@ -105,6 +106,7 @@ def create_app(
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
         *AlertEndpoints(context).routes(),
+        *AlertPages(context).routes(),
     ]
     app = Starlette(
         routes=routes,
