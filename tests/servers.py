@@ -36,6 +36,33 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+def read_http_request(conn: socket.socket) -> tuple[list[bytes], bytes] | None:
+    """One HTTP/1.1 request from ``conn``: its head lines and its body (by Content-Length), or
+    None when the peer closes first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(
+        (
+            int(v)
+            for k, _, v in (h.partition(b":") for h in lines[1:])
+            if k.strip().lower() == b"content-length"
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return lines, body
+
+
 class ServerThread:
     """``with ServerThread(app) as url:`` serves an ASGI app with uvicorn on 127.0.0.1:<free port>."""
 

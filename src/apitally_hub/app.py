@@ -1,5 +1,6 @@
 """The hub's Starlette application: ingest routes, query API, and a lifespan that opens the store
-(running its migrations), starts the folding worker and runs the background jobs."""
+(running its migrations), starts the folding worker and runs the background jobs — behind the
+Host check and the read gate (:mod:`apitally_hub.security`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,8 +31,15 @@ from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
+from apitally_hub.security.access import AccessMiddleware, Authenticator
+from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
     DEFAULT_PRUNE_INTERVAL,
@@ -49,6 +58,8 @@ def create_app(
     db: str | Path,
     *,
     client_ids: Iterable[str] | None = None,
+    tokens: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
@@ -57,6 +68,10 @@ def create_app(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
     fold_in_background: bool = True,
+    max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    ingest_rate: float = DEFAULT_INGEST_RATE,
+    ingest_burst: float = DEFAULT_INGEST_BURST,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
     alerting: AlertSettings | None = None,
@@ -65,6 +80,10 @@ def create_app(
 
     ``db``: a SQLite file or a ``postgresql://`` URL. ``client_ids``: allow-list of client ids
     (None accepts any UUID). ``retention_days``: shorthand for ``Retention(minutes=...)``.
+    ``tokens``: read tokens (none: reads are open, for a loopback bind). ``allowed_hosts``:
+    ``Host`` names served besides the loopback ones (the bind address, ``--allowed-host``; see
+    :mod:`.security.hosts`). ``max_inflight_body_bytes``, ``ingest_rate`` (0: off),
+    ``ingest_burst``, ``body_timeout``: the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
     ``clock``: epoch-seconds source. ``alerting``: evaluation interval, rules file, and the
     periods tests shorten (:class:`~apitally_hub.alerting.settings.AlertSettings`).
@@ -82,6 +101,10 @@ def create_app(
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
         alerting=alerting or AlertSettings(),
+        max_inflight_body_bytes=max_inflight_body_bytes,
+        ingest_rate=ingest_rate,
+        ingest_burst=ingest_burst,
+        body_timeout=body_timeout,
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan())
     if clock is not None:
@@ -110,6 +133,10 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
+        middleware=[
+            Middleware(HostCheckMiddleware, policy=HostPolicy(allowed_hosts)),
+            Middleware(AccessMiddleware, authenticator=Authenticator(TokenSet(tokens))),
+        ],
         lifespan=_lifespan(context),
         exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
     )

@@ -1,5 +1,6 @@
 """What the endpoints share: settings, the store and the query layer (both set up by the app's
-lifespan), the folding worker, faults and the clock."""
+lifespan), the folding worker, the ingest admission (body budget, per-client rate), faults and
+the clock."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import anyio
 import anyio.to_thread
 
 from apitally_hub.errors import HubError
+from apitally_hub.ingest.admission import Admission
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.limits.budget import BodyBudget
+from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
@@ -36,6 +40,14 @@ class HubContext:
     worker: FoldingWorker | None = None
     alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        rates = None
+        if settings.ingest_rate > 0:
+            rates = IngestRateLimiter(settings.ingest_rate, settings.ingest_burst)
+        self.admission = Admission(BodyBudget(settings.max_inflight_body_bytes), rates)
 
     @property
     def store(self) -> Storage:

@@ -216,7 +216,7 @@ def test_rules_file_is_loaded_at_start_and_read_only(
         '[[channels]]\nname = "ops"\ntype = "webhook"\nurl = "http://127.0.0.1:9/hook"\n'
         'secret = "${HOOK_SECRET}"\n\n'
         '[[rules]]\nname = "5xx"\nmetric = "server_errors"\ncondition = ">"\nthreshold = 0\n'
-        'window_minutes = 5\n'
+        "window_minutes = 5\n"
         'channels = ["ops"]\nscope = { path_pattern = "/api/*", for_each = "endpoint" }\n\n'
         '[[health_checks]]\nurl = "http://127.0.0.1:9/health"\n'
     )
@@ -302,3 +302,20 @@ def test_alerts_cli(tmp_path: Path, client_id: str, capsys: pytest.CaptureFixtur
         assert main(["alerts", "rm", "rule", "5xx", *common]) == 0
         assert main(["alerts", "rm", "channel", "ops", *common]) == 0
         assert hub.get("alert-rules")["rules"] == [] and hub.get("channels")["channels"] == []
+
+
+def test_management_needs_the_token_when_one_is_configured(tmp_path: Path, client_id: str) -> None:
+    import httpx
+
+    settings = AlertSettings(enabled=False)
+    with HubServer(tmp_path / "hub.sqlite", tokens=["tok-1"], alerting=settings) as server:
+        api = f"{server.url}/api/{client_id}/prod"
+        body = {"name": "ops", "type": "webhook", "url": "http://127.0.0.1:9/h"}
+        assert httpx.post(f"{api}/channels", json=body).status_code == 401
+        assert httpx.get(f"{api}/alert-rules").status_code == 401
+        assert httpx.get(f"{server.url}/apps/{client_id}/prod/alerts").status_code == 401
+        auth = {"Authorization": "Bearer tok-1"}
+        assert httpx.post(f"{api}/channels", json=body, headers=auth).status_code == 201
+        common = ["--hub", server.url, "--client-id", client_id, "--env", "prod"]
+        assert main(["alerts", "list", *common]) == 1
+        assert main(["alerts", "list", *common, "--token", "tok-1"]) == 0

@@ -18,17 +18,15 @@ Bodies are JSON objects of at most 64 KiB; anything invalid is a 422 whose ``det
 field (``{"loc": ["body", "threshold"], "msg": ..., "type": ...}``) and changes nothing. Entries
 from the ``--alerts-file`` are read-only here (409).
 
-Who may call it: the hub has no tokens yet on this branch, so these routes follow the hub's
-rule for reads without a token — only loopback clients are served (403 otherwise). With the
-security branch's bearer tokens, its middleware gates every ``/api/`` route and
-:func:`require_local` is to be dropped.
+Who may call it: like every ``/api/`` route, these need the hub's bearer token when one is
+configured (:mod:`apitally_hub.security.access` gates them before they run); without a token the
+hub binds only to loopback.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import json
 import logging
 import uuid
@@ -53,7 +51,8 @@ from apitally_hub.alerting.validation import (
 )
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error, unprocessable
-from apitally_hub.query.api import app_param, int_param, text_param
+from apitally_hub.query.api import app_param
+from apitally_hub.query.params import int_param, text_param
 from apitally_hub.query.service import encode_cursor
 from apitally_hub.storage.alerts import (
     ChannelRecord,
@@ -72,16 +71,6 @@ _logger = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 STATES = ("normal", "pending", "firing")
 OUTBOX_STATUSES = ("pending", "sent", "failed", "dropped")
-
-
-def require_local(request: Request) -> None:
-    host = request.client.host if request.client else ""
-    try:
-        local = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = host in ("localhost", "testclient")
-    if not local:
-        raise HubError(403, "Alert management is served to loopback clients only (the hub has no token)")
 
 
 async def json_body(request: Request) -> Any:
@@ -231,7 +220,6 @@ class AlertEndpoints:
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            require_local(request)
             try:
                 return await handler(request, app_param(request))
             except Invalid as exc:

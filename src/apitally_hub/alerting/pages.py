@@ -1,6 +1,8 @@
 """The dashboard's alert pages, self-contained until the dashboard package lands: one page per
 app env at ``/apps/{client_id}/{env}/alerts`` with its active alerts, rules, silences and recent
-history (Jinja2, autoescaped, read-only; changes go through the JSON API or the CLI). The numbers
+history (Jinja2, autoescaped, read-only; changes go through the JSON API or the CLI). Behind the
+hub's access gate like every non-public path (a bearer token, or the dashboard's session once it
+extends the authenticator). The numbers
 come from the same store reads as the API's ``alerts``, ``alert-rules``, ``silences`` and
 ``alerts/history``."""
 
@@ -14,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from apitally_hub.alerting.api import instance_view, require_local, rule_view, silence_view
+from apitally_hub.alerting.api import instance_view, rule_view, silence_view
 from apitally_hub.alerting.model import labels_of
 from apitally_hub.context import HubContext
 from apitally_hub.query.api import app_param
@@ -40,7 +42,6 @@ class AlertPages:
         return [Route("/apps/{client_id}/{env}/alerts", self.alerts, methods=["GET"])]
 
     async def alerts(self, request: Request) -> Response:
-        require_local(request)
         app = app_param(request)
         store, now = self.context.store.alerts, self.context.clock()
 
