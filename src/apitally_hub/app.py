@@ -21,6 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from apitally_hub.alerting.api import AlertEndpoints
+from apitally_hub.alerting.pages import AlertPages
+from apitally_hub.alerting.service import Alerting
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
 from apitally_hub.ingest.faults import FaultPlan
@@ -70,6 +74,7 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
+    alerting: AlertSettings | None = None,
 ) -> Starlette:
     """Build the hub app; the store is opened (migrated, pruned) by its lifespan.
 
@@ -80,7 +85,8 @@ def create_app(
     :mod:`.security.hosts`). ``max_inflight_body_bytes``, ``ingest_rate`` (0: off),
     ``ingest_burst``, ``body_timeout``: the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
-    ``clock``: epoch-seconds source.
+    ``clock``: epoch-seconds source. ``alerting``: evaluation interval, rules file, and the
+    periods tests shorten (:class:`~apitally_hub.alerting.settings.AlertSettings`).
     """
     if retention is None:
         retention = Retention() if retention_days is None else Retention(minutes=retention_days)
@@ -94,6 +100,7 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
+        alerting=alerting or AlertSettings(),
         max_inflight_body_bytes=max_inflight_body_bytes,
         ingest_rate=ingest_rate,
         ingest_burst=ingest_burst,
@@ -121,6 +128,8 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
+        *AlertEndpoints(context).routes(),
+        *AlertPages(context).routes(),
     ]
     app = Starlette(
         routes=routes,
@@ -147,6 +156,11 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
             await prune_now(context)
             if context.settings.fold_in_background:
                 worker.start()
+            alerting = Alerting(
+                storage, lambda: context.queries, context.settings.alerting, clock=context.clock
+            )
+            context.alerting = alerting
+            await anyio.to_thread.run_sync(alerting.start)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
                 try:
@@ -154,6 +168,9 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            if context.alerting is not None:
+                await anyio.to_thread.run_sync(context.alerting.stop)
+                context.alerting = None
             await anyio.to_thread.run_sync(worker.stop)
             context.storage = context.worker = None
             await anyio.to_thread.run_sync(storage.close)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -22,6 +22,9 @@ from apitally_hub.query.service import QueryService
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
 
+if TYPE_CHECKING:
+    from apitally_hub.alerting.service import Alerting
+
 T = TypeVar("T")
 
 WORKER_THREADS = 8
@@ -35,6 +38,7 @@ class HubContext:
     clock: Callable[[], float] = time.time
     storage: Storage | None = None
     worker: FoldingWorker | None = None
+    alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
     admission: Admission = field(init=False)
 
@@ -57,6 +61,7 @@ class HubContext:
             self.store,
             self.settings.retention.by_resolution,
             default_sync_interval=self.settings.default_sync_interval,
+            uptime_min_window=self.settings.alerting.uptime_min_window,
             clock=self.clock,
         )
 

@@ -187,8 +187,7 @@ class QueryEndpoints:
 
     def _uptime(self, q: QueryService, r: Request) -> dict[str, Any]:
         window = self._window(r)
-        beats = q.heartbeats(app_param(r), window)
-        return {"window": window.as_dict(), "heartbeats": [{"minute": m, "syncs": n} for m, n in beats]}
+        return {"window": window.as_dict(), **q.uptime(app_param(r), window)}
 
     def _instance(self, q: QueryService, r: Request) -> dict[str, Any] | None:
         return q.instance(app_param(r), r.path_params["instance_uuid"])
