@@ -20,6 +20,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from elsewhere
 
+import alerting
 import bench_export
 import bench_memory
 import bench_overhead
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
+    "alerting": ("Alert evaluation cost per rule", alerting.run, alerting.report),
     "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
     "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),

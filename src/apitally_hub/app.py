@@ -21,6 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from apitally_hub.alerting.api import AlertEndpoints
+from apitally_hub.alerting.service import Alerting
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
 from apitally_hub.dashboard.site import Dashboard
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
@@ -71,6 +74,7 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
+    alerting: AlertSettings | None = None,
 ) -> Starlette:
     """Build the hub app; the store is opened (migrated, pruned) by its lifespan.
 
@@ -81,7 +85,8 @@ def create_app(
     :mod:`.security.hosts`). ``max_inflight_body_bytes``, ``ingest_rate`` (0: off),
     ``ingest_burst``, ``body_timeout``: the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
-    ``clock``: epoch-seconds source.
+    ``clock``: epoch-seconds source. ``alerting``: evaluation interval, rules file, and the
+    periods tests shorten (:class:`~apitally_hub.alerting.settings.AlertSettings`).
     """
     if retention is None:
         retention = Retention() if retention_days is None else Retention(minutes=retention_days)
@@ -95,6 +100,7 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
+        alerting=alerting or AlertSettings(),
         max_inflight_body_bytes=max_inflight_body_bytes,
         ingest_rate=ingest_rate,
         ingest_burst=ingest_burst,
@@ -130,6 +136,7 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
+        *AlertEndpoints(context).routes(),
         *dashboard.routes(),
     ]
     app = Starlette(
@@ -161,6 +168,11 @@ def _lifespan(
             await prune_now(context)
             if context.settings.fold_in_background:
                 worker.start()
+            alerting = Alerting(
+                storage, lambda: context.queries, context.settings.alerting, clock=context.clock
+            )
+            context.alerting = alerting
+            await anyio.to_thread.run_sync(alerting.start)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
                 try:
@@ -168,6 +180,9 @@ def _lifespan(
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            if context.alerting is not None:
+                await anyio.to_thread.run_sync(context.alerting.stop)
+                context.alerting = None
             await anyio.to_thread.run_sync(worker.stop)
             context.storage = context.worker = None
             await anyio.to_thread.run_sync(storage.close)

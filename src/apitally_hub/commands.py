@@ -199,6 +199,19 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help="ignore unknown message fields instead of rejecting them",
     )
+    alerts = hub.add_argument_group("alerting")
+    alerts.add_argument(
+        "--alert-interval",
+        type=_positive,
+        default=60.0,
+        metavar="SECONDS",
+        help="evaluate the alert rules every SECONDS (default: 60)",
+    )
+    alerts.add_argument(
+        "--alerts-file",
+        metavar="PATH",
+        help="channels, rules and health checks as code (TOML), loaded at start (see the README)",
+    )
     hub.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     hub.set_defaults(handler=run_hub)
 
@@ -271,6 +284,9 @@ def run_hub(args: argparse.Namespace) -> int:
             max_connections=args.max_connections,
         )
         require_token_off_loopback(args.host, tokens)  # before logging is set up: a refusal is one line
+        alerting = alert_settings(args)
+        if alerting is None:
+            return 2
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
@@ -295,10 +311,29 @@ def run_hub(args: argparse.Namespace) -> int:
             ingest_rate=args.ingest_rate,
             ingest_burst=args.ingest_burst,
             body_timeout=args.body_timeout,
+            alerting=alerting,
         )
     except (TokenError, InsecureBindError, _ConfigError) as exc:
         print(f"apitally-otel hub: {exc}", file=sys.stderr)
         return 2
+
+
+def alert_settings(args: argparse.Namespace) -> Any:
+    """The alerting settings; a rules file is checked before the hub binds (None: it is invalid)."""
+    import time
+    from pathlib import Path
+
+    from apitally_hub.alerting import rulesfile
+    from apitally_hub.alerting.settings import AlertSettings
+
+    path = Path(args.alerts_file) if args.alerts_file else None
+    if path is not None:
+        try:
+            rulesfile.load(path, time.time())
+        except rulesfile.RulesFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+    return AlertSettings(interval=args.alert_interval, rules_file=path)
 
 
 def migrate(db: str) -> int:

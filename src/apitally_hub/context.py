@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -23,6 +23,9 @@ from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
 
+if TYPE_CHECKING:
+    from apitally_hub.alerting.service import Alerting
+
 T = TypeVar("T")
 
 WORKER_THREADS = 8
@@ -36,6 +39,7 @@ class HubContext:
     clock: Callable[[], float] = time.time
     storage: Storage | None = None
     worker: FoldingWorker | None = None
+    alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
     tokens: TokenSet = field(default_factory=TokenSet)
     """The read tokens (none: reads are open, on loopback only)."""
@@ -60,6 +64,7 @@ class HubContext:
             self.store,
             self.settings.retention.by_resolution,
             default_sync_interval=self.settings.default_sync_interval,
+            uptime_min_window=self.settings.alerting.uptime_min_window,
             clock=self.clock,
         )
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.storage.base import DAY, HOUR, MINUTE, RetentionPolicy
 
 DEFAULT_MAX_BODY_BYTES = 10_000_000
@@ -116,6 +117,7 @@ class HubSettings:
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
     fold_in_background: bool = True
     """Run the folding worker (tests that fold by hand turn it off)."""
+    alerting: AlertSettings = field(default_factory=AlertSettings)
     max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES
     ingest_rate: float = DEFAULT_INGEST_RATE
     ingest_burst: float = DEFAULT_INGEST_BURST

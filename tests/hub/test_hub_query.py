@@ -349,3 +349,12 @@ def test_one_consumer_and_size_histograms(http: httpx.Client, app_path: str, cli
     sizes = get(http, client_id, "sizes")
     assert sizes["request_sizes"] == {"0": 40, "12": 2} and sizes["response_sizes"] == {"1": 42}
     assert get(http, client_id, "sizes", consumer="acme-corp")["request_sizes"] == {"0": 40, "12": 2}
+
+
+def test_apps_with_stats_carry_the_overview_and_the_status(http: httpx.Client, client_id: str) -> None:
+    assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
+    body = http.get("/api/apps", params={"stats": "true", "limit": 1000}).json()
+    [mine] = [a for a in body["apps"] if a["client_id"] == client_id]
+    assert mine["overview"]["requests"] == 42 and mine["status"]["status"] == "up"
+    assert body["window"]["until"] - body["window"]["since"] == 86400
+    assert get(http, client_id, "status")["status"] == "up"

@@ -13,6 +13,7 @@ a worker thread (the event loop never waits on the store).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -20,7 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import anyio
@@ -39,6 +40,9 @@ from apitally_hub.errors import HubError
 from apitally_hub.protocol.messages import is_valid_env
 from apitally_hub.query.service import QueryService
 from apitally_hub.storage.base import AppKey
+
+if TYPE_CHECKING:
+    import jinja2
 
 _logger = logging.getLogger(__name__)
 
@@ -85,14 +89,22 @@ class Access:
 class Dashboard:
     def __init__(self, context: HubContext) -> None:
         self.context = context
-        self.templates = create_environment()
+        self._templates: jinja2.Environment | None = None
         try:
             self._version = importlib.metadata.version("apitally-otel")
         except importlib.metadata.PackageNotFoundError:  # run from a source tree
             self._version = "dev"
-        self.templates.globals.update(nav=NAV, static=self.static_url)
         self._sessions: Sessions | None = None
         self._sessions_lock: anyio.Lock | None = None
+
+    @property
+    def templates(self) -> jinja2.Environment:
+        """The Jinja2 environment, made on first use."""
+        if self._templates is None:
+            templates = create_environment()
+            templates.globals.update(nav=NAV, static=self.static_url)
+            self._templates = templates
+        return self._templates
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -133,7 +145,7 @@ class Dashboard:
             response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
             return response
 
-        return Route(path, endpoint, methods=list(methods), name=name)
+        return Route(path, endpoint, methods=list(methods), name=ROUTE_PREFIX + name)
 
     async def _guarded(self, request: Request, handler: PageHandler) -> Response:
         sessions = await self.sessions()
@@ -243,6 +255,7 @@ class Dashboard:
         sessions = self._sessions
         context: dict[str, Any] = {
             "request": request,
+            "url": functools.partial(url, request),
             "view": view,
             "now": self.context.clock(),
             "csrf_token": sessions.csrf_token(access.nonce) if sessions and access else "",
@@ -273,8 +286,17 @@ class Dashboard:
         return View.parse(request, self.context.clock(), **options)
 
 
+ROUTE_PREFIX = "dashboard:"
+"""The dashboard's route names are ``dashboard:<page>``, apart from every other route's."""
+
+
+def url(request: Request, name: str, **path_params: Any) -> str:
+    """The path of the dashboard page ``name``."""
+    return str(request.app.url_path_for(ROUTE_PREFIX + name, **path_params))
+
+
 def app_path(request: Request, name: str, app: AppKey, **query: str | int | None) -> str:
-    path = str(request.app.url_path_for(name, client_id=app.client_id, env=app.env))
+    path = url(request, name, client_id=app.client_id, env=app.env)
     clean = {k: str(v) for k, v in query.items() if v is not None and v != ""}
     return path + ("?" + urlencode(clean) if clean else "")
 

@@ -8,10 +8,12 @@ import math
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    import jinja2
 
 _INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 DASH = "\u2013"
@@ -97,6 +99,8 @@ def ago(value: Any, now: float | None = None) -> str:
 
 
 def create_environment() -> jinja2.Environment:
+    import jinja2  # here, not at import time: the hub's start does not wait for it
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("apitally_hub.dashboard", "templates"),
         autoescape=True,

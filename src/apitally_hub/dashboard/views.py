@@ -151,7 +151,7 @@ class View:
         """The URL of page ``name`` of this app (of the hub when ``name`` takes no app), keeping
         the shared parameters (``keep``) and adding ``query``."""
         path_params = {"client_id": self.app.client_id, "env": self.app.env} if self.app else {}
-        path = str(self.request.app.url_path_for(name, **path_params))
+        path = str(self.request.app.url_path_for("dashboard:" + name, **path_params))
         return path + _query(self.shared_params() if keep else {}, query)
 
     def with_range(self, key: str) -> str:

@@ -144,7 +144,7 @@ class QueryEndpoints:
             ),
             (f"{app}/validation-errors", self._validation_errors),
             (f"{app}/server-errors", self._server_errors),
-            (f"{app}/status", lambda q, r: q.status(app_param(r))),
+            (f"{app}/status", lambda q, r: q.uptime_status(app_param(r))),
             (f"{app}/uptime", self._uptime),
             (f"{app}/instances", lambda q, r: q.instances(app_param(r), page_param(r))),
             (f"{app}/instances/{{instance_uuid}}", self._instance),
@@ -248,12 +248,7 @@ class QueryEndpoints:
 
     def _uptime(self, q: QueryService, r: Request) -> dict[str, Any]:
         window = self._window(r)
-        beats = q.heartbeats(app_param(r), window)
-        return {
-            "window": window.as_dict(),
-            **q.uptime(app_param(r), window),
-            "heartbeats": [{"minute": m, "syncs": n} for m, n in beats],
-        }
+        return {"window": window.as_dict(), **q.uptime(app_param(r), window)}
 
     def _instance(self, q: QueryService, r: Request) -> dict[str, Any] | None:
         return q.instance(app_param(r), r.path_params["instance_uuid"])

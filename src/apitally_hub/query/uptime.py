@@ -1,125 +1,113 @@
-"""Up and down of an app env, derived from its heartbeats (every instance syncs each interval,
-even when idle).
+"""Uptime from heartbeats and health checks: pure functions over what the store holds.
 
-An env is **down** when no instance has synced for :func:`down_after` seconds — three sync
-intervals of its slowest instance, at least three minutes — and up again at the next sync. The
-store keeps heartbeats per minute (the minute of a sync's timestamp), so a sync in minute ``m``
-counts as alive until the end of that minute: the timeline may call an outage up to a minute
-late, never early. The newest sync is known to the second (the instances' last sync), and the
-tail of the timeline uses it, so the timeline's end agrees with the current status.
+**Down window.** Every instance syncs each interval, even when idle. An app env is *down* when
+no instance has synced for ``max(3 * sync interval, minimum)`` (the minimum is 3 minutes by
+default), where the interval is the one the store inferred for the instance that synced last
+(else the smallest inferred one, else the hub's default); it is up again at the next sync. With a
+health check configured, the env is also down while the check fails.
 
-Before the app was first seen, and before the oldest heartbeat the store still keeps, the state
-is ``unknown`` (not counted in the uptime fraction).
+**History.** The store keeps syncs per minute. A minute counts as *up* when an instance synced in
+it or in the down window before it; runs of other minutes, from the first sync on, are *down*.
+Health-check failures add their own down intervals (to the second: the check's events are
+exact). The current down interval, if any, starts at the last sync plus the down window.
+Uptime of a day = 1 - down seconds / observed seconds (observed: since the env was first seen,
+until now).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
-DOWN_AFTER_INTERVALS = 3
-DOWN_AFTER_MIN_SECONDS = 180.0
+Interval = tuple[float, float]
 
-State = Literal["up", "down", "unknown"]
+DAY = 86400
 
 
-def down_after(intervals: Iterable[float], default_interval: float) -> float:
-    """Seconds without a sync after which the env is down."""
-    slowest = max(intervals, default=default_interval)
-    return max(DOWN_AFTER_MIN_SECONDS, DOWN_AFTER_INTERVALS * slowest)
+def down_window(interval: float, minimum: float) -> float:
+    return max(3 * interval, minimum)
 
 
-@dataclass(frozen=True)
-class Span:
-    start: float
-    end: float
-    state: State
-
-    def as_dict(self) -> dict[str, float | str]:
-        return {"start": self.start, "end": self.end, "state": self.state}
-
-
-def status(last_sync_at: float | None, now: float, after: float) -> State:
-    if last_sync_at is None:
-        return "unknown"
-    return "up" if now - last_sync_at <= after else "down"
-
-
-def timeline(
-    minutes: Sequence[int],
-    *,
-    since: float,
-    until: float,
-    after: float,
-    known_from: float | None,
-    last_sync_at: float | None,
-) -> list[Span]:
-    """Consecutive spans covering ``[since, until]``.
-
-    ``minutes``: the heartbeat minutes (sorted; include those up to ``after`` + 60 s before
-    ``since``); ``known_from``: from when the state is known (None: never, all unknown).
-    """
-    if until <= since:
-        return []
-    if known_from is None:
-        return [Span(since, until, "unknown")]
-    known_from = min(max(known_from, since), until)
-    alive: list[tuple[float, float]] = []
-    last_minute = int(last_sync_at // 60) * 60 if last_sync_at is not None else None
+def heartbeat_down_intervals(
+    minutes: Iterable[int], window: float, since: float, until: float, last_sync: float | None
+) -> list[Interval]:
+    """Down intervals within ``[since, until]`` from the minutes with syncs (ascending)."""
+    down: list[Interval] = []
+    previous: int | None = None
     for minute in minutes:
-        through = last_sync_at if minute == last_minute and last_sync_at is not None else minute + 60.0
-        alive.append((float(minute), through + after))
-    if last_sync_at is not None:
-        alive.append((last_sync_at, last_sync_at + after))
-    spans: list[Span] = []
-    if known_from > since:
-        spans.append(Span(since, known_from, "unknown"))
-    position = known_from
-    for start, end in sorted(alive):
-        start, end = max(start, known_from), min(end, until)
-        if end <= position:
-            continue
+        if previous is not None:
+            # minute M is up when a sync came in some minute b with M - b < 60 + window
+            start = float(previous + 60 * math.ceil(1 + window / 60))
+            if minute > start:
+                down.append((start, float(minute)))
+        previous = minute
+    if last_sync is not None and until - last_sync > window:
+        down.append((last_sync + window, until))
+    return clip(down, since, until)
+
+
+def health_down_intervals(events: Sequence[tuple[float, str]], since: float, until: float) -> list[Interval]:
+    """Down intervals from a health check's status changes ``(at, "up"|"down")``, ascending."""
+    down: list[Interval] = []
+    start: float | None = None
+    for at, status in events:
+        if status == "down" and start is None:
+            start = at
+        elif status != "down" and start is not None:
+            down.append((start, at))
+            start = None
+    if start is not None:
+        down.append((start, until))
+    return clip(down, since, until)
+
+
+def clip(intervals: Iterable[Interval], since: float, until: float) -> list[Interval]:
+    return [(max(a, since), min(b, until)) for a, b in intervals if min(b, until) > max(a, since)]
+
+
+def union(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def measure(intervals: Iterable[Interval], since: float, until: float) -> float:
+    return sum(b - a for a, b in clip(intervals, since, until))
+
+
+def timeline(down: Sequence[Interval], observed_since: float, until: float) -> list[dict[str, object]]:
+    """Alternating up/down spans covering ``[observed_since, until]``."""
+    spans: list[dict[str, object]] = []
+    position = observed_since
+    for start, end in clip(down, observed_since, until):
         if start > position:
-            _append(spans, Span(position, start, "down"))
-        _append(spans, Span(max(start, position), end, "up"))
+            spans.append({"status": "up", "start": position, "end": start})
+        spans.append({"status": "down", "start": start, "end": end})
         position = end
-    if position < until:
-        _append(spans, Span(position, until, "down"))
+    if until > position:
+        spans.append({"status": "up", "start": position, "end": until})
     return spans
 
 
-def _append(spans: list[Span], span: Span) -> None:
-    if span.end <= span.start:
-        return
-    if spans and spans[-1].state == span.state and spans[-1].end >= span.start:
-        spans[-1] = Span(spans[-1].start, span.end, span.state)
-    else:
-        spans.append(span)
-
-
-def daily(spans: Sequence[Span], day: int = 86400) -> list[dict[str, float | None]]:
-    """The uptime fraction of each (UTC) day the spans touch: ``[{"day": start, "uptime": ...}]``."""
-    if not spans:
-        return []
-    first = int(spans[0].start // day) * day
-    result = []
-    for start in range(first, int(spans[-1].end), day):
-        clipped = [
-            Span(max(s.start, start), min(s.end, start + day), s.state)
-            for s in spans
-            if s.end > start and s.start < start + day
-        ]
-        result.append({"day": float(start), "uptime": uptime_fraction(clipped)})
+def days(down: Sequence[Interval], observed_since: float, until: float) -> list[dict[str, object]]:
+    """Uptime per UTC day of ``[observed_since, until]``."""
+    result: list[dict[str, object]] = []
+    day = int(observed_since // DAY) * DAY
+    while day < until:
+        start, end = max(float(day), observed_since), min(float(day + DAY), until)
+        if end > start:
+            lost = measure(down, start, end)
+            result.append(
+                {
+                    "day": day,
+                    "observed_seconds": round(end - start, 3),
+                    "down_seconds": round(lost, 3),
+                    "uptime": round(1 - lost / (end - start), 6),
+                }
+            )
+        day += DAY
     return result
-
-
-def uptime_fraction(spans: Iterable[Span]) -> float | None:
-    """Share of the known time that was up; None when nothing is known."""
-    up = down = 0.0
-    for span in spans:
-        if span.state == "up":
-            up += span.end - span.start
-        elif span.state == "down":
-            down += span.end - span.start
-    return round(up / (up + down), 6) if up + down > 0 else None

@@ -17,6 +17,8 @@ The data model, common to every backend:
 - registries: instances, consumers (with name/group history), the request log, rejections.
 - settings: a few named values per app (e.g. the dashboard's Apdex threshold), and the hub's own
   under :data:`HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
+- alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
+  history, silences, the notification outbox, health checks.
 
 Methods are synchronous; callers on the event loop run them in worker threads. Backends must be
 safe to call from several threads at once.
@@ -29,7 +31,10 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from apitally_hub.storage.alerts import AlertStore
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 RESOLUTIONS: tuple[int, ...] = (MINUTE, HOUR, DAY)
@@ -526,6 +531,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def prune(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
         """Delete what ``policy`` no longer keeps; returns rows deleted per kind."""
+
+    # -- alerting -----------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def alerts(self) -> AlertStore:
+        """Alert rules, channels, state, history, silences, outbox, health checks
+        (:mod:`apitally_hub.storage.alerts`)."""
 
     # -- reads --------------------------------------------------------------------------------
 

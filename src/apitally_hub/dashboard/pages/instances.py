@@ -1,5 +1,7 @@
 """``/apps/{client_id}/{env}/instances``: the env's up/down timeline over the window (from its
-heartbeats), its uptime per day, and its instances with their versions and status."""
+heartbeats and health checks: :meth:`QueryService.uptime`, the alerting's definition), its
+uptime per day, and its instances with their versions and status. Before the env was first seen
+the timeline is grey (unknown)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,12 @@ async def instances(dash: Dashboard, request: Request) -> Response:
 
     def data(q: QueryService) -> dict[str, Any]:
         uptime = q.uptime(app, window)
+        until = min(window.until, q.clock())
+        known = uptime["observed_since"] if uptime["observed_since"] is not None else until
+        spans: list[dict[str, Any]] = []
+        if known > window.since:
+            spans.append({"status": "unknown", "start": window.since, "end": known})
+        spans += uptime["timeline"]
         extent = max(window.until - window.since, 1.0)
         bars = [
             {
@@ -30,7 +38,7 @@ async def instances(dash: Dashboard, request: Request) -> Response:
                 "x": (span["start"] - window.since) / extent,
                 "w": (span["end"] - span["start"]) / extent,
             }
-            for span in uptime["timeline"]
+            for span in spans
         ]
         return {
             **chrome(q, view),

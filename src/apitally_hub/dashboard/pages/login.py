@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.dashboard.session import SESSION_COOKIE, SESSION_SECONDS
-from apitally_hub.dashboard.site import LOGIN_PATH, Dashboard
+from apitally_hub.dashboard.site import LOGIN_PATH, Dashboard, url
 
 _logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ async def logout(dash: Dashboard, request: Request) -> Response:
     session = request.state.access.session
     if session is not None:
         sessions.revoke(session)
-    response = RedirectResponse(str(request.app.url_path_for("login")), status_code=303)
+    response = RedirectResponse(url(request, "login"), status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response
 

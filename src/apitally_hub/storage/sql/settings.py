@@ -13,7 +13,7 @@ CREATE TABLE app_settings (
     PRIMARY KEY (client_id, env, name)
 )
 """
-"""The migration that adds the table (SQLite schema 3; the same statement for PostgreSQL)."""
+"""The migration that adds the table (SQLite schema 4; the same statement for PostgreSQL)."""
 
 
 def app_settings(tx: Tx, app: AppKey) -> dict[str, str]:

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 
 from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
+from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
@@ -283,12 +284,19 @@ class _MergeBins:
         return json.dumps({str(k): self.bins[k] for k in sorted(self.bins)}, separators=(",", ":"))
 
 
-def _v3_app_settings(conn: sqlite3.Connection) -> None:
-    """Schema 3: named settings per app (the dashboard's Apdex threshold, the session secret)."""
+def _v3_alerting(conn: sqlite3.Connection) -> None:
+    """Schema 3: alert channels, rules, state, history, silences, outbox and health checks
+    (the portable DDL shared with PostgreSQL)."""
+    for statement in ALERTING_DDL:
+        conn.execute(statement)
+
+
+def _v4_app_settings(conn: sqlite3.Connection) -> None:
+    """Schema 4: named settings per app (the dashboard's Apdex threshold, the session secret)."""
     conn.execute(APP_SETTINGS_DDL)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_app_settings)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_alerting, _v4_app_settings)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
