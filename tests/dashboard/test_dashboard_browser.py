@@ -431,3 +431,18 @@ def test_a_second_login_in_a_fresh_context_works(browser: Browser, demo: Demo) -
         assert states == ["unknown"] + [s["status"] for s in uptime["timeline"]]  # grey before the history
     finally:
         context.close()
+
+
+def test_live_refresh_reloads_the_content_of_pages_that_end_now(page: Page, demo: Demo) -> None:
+    page.clock.install()  # the page's timers run on a clock the test moves
+    open_page(page, url_of(demo, "traffic"))
+    assert page.locator("label.live").is_visible() and page.is_checked("#live-toggle")
+    page.evaluate("document.querySelector('#kpis').dataset.marker = 'before'")
+    with page.expect_response(lambda r: r.request.headers.get("x-dashboard-refresh") == "1") as refresh:
+        page.clock.run_for(31_000)
+    assert refresh.value.status == 200
+    page.wait_for_function("!document.querySelector('#kpis').dataset.marker")  # the content was replaced
+    assert page.locator("[data-chart] .uplot canvas").count() == page.locator("[data-chart]").count()
+    # a custom window does not end now: no refresh
+    page.goto(url_of(demo, "traffic") + "?since=2h&until=1h")
+    assert page.get_attribute("body", "data-live") is None
