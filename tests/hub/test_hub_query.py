@@ -358,3 +358,44 @@ def test_apps_with_stats_carry_the_overview_and_the_status(http: httpx.Client, c
     assert mine["overview"]["requests"] == 42 and mine["status"]["status"] == "up"
     assert body["window"]["until"] - body["window"]["since"] == 86400
     assert get(http, client_id, "status")["status"] == "up"
+
+
+def test_consumers_by_last_sighting_and_percentiles_over_time(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    now = time.time()
+    first = sync(timestamp=now - 120, requests=[item(consumer="old")], consumers=[])
+    second = sync(
+        timestamp=now,
+        requests=[
+            item(
+                consumer="new", request_count=1, response_times={"20": 1}, request_sizes={}, response_sizes={}
+            )
+        ],
+        consumers=[],
+    )
+    for message in (first, second):
+        assert http.post(f"{app_path}/sync", json=message).status_code == 202
+        time.sleep(0.01)  # last seen in this order
+    by_requests = get(http, client_id, "consumers")
+    assert by_requests["sort"] == "requests" and [c["identifier"] for c in by_requests["consumers"]] == [
+        "old",
+        "new",
+    ]
+    by_sighting = get(http, client_id, "consumers", sort="last_seen")
+    assert by_sighting["sort"] == "last_seen" and [c["identifier"] for c in by_sighting["consumers"]] == [
+        "new",
+        "old",
+    ]
+    assert {c["identifier"]: c["requests"] for c in by_sighting["consumers"]} == {"new": 1, "old": 42}
+    assert by_sighting["total"] == 2
+    one = get(http, client_id, "consumers", sort="last_seen", consumer="old")
+    assert [c["identifier"] for c in one["consumers"]] == ["old"]
+    # with an endpoint filter the registry cannot tell: by requests
+    assert get(http, client_id, "consumers", sort="last_seen", method="GET")["sort"] == "requests"
+    assert http.get(f"/api/{client_id}/dev/consumers", params={"sort": "name"}).status_code == 422
+    points = get(http, client_id, "percentiles", bucket="1h")["points"]
+    assert sum(p["requests"] for p in points) == 43 and points[-1]["p50_ms"] is not None
+    plain = get(http, client_id, "timeseries", bucket="1h", percentiles="false")["points"]
+    assert sum(p["requests"] for p in plain) == 43
+    assert all(p["p50_ms"] is None and p["apdex"] is None for p in plain)

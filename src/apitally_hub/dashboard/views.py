@@ -21,18 +21,19 @@ from apitally_hub.query.params import MAX_TEXT, window_params
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import DAY, HOUR, MINUTE, NO_CONSUMER, AppKey, TrafficFilter
 
-RANGES: dict[str, tuple[str, int, int]] = {
-    "15m": ("15 min", 15 * MINUTE, MINUTE),
-    "1h": ("1 h", HOUR, MINUTE),
-    "6h": ("6 h", 6 * HOUR, 5 * MINUTE),
-    "24h": ("24 h", DAY, 10 * MINUTE),
-    "7d": ("7 d", 7 * DAY, HOUR),
-    "30d": ("30 d", 30 * DAY, 3 * HOUR),
-    "90d": ("90 d", 90 * DAY, 12 * HOUR),
-    "13mo": ("13 months", 395 * DAY, DAY),
+RANGES: dict[str, tuple[str, int, int, int]] = {
+    "15m": ("15 min", 15 * MINUTE, MINUTE, MINUTE),
+    "1h": ("1 h", HOUR, MINUTE, MINUTE),
+    "6h": ("6 h", 6 * HOUR, 5 * MINUTE, 30 * MINUTE),
+    "24h": ("24 h", DAY, 10 * MINUTE, HOUR),
+    "7d": ("7 d", 7 * DAY, HOUR, 6 * HOUR),
+    "30d": ("30 d", 30 * DAY, 3 * HOUR, DAY),
+    "90d": ("90 d", 90 * DAY, 12 * HOUR, DAY),
+    "13mo": ("13 months", 395 * DAY, DAY, 7 * DAY),
 }
-"""Time ranges of the picker: key -> (label, seconds, chart bucket seconds). Beyond 30 days the
-charts read the hourly and daily rollups."""
+"""Time ranges of the picker: key -> (label, seconds, chart bucket, percentile chart bucket).
+Percentiles need every row's histogram, so their chart takes coarser buckets (hours, days: the
+rollups) than the chart of requests; beyond 30 days both read the hourly and daily rollups."""
 DEFAULT_RANGE = "1h"
 LIVE_MAX_SECONDS = DAY
 """Pages over a window up to this long (ending now) refresh themselves."""
@@ -59,11 +60,11 @@ class BadView(HubError):
         self.message = message
 
 
-def _bucket_for(seconds: float) -> int:
-    for _, span, bucket in RANGES.values():
+def _buckets_for(seconds: float) -> tuple[int, int]:
+    for _, span, bucket, percentile_bucket in RANGES.values():
         if seconds <= span:
-            return bucket
-    return DAY
+            return bucket, percentile_bucket
+    return DAY, 7 * DAY
 
 
 def parse_endpoint(value: str) -> tuple[str, str]:
@@ -81,6 +82,7 @@ class View:
     range: str = DEFAULT_RANGE
     window: Window = field(default_factory=lambda: Window(0.0, 0.0))
     bucket: int = MINUTE
+    percentile_bucket: int = MINUTE
     endpoint: tuple[str, str] | None = None
     consumer: str | None = None
     group: str | None = None
@@ -98,12 +100,12 @@ class View:
             if view.param("since"):
                 view.range = "custom"
                 view.window = window_params(request, now)
-                view.bucket = _bucket_for(view.window.until - view.window.since)
+                view.bucket, view.percentile_bucket = _buckets_for(view.window.until - view.window.since)
             else:
                 view.range = view.param("range") or default_range
                 if view.range not in RANGES:
                     raise BadView(f"range should be one of {', '.join(RANGES)}")
-                _, span, view.bucket = RANGES[view.range]
+                _, span, view.bucket, view.percentile_bucket = RANGES[view.range]
                 view.window = Window(now - span, now)
         except BadView:
             raise

@@ -3,7 +3,8 @@
 
 ``/api/apps`` lists the apps (``stats=true``: each with its ``overview`` over the window —
 default the last 24 h — and its ``status`` now). Per app, under ``/api/{client_id}/{env}/``:
-``overview``, ``settings``, ``endpoints``, ``timeseries``, ``histogram``, ``sizes``,
+``overview``, ``settings``, ``endpoints``, ``timeseries`` (``percentiles=false``: without them),
+``percentiles`` (per bucket), ``histogram``, ``sizes``,
 ``error-status-codes``, ``consumers`` and ``consumers/{identifier}``, ``consumer-groups``,
 ``validation-errors``, ``server-errors``, ``status``, ``uptime``, ``instances`` and
 ``instances/{instance_uuid}``, ``requests`` (the request log) and ``requests/{uuid}``, and
@@ -13,7 +14,9 @@ Common parameters: ``since``/``until`` (see :mod:`.timewindow`; default the last
 filters ``method``, ``path``, ``consumer``, ``group`` and ``status`` (``404`` or ``4xx``), and for
 lists ``limit`` (1-1000, default 100) and ``cursor`` (the ``next_cursor`` of the previous page).
 ``endpoints`` takes ``sort`` (a key of :data:`~.service.ENDPOINT_SORTS`) and ``order``
-(``asc``/``desc``; default: the key's natural order). ``apdex_ms`` defaults to the app's setting.
+(``asc``/``desc``; default: the key's natural order); ``consumers`` takes ``sort=requests``
+(default) or ``last_seen`` (cheap over long windows: :meth:`~.service.QueryService.consumers`).
+``apdex_ms`` defaults to the app's setting.
 Bad parameters give 422 naming ``["query", <name>]``.
 """
 
@@ -45,6 +48,7 @@ from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.base import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 
 MAX_LIMIT = 1000
+CONSUMER_SORTS = ("requests", "last_seen")
 
 
 def status_filter(request: Request) -> tuple[int | None, int | None]:
@@ -133,6 +137,7 @@ class QueryEndpoints:
             (f"{app}/settings", lambda q, r: {"settings": q.settings(app_param(r))}),
             (f"{app}/endpoints", self._endpoints),
             (f"{app}/timeseries", self._timeseries),
+            (f"{app}/percentiles", self._percentiles),
             (f"{app}/histogram", self._histogram),
             (f"{app}/sizes", self._sizes),
             (f"{app}/error-status-codes", self._error_status_codes),
@@ -211,6 +216,13 @@ class QueryEndpoints:
             flt=traffic_filter(r),
             bucket_seconds=bucket_param(r),
             apdex_ms=apdex_param(r),
+            percentiles=bool_param(r, "percentiles", default=True),
+        )
+        return self._windowed(r, body)
+
+    def _percentiles(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.percentiles(
+            app_param(r), self._window(r), flt=traffic_filter(r), bucket_seconds=bucket_param(r)
         )
         return self._windowed(r, body)
 
@@ -235,7 +247,12 @@ class QueryEndpoints:
         return self._windowed(r, {"response_times": bins})
 
     def _consumers(self, q: QueryService, r: Request) -> dict[str, Any]:
-        body = q.consumers(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+        sort = text_param(r, "sort") or "requests"
+        if sort not in CONSUMER_SORTS:
+            raise field_error(("query", "sort"), f"Should be one of {', '.join(CONSUMER_SORTS)}", "enum")
+        body = q.consumers(
+            app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r), sort=sort
+        )
         return self._windowed(r, body)
 
     def _validation_errors(self, q: QueryService, r: Request) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from apitally_hub.query import planner, stats, uptime
+from apitally_hub.query.percentiles import percentiles as percentile_values
 from apitally_hub.query.settings import APDEX_MS, read_settings
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import (
@@ -258,16 +259,19 @@ class QueryService:
         flt: TrafficFilter = ALL_TRAFFIC,
         bucket_seconds: int | None = None,
         apdex_ms: int | None = None,
+        percentiles: bool = True,
     ) -> dict[str, Any]:
         """Per bucket of ``bucket_seconds`` (None: chosen for the window) the traffic numbers,
-        requests per status code and per class (``2xx`` ...) and the rate per minute."""
+        requests per status code and per class (``2xx`` ...) and the rate per minute.
+        ``percentiles=False``: without percentiles and Apdex (None), which need every row's
+        histogram — the cost of a fine chart over a long window; see :meth:`percentiles`."""
         apdex_ms = self._apdex_ms(app, apdex_ms)
         bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
         bucket, segments = planner.chart_segments(
             window.since, window.until, bucket, self.clock(), self.retention
         )
         rows = self.storage.traffic(
-            TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket, response_times=True)
+            TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket, response_times=percentiles)
         )
         by_bucket: dict[int, list[TrafficRow]] = {}
         for row in rows:
@@ -289,6 +293,37 @@ class QueryService:
                         str(r.key[1]): r.request_count for r in sorted(parts, key=lambda r: r.key[1])
                     },
                     "status_classes": dict(sorted(classes.items())),
+                }
+            )
+            if not percentiles:
+                points[-1].update(p50_ms=None, p75_ms=None, p95_ms=None, p99_ms=None, apdex=None)
+        return {"bucket_seconds": bucket, "points": points}
+
+    def percentiles(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        bucket_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """Response-time percentiles (p50/p75/p95/p99) and requests per bucket: a chart of
+        percentiles, which can take coarser buckets than the chart of requests."""
+        bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
+        bucket, segments = planner.chart_segments(
+            window.since, window.until, bucket, self.clock(), self.retention
+        )
+        rows = self.storage.traffic(
+            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=True)
+        )
+        points = []
+        for row in sorted(rows, key=lambda r: int(r.key[0])):
+            ps = percentile_values(row.response_times, (50, 75, 95, 99))
+            points.append(
+                {
+                    "bucket": int(row.key[0]),
+                    "requests": row.request_count,
+                    **{f"{name}_ms": value for name, value in ps.items()},
                 }
             )
         return {"bucket_seconds": bucket, "points": points}
@@ -321,22 +356,64 @@ class QueryService:
         flt: TrafficFilter = ALL_TRAFFIC,
         page: Page = Page(),
         history: bool = True,
+        sort: str = "requests",
     ) -> dict[str, Any]:
+        """The identified consumers with traffic in the window, with their numbers, paged.
+
+        ``sort="requests"``: most requests first. ``sort="last_seen"``: most recently seen first,
+        from the registry — only the page's consumers' traffic is read, so a long window over
+        many consumers stays cheap; it applies to windows that end now and filters by consumer or
+        group only (else the list is by requests; ``sort`` in the answer says which).
+        """
         offset = _offset(page.cursor)
-        flt = TrafficFilter(
-            method=flt.method,
-            path=flt.path,
-            consumer=flt.consumer,
-            consumer_group=flt.consumer_group,
-            identified_only=True,
+        flt = replace(flt, identified_only=True)
+        endpoint_filter = any(
+            v is not None for v in (flt.method, flt.path, flt.status_code, flt.status_class, flt.consumers)
         )
+        if sort == "last_seen" and not endpoint_filter and window.until >= self.clock() - MINUTE:
+            return self._recent_consumers(app, window, flt, page, offset, history)
         query = TrafficQuery(
             app, self._segments(window), ("consumer",), flt, order="requests", limit=page.limit, offset=offset
         )
         rows = self.storage.traffic(query)
         total = self.storage.count_traffic_groups(query)
+        infos = self.storage.consumers_info(app, [row.key[0] for row in rows])
+        result = self._consumer_entries(app, rows, infos, history)
+        return {
+            "sort": "requests",
+            "consumers": result,
+            "total": total,
+            "next_cursor": _next_offset(offset, len(rows), total),
+        }
+
+    def _recent_consumers(
+        self, app: AppKey, window: Window, flt: TrafficFilter, page: Page, offset: int, history: bool
+    ) -> dict[str, Any]:
+        if flt.consumer is not None:
+            found = self.storage.consumers_info(app, [flt.consumer])
+            shown = [info for info in found.values() if info.last_seen >= window.since]
+            shown = [i for i in shown if flt.consumer_group is None or i.group == flt.consumer_group]
+            total = len(shown)
+        else:
+            shown, total = self.storage.recent_consumers(
+                app, window.since, group=flt.consumer_group, limit=page.limit, offset=offset
+            )
+        ids = tuple(info.identifier for info in shown)
+        query = TrafficQuery(app, self._segments(window), ("consumer",), TrafficFilter(consumers=ids))
+        traffic = {row.key[0]: row for row in self.storage.traffic(query)}
+        rows = [traffic.get(i) or TrafficRow((i,), 0, 0, 0, 0, 0, {}, {}, {}) for i in ids]
+        result = self._consumer_entries(app, rows, {info.identifier: info for info in shown}, history)
+        return {
+            "sort": "last_seen",
+            "consumers": result,
+            "total": total,
+            "next_cursor": _next_offset(offset, len(shown), total),
+        }
+
+    def _consumer_entries(
+        self, app: AppKey, rows: list[TrafficRow], infos: Mapping[str, Any], history: bool
+    ) -> list[dict[str, Any]]:
         identifiers = [row.key[0] for row in rows]
-        infos = self.storage.consumers_info(app, identifiers)
         changes: dict[str, list[dict[str, Any]]] = {}
         if history:
             for change in self.storage.consumer_history(app, identifiers):
@@ -361,7 +438,7 @@ class QueryService:
                     **({"history": changes.get(identifier, [])} if history else {}),
                 }
             )
-        return {"consumers": result, "total": total, "next_cursor": _next_offset(offset, len(rows), total)}
+        return result
 
     def consumer_groups(self, app: AppKey, window: Window) -> list[dict[str, Any]]:
         sizes = dict(self.storage.consumer_groups(app))

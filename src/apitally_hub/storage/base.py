@@ -283,6 +283,8 @@ class TrafficFilter:
     consumer: str | None = None
     """An identifier; ``NO_CONSUMER`` selects requests without one."""
     consumer_group: str | None = None
+    consumers: tuple[str, ...] | None = None
+    """Only these identifiers (a page of a consumer list)."""
     status_class: int | None = None
     """1-5: only 1xx ... 5xx."""
     status_code: int | None = None
@@ -291,7 +293,12 @@ class TrafficFilter:
 
     @property
     def needs_consumers(self) -> bool:
-        return self.consumer is not None or self.consumer_group is not None or self.identified_only
+        return (
+            self.consumer is not None
+            or self.consumer_group is not None
+            or self.consumers is not None
+            or self.identified_only
+        )
 
 
 @dataclass(frozen=True)
@@ -572,6 +579,13 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def consumer_groups(self, app: AppKey) -> list[tuple[str, int]]:
         """(group, consumers in it) for every named group."""
+
+    @abc.abstractmethod
+    def recent_consumers(
+        self, app: AppKey, seen_since: float, *, group: str | None, limit: int, offset: int
+    ) -> tuple[list[ConsumerInfo], int]:
+        """The consumers last seen at or after ``seen_since`` (of ``group``), most recent first:
+        a page and the number of them (from the registry, without reading traffic)."""
 
     @abc.abstractmethod
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]: ...

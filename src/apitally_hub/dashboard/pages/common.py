@@ -101,6 +101,7 @@ def requests_chart(timeseries: dict[str, Any], view: View) -> dict[str, Any]:
 
 
 def percentiles_chart(timeseries: dict[str, Any], view: View) -> dict[str, Any]:
+    """From a :meth:`QueryService.percentiles` answer."""
     return chart(
         timeseries,
         view,

@@ -115,13 +115,14 @@ async def endpoint(dash: Dashboard, request: Request) -> Response:
 
     def data(q: QueryService) -> dict[str, Any]:
         summary = q.endpoints(app, window, flt=flt, include_idle=True)["endpoints"]
-        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket)
+        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket, percentiles=False)
+        times = q.percentiles(app, window, flt=flt, bucket_seconds=view.percentile_bucket)
         histogram = q.response_time_histogram(app, window, flt=flt)
         return {
             **chrome(q, view),
             "summary": summary[0] if summary else None,
             "series": series,
-            "charts": {"times": percentiles_chart(series, view), "requests": requests_chart(series, view)},
+            "charts": {"times": percentiles_chart(times, view), "requests": requests_chart(series, view)},
             "histogram": histogram,
             "bars": histogram_bars(histogram),
             "sizes": q.size_histograms(app, window, flt=endpoint_only),

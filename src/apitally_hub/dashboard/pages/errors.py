@@ -25,7 +25,7 @@ async def errors(dash: Dashboard, request: Request) -> Response:
     validation_cursor, server_cursor = view.param("vcursor"), view.param("scursor")
 
     def data(q: QueryService) -> dict[str, Any]:
-        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket)
+        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket, percentiles=False)
         codes = sorted({int(c) for p in series["points"] for c in p["status_codes"] if int(c) >= 400})
         rate = per_minute(int(series["bucket_seconds"]))
         by_code = [(str(code), rate(status_count(str(code)))) for code in codes]

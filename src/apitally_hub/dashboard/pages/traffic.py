@@ -23,7 +23,8 @@ async def traffic(dash: Dashboard, request: Request) -> Response:
 
     def data(q: QueryService) -> dict[str, Any]:
         overview = q.app_overview(app, window, flt=flt)
-        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket)
+        series = q.timeseries(app, window, flt=flt, bucket_seconds=view.bucket, percentiles=False)
+        times = q.percentiles(app, window, flt=flt, bucket_seconds=view.percentile_bucket)
         rate = per_minute(int(series["bucket_seconds"]))
         return {
             **chrome(q, view),
@@ -34,7 +35,7 @@ async def traffic(dash: Dashboard, request: Request) -> Response:
                 "errors": chart(
                     series, view, [("error rate", lambda p: p["error_rate"])], unit="%", missing=None
                 ),
-                "times": percentiles_chart(series, view),
+                "times": percentiles_chart(times, view),
                 "bytes": chart(
                     series,
                     view,

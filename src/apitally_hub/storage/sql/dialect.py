@@ -26,6 +26,9 @@ class Dialect:
     """Appended to a claim's ``SELECT`` so concurrent workers skip each other's rows."""
     insert_ignore: str
     """``INSERT`` that skips rows conflicting with a unique key (with ``ON CONFLICT DO NOTHING``)."""
+    consumer_index: str = ""
+    """Put after ``FROM consumer_traffic`` when the rows of given consumers are read: SQLite's
+    planner, without statistics, would rather scan every consumer's rows of the window."""
 
     def sql(self, text: str) -> str:
         return text if self.placeholder == "?" else text.replace("?", self.placeholder)
@@ -41,6 +44,7 @@ SQLITE = Dialect(
     bins_value="j.value",
     lock_rows="",
     insert_ignore="INSERT",
+    consumer_index=" INDEXED BY consumer_traffic_consumer",
 )
 
 POSTGRES = Dialect(

@@ -52,6 +52,9 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
     if consumers and flt.consumer is not None:
         sql += " AND consumer = ?"
         params.append(flt.consumer)
+    if consumers and flt.consumers is not None:
+        sql += f" AND consumer IN ({', '.join('?' * len(flt.consumers))})" if flt.consumers else " AND 1 = 0"
+        params += list(flt.consumers)
     if consumers and flt.identified_only:
         sql += " AND consumer != ?"
         params.append(NO_CONSUMER)
@@ -65,12 +68,20 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
 
 
 def _union(
-    table: str, columns: str, app: AppKey, segments: Sequence[Segment], where: str, params: Sequence[Any]
+    table: str,
+    columns: str,
+    app: AppKey,
+    segments: Sequence[Segment],
+    where: str,
+    params: Sequence[Any],
+    *,
+    hint: str = "",
 ) -> tuple[str, list[Any]]:
+    """``hint``: the backend's way to name the index to read (see :attr:`Dialect.consumer_index`)."""
     parts, values = [], []
     for segment in segments:
         parts.append(
-            f"SELECT {columns} FROM {table} WHERE client_id = ? AND env = ? AND resolution = ?"
+            f"SELECT {columns} FROM {table}{hint} WHERE client_id = ? AND env = ? AND resolution = ?"
             f" AND bucket >= ? AND bucket <= ?{where}"
         )
         values += [app.client_id, app.env, segment.resolution, segment.start, segment.end, *params]
@@ -93,7 +104,9 @@ def _dims(query: TrafficQuery) -> tuple[list[str], list[str], list[Any]]:
     return exprs, aliases, params
 
 
-def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, str, list[Any]]:
+def _traffic_source(
+    query: TrafficQuery, bins_column: str | None, dialect: Dialect
+) -> tuple[str, str, list[Any]]:
     uses_consumers = "consumer" in query.group_by or query.filter.needs_consumers
     table = "consumer_traffic" if uses_consumers else "endpoint_traffic"
     columns = [
@@ -110,7 +123,11 @@ def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, 
     if bins_column:
         columns.append(bins_column)
     where, params = _filters(query.filter, query.app, consumers=uses_consumers)
-    sql, values = _union(table, ", ".join(columns), query.app, query.segments, where, params)
+    # the rows of given consumers: read through the index that starts with the consumer, not every
+    # consumer's rows of the window
+    by_consumer = uses_consumers and (query.filter.consumer is not None or query.filter.consumers is not None)
+    hint = dialect.consumer_index if by_consumer else ""
+    sql, values = _union(table, ", ".join(columns), query.app, query.segments, where, params, hint=hint)
     return table, sql, values
 
 
@@ -120,7 +137,7 @@ def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[Traffi
     if query.group_by != ("consumer_group",) or query.response_times or query.sizes:
         raise ValueError("consumer_group is grouped alone and without histograms")
     per_consumer = TrafficQuery(query.app, query.segments, ("consumer",), query.filter)
-    _, source, values = _traffic_source(per_consumer, None)
+    _, source, values = _traffic_source(per_consumer, None, dialect)
     s = dialect.sum
     inner = (
         f"SELECT s.consumer AS consumer, {s}(request_count) AS n,"
@@ -143,7 +160,7 @@ def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[Traffi
 def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
     if "consumer_group" in query.group_by:
         return _group_traffic(tx, dialect, query)
-    _, source, values = _traffic_source(query, None)
+    _, source, values = _traffic_source(query, None, dialect)
     dims, aliases, dim_params = _dims(query)
     s = dialect.sum
     select = [
@@ -188,7 +205,7 @@ def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
 
 
 def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tuple[Any, ...], Bins]:
-    _, source, values = _traffic_source(query, column)
+    _, source, values = _traffic_source(query, column, dialect)
     dims, aliases, dim_params = _dims(query)
     join = dialect.bins_join.format(col=f"s.{column}")
     sql = (
@@ -205,13 +222,15 @@ def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tu
 
 
 def count_traffic_groups(tx: Tx, dialect: Dialect, query: TrafficQuery) -> int:
-    _, source, values = _traffic_source(query, None)
+    _, source, values = _traffic_source(query, None, dialect)
     dims, aliases, dim_params = _dims(query)
     if not dims:
         return 1
+    # the sum keeps the plan on the window's key range: without it SQLite may count groups by
+    # scanning the whole of an index that covers the grouped columns (every bucket ever stored)
     sql = (
-        f"SELECT COUNT(*) FROM (SELECT {', '.join(dims)} FROM ({source}) AS s"
-        f" GROUP BY {', '.join(aliases)}) AS g"
+        f"SELECT COUNT(*) FROM (SELECT {', '.join(dims)}, {dialect.sum}(request_count) AS n"
+        f" FROM ({source}) AS s GROUP BY {', '.join(aliases)}) AS g"
     )
     return int(tx.execute(sql, [*dim_params, *values]).fetchone()[0])
 
@@ -362,6 +381,23 @@ def consumers_info(tx: Tx, app: AppKey, identifiers: Sequence[str]) -> dict[str,
         ).fetchall():
             result[identifier] = ConsumerInfo(identifier, name, group, first, last)
     return result
+
+
+def recent_consumers(
+    tx: Tx, app: AppKey, seen_since: float, group: str | None, limit: int, offset: int
+) -> tuple[list[ConsumerInfo], int]:
+    where = "client_id = ? AND env = ? AND last_seen >= ?"
+    params: list[Any] = [app.client_id, app.env, seen_since]
+    if group is not None:
+        where += " AND group_name = ?"
+        params.append(group)
+    rows = tx.execute(
+        f"SELECT identifier, name, group_name, first_seen, last_seen FROM consumers WHERE {where}"
+        " ORDER BY last_seen DESC, identifier LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    total = tx.execute(f"SELECT COUNT(*) FROM consumers WHERE {where}", params).fetchone()[0]
+    return [ConsumerInfo(i, n, g, f, last) for i, n, g, f, last in rows], int(total)
 
 
 def consumer_groups(tx: Tx, app: AppKey) -> list[tuple[str, int]]:

@@ -6,14 +6,18 @@ from __future__ import annotations
 from apitally_hub.storage.base import AppKey
 from apitally_hub.storage.sql.tx import Tx
 
-APP_SETTINGS_DDL = """
+APP_SETTINGS_DDL = (
+    """
 CREATE TABLE app_settings (
     client_id TEXT NOT NULL, env TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (client_id, env, name)
 )
-"""
-"""The migration that adds the table (SQLite schema 4; the same statement for PostgreSQL)."""
+""",
+    "CREATE INDEX consumers_by_app_last_seen ON consumers (client_id, env, last_seen)",
+)
+"""The migration of the dashboard's reads (SQLite schema 4; the same statements for PostgreSQL):
+the settings table, and the index of the consumers list ordered by last sighting."""
 
 
 def app_settings(tx: Tx, app: AppKey) -> dict[str, str]:

@@ -154,6 +154,11 @@ class SQLStorage(Storage):
     def consumer_groups(self, app: AppKey) -> list[tuple[str, int]]:
         return self.read(lambda tx: reads.consumer_groups(tx, app))
 
+    def recent_consumers(
+        self, app: AppKey, seen_since: float, *, group: str | None, limit: int, offset: int
+    ) -> tuple[list[ConsumerInfo], int]:
+        return self.read(lambda tx: reads.recent_consumers(tx, app, seen_since, group, limit, offset))
+
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]:
         return self.read(lambda tx: reads.consumer_history(tx, app, identifiers))
 

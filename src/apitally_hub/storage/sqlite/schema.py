@@ -292,8 +292,10 @@ def _v3_alerting(conn: sqlite3.Connection) -> None:
 
 
 def _v4_app_settings(conn: sqlite3.Connection) -> None:
-    """Schema 4: named settings per app (the dashboard's Apdex threshold, the session secret)."""
-    conn.execute(APP_SETTINGS_DDL)
+    """Schema 4: named settings per app (the dashboard's Apdex threshold, the session secret), and
+    the consumers by app and last sighting (the dashboard's consumer list)."""
+    for statement in APP_SETTINGS_DDL:
+        conn.execute(statement)
 
 
 MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_alerting, _v4_app_settings)
