@@ -357,6 +357,7 @@ class QueryService:
         page: Page = Page(),
         history: bool = True,
         sort: str = "requests",
+        count: bool = True,
     ) -> dict[str, Any]:
         """The identified consumers with traffic in the window, with their numbers, paged.
 
@@ -364,6 +365,8 @@ class QueryService:
         from the registry — only the page's consumers' traffic is read, so a long window over
         many consumers stays cheap; it applies to windows that end now and filters by consumer or
         group only (else the list is by requests; ``sort`` in the answer says which).
+        ``count=False``: no ``total`` (None) — a second pass over the window's rows saved, for a
+        top-N list.
         """
         offset = _offset(page.cursor)
         flt = replace(flt, identified_only=True)
@@ -373,18 +376,25 @@ class QueryService:
         if sort == "last_seen" and not endpoint_filter and window.until >= self.clock() - MINUTE:
             return self._recent_consumers(app, window, flt, page, offset, history)
         query = TrafficQuery(
-            app, self._segments(window), ("consumer",), flt, order="requests", limit=page.limit, offset=offset
+            app,
+            self._segments(window),
+            ("consumer",),
+            flt,
+            order="requests",
+            limit=page.limit + (0 if count else 1),
+            offset=offset,
         )
         rows = self.storage.traffic(query)
-        total = self.storage.count_traffic_groups(query)
+        total: int | None = None
+        if count:
+            total = self.storage.count_traffic_groups(query)
+            next_cursor = _next_offset(offset, len(rows), total)
+        else:
+            more, rows = len(rows) > page.limit, rows[: page.limit]
+            next_cursor = encode_cursor({"o": offset + len(rows)}) if more else None
         infos = self.storage.consumers_info(app, [row.key[0] for row in rows])
         result = self._consumer_entries(app, rows, infos, history)
-        return {
-            "sort": "requests",
-            "consumers": result,
-            "total": total,
-            "next_cursor": _next_offset(offset, len(rows), total),
-        }
+        return {"sort": "requests", "consumers": result, "total": total, "next_cursor": next_cursor}
 
     def _recent_consumers(
         self, app: AppKey, window: Window, flt: TrafficFilter, page: Page, offset: int, history: bool

@@ -128,7 +128,9 @@ async def endpoint(dash: Dashboard, request: Request) -> Response:
             "sizes": q.size_histograms(app, window, flt=endpoint_only),
             "validation": q.validation_errors(app, window, flt=flt, page=Page(50)),
             "server_errors": q.server_errors(app, window, flt=flt, page=Page(20)),
-            "consumers": q.consumers(app, window, flt=endpoint_only, page=Page(10), history=False),
+            "consumers": q.consumers(
+                app, window, flt=endpoint_only, page=Page(10), history=False, count=False
+            ),
             "settings": q.settings(app),
         }
 
