@@ -60,6 +60,7 @@ from apitally_hub.storage.base import (
     error_group_hash,
 )
 from apitally_hub.storage.sql.writes import bins_json
+from apitally_hub.storage.sqlite.schema import SCHEMA_VERSION
 from apitally_hub.storage.sqlite.store import SQLiteStorage
 
 import common
@@ -512,7 +513,7 @@ class Generator:
 def dataset(spec: Spec, *, regenerate: bool) -> tuple[Path, float]:
     """(SQLite file, the generation's clock) for ``spec``, generated once and cached."""
     CACHE_DIR.mkdir(exist_ok=True)
-    db = CACHE_DIR / f"dashboard-{spec.key()}.sqlite"
+    db = CACHE_DIR / f"dashboard-{spec.key()}-schema{SCHEMA_VERSION}.sqlite"  # a new schema: anew
     meta = db.with_suffix(".json")
     if not regenerate and db.exists() and meta.exists():
         return db, float(json.loads(meta.read_text())["now"])

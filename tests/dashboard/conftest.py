@@ -1,6 +1,8 @@
 """Fixtures of the browser tests: one hub (with a read token) filled by the demo app's real
 traffic (see :mod:`dashboard_support`), and one headless Debian chromium driven by Playwright,
-for the whole session."""
+for the browser tests' module. Module-scoped, not session-scoped: Playwright's sync API keeps an
+event loop running in the main thread while it lives, which the tests of other modules (that
+call ``asyncio.run``) must not find."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     """The hub after the demo app's traffic: an hour of history, then a few seconds of the demo
     app (request logging on), stopped so that its final sync is in; nothing changes afterwards."""
@@ -54,7 +56,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             yield Demo(hub, client_id, api)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(
@@ -68,7 +70,7 @@ def browser() -> Iterator[Browser]:
             launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def session_context(browser: Browser, demo: Demo) -> Iterator[BrowserContext]:
     """A browser context logged in once (its session cookie serves every test)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -95,7 +97,7 @@ def page(session_context: BrowserContext, console: Console) -> Iterator[Page]:
     assert console.errors == []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = os.environ.get(SCREENSHOTS_ENV)
     path = Path(folder) if folder else tmp_path_factory.mktemp("dashboard-screenshots")
