@@ -64,13 +64,22 @@ def register(subparsers: Subparsers) -> None:
     )
     retention = hub.add_argument_group("retention (days)")
     retention.add_argument(
-        "--retention-days", type=_positive, default=DEFAULT_RETENTION_DAYS, help="per-minute data (default: 30)"
+        "--retention-days",
+        type=_positive,
+        default=DEFAULT_RETENTION_DAYS,
+        help="per-minute data (default: 30)",
     )
     retention.add_argument(
-        "--hourly-retention-days", type=_positive, default=DEFAULT_HOURLY_RETENTION_DAYS, help="per-hour data (395)"
+        "--hourly-retention-days",
+        type=_positive,
+        default=DEFAULT_HOURLY_RETENTION_DAYS,
+        help="per-hour data (395)",
     )
     retention.add_argument(
-        "--daily-retention-days", type=_positive, default=DEFAULT_DAILY_RETENTION_DAYS, help="per-day data (1826)"
+        "--daily-retention-days",
+        type=_positive,
+        default=DEFAULT_DAILY_RETENTION_DAYS,
+        help="per-day data (1826)",
     )
     retention.add_argument(
         "--request-log-retention-days",
