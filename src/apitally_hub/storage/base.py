@@ -243,6 +243,14 @@ class FoldProgress:
     error: str | None = None
 
 
+class StoreUnavailable(Exception):
+    """The store cannot be reached or is too busy right now (a database server gone away, a lock
+    not granted in time). The call that raised it must be taken as not committed (it rarely may
+    have been, when a connection broke during ``COMMIT``: retrying is safe, as enqueue
+    deduplicates and an apply checks its claim). The hub answers 503 with ``Retry-After``; the
+    backend reconnects by itself."""
+
+
 class ClaimLost(Exception):
     """The apply found a message no longer claimed by this worker (its lease expired); nothing was
     written. Another worker will fold it."""

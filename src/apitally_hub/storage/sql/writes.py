@@ -184,6 +184,8 @@ _APP = ("client_id", "env")
 
 
 def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    # Rows are upserted in key order, so concurrent applies (workers of several processes on one
+    # PostgreSQL) lock shared rows in the same order and do not deadlock.
     a = (app.client_id, app.env)
     if delta.endpoints:
         tx.executemany(
@@ -205,7 +207,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     bins_json(c.request_sizes),
                     bins_json(c.response_sizes),
                 )
-                for key, c in delta.endpoints.items()
+                for key, c in sorted(delta.endpoints.items())
             ],
         )
     if delta.consumer_traffic:
@@ -226,7 +228,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.response_size_sum),
                     bins_json(c.response_times),
                 )
-                for key, c in delta.consumer_traffic.items()
+                for key, c in sorted(delta.consumer_traffic.items())
             ],
         )
     if delta.validation_errors:
@@ -237,7 +239,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                 (*_APP, "resolution", "bucket", "consumer", "method", "path", "loc", "msg", "type"),
                 ("error_count",),
             ),
-            [(*a, *key, cap(count)) for key, count in delta.validation_errors.items()],
+            [(*a, *key, cap(count)) for key, count in sorted(delta.validation_errors.items())],
         )
     if delta.server_error_groups:
         tx.executemany(
@@ -260,7 +262,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     g.seen_at,
                     g.seen_at,
                 )
-                for g in delta.server_error_groups.values()
+                for _, g in sorted(delta.server_error_groups.items())
             ],
         )
     if delta.server_errors:
@@ -271,12 +273,12 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                 (*_APP, "resolution", "bucket", "error_hash", "consumer"),
                 ("error_count",),
             ),
-            [(*a, *key, cap(count)) for key, count in delta.server_errors.items()],
+            [(*a, *key, cap(count)) for key, count in sorted(delta.server_errors.items())],
         )
     if delta.heartbeats:
         tx.executemany(
             _upsert(dialect, "heartbeats", (*_APP, "minute"), ("syncs",)),
-            [(*a, minute, syncs) for minute, syncs in delta.heartbeats.items()],
+            [(*a, minute, syncs) for minute, syncs in sorted(delta.heartbeats.items())],
         )
     _apply_instances(tx, dialect, app, delta)
     _apply_consumers(tx, dialect, app, delta)
