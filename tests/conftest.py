@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -13,6 +14,8 @@ settings.load_profile("default")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from backends import BACKENDS, fresh_db  # noqa: E402
+from pg_cluster import PostgresCluster  # noqa: E402
 from servers import RecordingHub, ServerThread  # noqa: E402
 
 
@@ -42,3 +45,16 @@ def recording_hub() -> Iterator[tuple[RecordingHub, str]]:
     hub = RecordingHub()
     with ServerThread(hub.app()) as url:
         yield hub, url
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server for the session (started on first use, removed at the end)."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=BACKENDS)
+def hub_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh, empty store location of each backend: a SQLite file or a PostgreSQL URL."""
+    return fresh_db(request, request.param, tmp_path)
