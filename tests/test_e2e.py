@@ -6,6 +6,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -222,12 +223,13 @@ def test_heartbeat_without_traffic(recording_hub: tuple[RecordingHub, str]) -> N
     assert resources["memory_rss"] > 1_000_000 and resources["cpu_percent"] >= 0
 
 
-def test_through_the_local_hub() -> None:
-    """The FastAPI example against the real local hub: what the hub reports is exactly what was sent."""
+def test_through_the_local_hub(hub_db: str | Path) -> None:
+    """The FastAPI example against the real local hub (on each storage backend): what the hub
+    reports is exactly what was sent."""
     from apitally_hub import HubServer
 
     client_id = str(uuid.uuid4())
-    with HubServer() as hub:
+    with HubServer(hub_db) as hub:
         environment = {
             "APITALLY_CLIENT_ID": client_id,
             "APITALLY_HUB_BASE_URL": hub.url,

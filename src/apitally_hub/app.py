@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.context import HubContext
-from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
+from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.ingest.worker import FoldingWorker
@@ -35,6 +35,7 @@ from apitally_hub.settings import (
     parse_allow_list,
 )
 from apitally_hub.storage import create_storage
+from apitally_hub.storage.base import StoreUnavailable
 
 _logger = logging.getLogger(__name__)
 
@@ -102,7 +103,11 @@ def create_app(
     app = Starlette(
         routes=routes,
         lifespan=_lifespan(context),
-        exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
+        exception_handlers={
+            HubError: hub_error_handler,
+            HTTPException: http_exception_handler,
+            StoreUnavailable: store_unavailable_handler,
+        },
     )
     app.state.hub = context
     return app

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from apitally_hub.storage.base import StoreUnavailable
 from apitally_hub.storage.sql.dialect import SQLITE
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Tx
@@ -89,7 +90,10 @@ class SQLiteStorage(SQLStorage):
             conn = self._writer
             if conn is None:
                 raise RuntimeError("database is not open")
-            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # another process held the write lock too long
+                raise StoreUnavailable(f"{self.url}: {exc}") from exc
             try:
                 result = work(conn)
             except BaseException:
