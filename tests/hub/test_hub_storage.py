@@ -179,6 +179,15 @@ def test_counters_saturate_instead_of_overflowing(store: Storage) -> None:
     assert rows[0].count >= 2**53  # two rows, each saturated: the sum is exact, no overflow error
 
 
+def test_one_batch_infers_the_sync_interval_as_one_by_one_folding_does(store: Storage) -> None:
+    instance = new_uuid()
+    for offset in (0.0, 10.0, 9.5):  # the last one is a late resend of an older sync
+        store.enqueue(raw_sync(sync(instance_uuid=instance, timestamp=T0 + offset)))
+    fold(store)  # one claim, one apply
+    [info] = store.instances(APP)
+    assert (info.sync_interval, info.last_sync_ts, info.syncs) == (10.0, T0 + 10.0, 3)
+
+
 # -- folding: chunks, claims, several workers -------------------------------------------------
 
 

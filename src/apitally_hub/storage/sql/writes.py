@@ -337,7 +337,9 @@ def _apply_instances(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> 
                 startup.openapi,
             ),
         )
-    for beat in sorted(delta.instance_syncs, key=lambda b: b.timestamp):
+    # in the order the syncs were received (the queue's), as if folded one by one: sorting by
+    # timestamp would take a late resend for the newest sync and shrink the inferred interval
+    for beat in delta.instance_syncs:
         row = tx.execute(
             "SELECT last_sync_ts, sync_interval FROM instances"
             " WHERE client_id = ? AND env = ? AND instance_uuid = ?",
