@@ -306,6 +306,41 @@ def test_a_planned_summary_equals_the_sum_of_its_minutes(store: Storage) -> None
     assert planned.request_count > 0
 
 
+def test_app_wide_traffic_equals_the_sum_of_its_endpoints(store: Storage) -> None:
+    """App-wide charts and totals read per-app rows: they must agree with the endpoint rows."""
+    for n in range(6):
+        requests = [
+            request_item(path=f"/api/p{i}", status_code=(200, 404, 500)[(n + i) % 3], request_count=n + i + 1)
+            for i in range(4)
+        ]
+        store.enqueue(raw_sync(sync(timestamp=T0 + n * 40, requests=requests)))
+    fold(store)
+    for segments in ((Segment(MINUTE, T0, T0 + 5 * MINUTE),), (Segment(HOUR, T0, T0),)):
+        app_wide = totals(
+            store, segments, group_by=("bucket", "status_code"), response_times=True, sizes=True
+        )
+        summed: dict[tuple[Any, ...], list[Any]] = {}
+        for row in totals(
+            store,
+            segments,
+            group_by=("bucket", "method", "path", "status_code"),
+            response_times=True,
+            sizes=True,
+        ):
+            entry = summed.setdefault((row.key[0], row.key[3]), [0, 0, 0, {}, {}])
+            entry[0] += row.request_count
+            entry[1] += row.server_errors
+            entry[2] += row.response_size_sum
+            for target, bins in ((entry[3], row.response_times), (entry[4], row.request_sizes)):
+                for edge, count in bins.items():
+                    target[edge] = target.get(edge, 0) + count
+        assert {
+            r.key: [r.request_count, r.server_errors, r.response_size_sum, r.response_times, r.request_sizes]
+            for r in app_wide
+        } == summed
+        assert len(summed) > 1
+
+
 def test_filters_by_consumer_group_status_and_endpoint(store: Storage) -> None:
     requests = [
         request_item(consumer="a"),

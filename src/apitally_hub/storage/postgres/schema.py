@@ -6,7 +6,7 @@ session advisory lock, so hub processes starting at once against one database ne
 ones that wait find the work done). Never edit a released migration; append a new one — e.g.
 ``script(dialect.ddl(SOME_SHARED_DDL))`` for tables whose SQL lives in :mod:`..sql`.
 
-Tables and columns are those of SQLite's schema 2 (the shared SQL reads and writes both), with
+Tables and columns are those of SQLite's schema 3 (the shared SQL reads and writes both), with
 PostgreSQL types: ``BIGINT`` counters and buckets, ``DOUBLE PRECISION`` epoch seconds, ``BYTEA``
 bodies, ``JSONB`` histogram bins (``{"<lower edge>": count}``, merged by ``merge_bins``).
 """
@@ -57,6 +57,14 @@ CREATE TABLE endpoint_traffic (
     request_count BIGINT NOT NULL, request_size_sum BIGINT NOT NULL, response_size_sum BIGINT NOT NULL,
     response_times JSONB NOT NULL, request_sizes JSONB NOT NULL, response_sizes JSONB NOT NULL,
     PRIMARY KEY (client_id, env, resolution, bucket, method, path, status_code)
+);
+
+CREATE TABLE app_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket BIGINT NOT NULL,
+    status_code INTEGER NOT NULL,
+    request_count BIGINT NOT NULL, request_size_sum BIGINT NOT NULL, response_size_sum BIGINT NOT NULL,
+    response_times JSONB NOT NULL, request_sizes JSONB NOT NULL, response_sizes JSONB NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, status_code)
 );
 
 CREATE TABLE consumer_traffic (

@@ -18,6 +18,7 @@ from apitally_hub.storage.base import (
     Bins,
     ClaimedMessage,
     ClaimLost,
+    Counts,
     FoldProgress,
     RawMessage,
     Rejection,
@@ -208,6 +209,32 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     bins_json(c.response_sizes),
                 )
                 for key, c in sorted(delta.endpoints.items())
+            ],
+        )
+    if delta.endpoints:
+        totals: dict[tuple[int, int, int], Counts] = {}
+        for (resolution, bucket, _, _, status_code), counts in delta.endpoints.items():
+            totals.setdefault((resolution, bucket, status_code), Counts()).add(counts)
+        tx.executemany(
+            _upsert(
+                dialect,
+                "app_traffic",
+                (*_APP, "resolution", "bucket", "status_code"),
+                _TRAFFIC_COUNTERS,
+                _TRAFFIC_BINS,
+            ),
+            [
+                (
+                    *a,
+                    *key,
+                    cap(c.request_count),
+                    cap(c.request_size_sum),
+                    cap(c.response_size_sum),
+                    bins_json(c.response_times),
+                    bins_json(c.request_sizes),
+                    bins_json(c.response_sizes),
+                )
+                for key, c in sorted(totals.items())
             ],
         )
     if delta.consumer_traffic:
@@ -444,7 +471,13 @@ def release_lease(tx: Tx, name: str, holder: str) -> None:
     tx.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))
 
 
-AGGREGATE_TABLES = ("endpoint_traffic", "consumer_traffic", "validation_errors", "server_errors")
+AGGREGATE_TABLES = (
+    "app_traffic",
+    "endpoint_traffic",
+    "consumer_traffic",
+    "validation_errors",
+    "server_errors",
+)
 
 # (table, time column) of what is pruned by time outside the aggregates
 _TIMED: tuple[tuple[str, str, str], ...] = (

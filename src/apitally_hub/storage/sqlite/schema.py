@@ -282,7 +282,38 @@ class _MergeBins:
         return json.dumps({str(k): self.bins[k] for k in sorted(self.bins)}, separators=(",", ":"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups)
+_V3 = """
+CREATE TABLE app_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    request_count INTEGER NOT NULL, request_size_sum INTEGER NOT NULL, response_size_sum INTEGER NOT NULL,
+    response_times TEXT NOT NULL, request_sizes TEXT NOT NULL, response_sizes TEXT NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, status_code)
+) WITHOUT ROWID
+"""
+
+
+def _v3_app_traffic(conn: sqlite3.Connection) -> None:
+    """Schema 3: traffic per app and status at every resolution (what app-wide charts and totals
+    read: one row per status instead of one per endpoint), filled from ``endpoint_traffic``."""
+    conn.execute(_V3)
+    conn.create_aggregate("v3_merge_bins", 1, _CappedMergeBins)  # type: ignore[arg-type]
+    conn.execute(
+        "INSERT INTO app_traffic SELECT client_id, env, resolution, bucket, status_code,"
+        f" min(SUM(request_count), {MAX_STORED_COUNT}), min(SUM(request_size_sum), {MAX_STORED_COUNT}),"
+        f" min(SUM(response_size_sum), {MAX_STORED_COUNT}), v3_merge_bins(response_times),"
+        " v3_merge_bins(request_sizes), v3_merge_bins(response_sizes) FROM endpoint_traffic"
+        " GROUP BY client_id, env, resolution, bucket, status_code"
+    )
+
+
+class _CappedMergeBins(_MergeBins):
+    def finalize(self) -> str:
+        capped = {str(k): min(self.bins[k], MAX_STORED_COUNT) for k in sorted(self.bins)}
+        return json.dumps(capped, separators=(",", ":"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_app_traffic)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
