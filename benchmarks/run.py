@@ -26,6 +26,7 @@ import bench_overhead
 import bench_request_log
 import bench_throughput
 import common
+import hub_storage
 
 Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
+    "hub_storage": ("Hub storage: SQLite and PostgreSQL", hub_storage.run, hub_storage.report),
 }
 
 
@@ -59,6 +61,14 @@ def summary(results: dict[str, Any]) -> str:
             f"- longest event-loop stall from exporting {export['series']:,} series: {stall:.1f} ms "
             f"(target ≤ {export['stall_target_ms']:.0f} ms) — {'met' if export['stall_met'] else 'MISSED'}"
         )
+    if "hub_storage" in results:
+        queries = results["hub_storage"]["queries"]
+        for name, target in hub_storage.TARGETS_MS.items():
+            worst = max(queries[backend][name]["median_ms"] for backend in queries)
+            lines.append(
+                f"- hub {name} (slower backend): {worst:.0f} ms (target ≤ {target} ms) — "
+                f"{'met' if worst <= target else 'MISSED'}"
+            )
     return "\n".join(lines)
 
 

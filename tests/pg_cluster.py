@@ -93,16 +93,37 @@ class PostgresCluster:
             if self._run_as:
                 os.chown(self.root, *self._owner)
             self._run(
-                [self.bin / "initdb", "-D", self.data, "-U", USER, "-A", "trust", "-E", "UTF8",
-                 "--no-locale", "--no-sync"]
+                [
+                    self.bin / "initdb",
+                    "-D",
+                    self.data,
+                    "-U",
+                    USER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                    "--no-sync",
+                ]
             )
             self.port = free_port()
         assert self.process is None, "already running"
         options = [f"-c{key}={value}" for key, value in self.settings.items()]
         with open(self.log_file, "ab") as log:
             self.process = subprocess.Popen(
-                [self.bin / "postgres", "-D", self.data, "-p", str(self.port), "-k", str(self.root),
-                 "-c", "listen_addresses=127.0.0.1", *options],
+                [
+                    self.bin / "postgres",
+                    "-D",
+                    self.data,
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.root),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    *options,
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
