@@ -21,6 +21,7 @@ import pytest
 from hub_samples import CONSUMER_ITEM, REQUEST_ITEM, gzip_lines, log_line, new_uuid, startup, sync
 
 from apitally_hub import HubServer
+from apitally_hub.cli import main
 from apitally_hub.ingest import folding
 from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query.service import QueryService
@@ -31,7 +32,7 @@ from apitally_hub.storage.base import AppKey, LogQuery, RawMessage, StoreUnavail
 from apitally_hub.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate, script
 from apitally_hub.storage.postgres.store import PostgresStorage
 from backends import new_postgres_database
-from pg_cluster import PostgresCluster
+from pg_cluster import PostgresCluster, free_port
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -104,6 +105,20 @@ def test_the_url_never_shows_the_password(pg_cluster: PostgresCluster) -> None:
     assert store.url == url.replace("apitally@", "apitally:***@") and "s3cret" not in store.url
     store.open()
     store.close()
+
+
+def test_hub_migrate_command_on_postgres(
+    pg_cluster: PostgresCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    secret = url.replace("apitally@", "apitally:pw@")
+    assert main(["hub", "migrate", "--db", secret]) == 0
+    out = capsys.readouterr().out
+    assert f"schema version {SCHEMA_VERSION}" in out and ":pw@" not in out
+    assert main(["hub", "migrate", "--db", secret]) == 0  # nothing left to do
+    assert main(["hub", "migrate", "--db", f"postgresql://apitally:pw@127.0.0.1:{free_port()}/x"]) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot migrate" in err and ":pw@" not in err
 
 
 def test_merge_bins_adds_and_saturates_at_2_53(pg_cluster: PostgresCluster) -> None:
