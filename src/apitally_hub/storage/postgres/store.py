@@ -51,10 +51,10 @@ class _Tx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         return self._conn.execute(POSTGRES.sql(sql), params)
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> object:
-        with self._conn.cursor() as cursor:
-            cursor.executemany(POSTGRES.sql(sql), rows)
-        return None
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        cursor = self._conn.cursor()
+        cursor.executemany(POSTGRES.sql(sql), rows)  # pipelined: one round trip for all the rows
+        return cursor
 
 
 def _configure_writer(conn: psycopg.Connection) -> None:

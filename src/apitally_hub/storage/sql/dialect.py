@@ -37,6 +37,9 @@ class Dialect:
     """Appended to a claim's ``SELECT`` so concurrent workers skip each other's rows."""
     insert_ignore: str
     """``INSERT`` that skips rows conflicting with a unique key (with ``ON CONFLICT DO NOTHING``)."""
+    for_update: str
+    """Appended to a ``SELECT`` whose rows the transaction goes on to update (a SQLite write
+    transaction has the whole database already)."""
     types: dict[str, str] = field(default_factory=dict)
     """Column types for :meth:`ddl`."""
 
@@ -59,6 +62,7 @@ SQLITE = Dialect(
     bins_value="j.value",
     lock_rows="",
     insert_ignore="INSERT",
+    for_update="",
     types={"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL", "blob": "BLOB", "json": "TEXT"},
 )
 
@@ -72,6 +76,7 @@ POSTGRES = Dialect(
     bins_value="j.value::bigint",
     lock_rows=" FOR UPDATE SKIP LOCKED",
     insert_ignore="INSERT",
+    for_update=" FOR UPDATE",
     types={
         "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
         "int": "BIGINT",
