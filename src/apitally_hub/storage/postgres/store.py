@@ -23,8 +23,9 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from apitally_hub.storage import redact_url
-from apitally_hub.storage.base import StoreUnavailable
+from apitally_hub.storage.base import RawMessage, Rejection, StoreUnavailable
 from apitally_hub.storage.postgres.schema import MIGRATIONS, Migration, current_version, migrate
+from apitally_hub.storage.sql import writes
 from apitally_hub.storage.sql.dialect import POSTGRES
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Cursor, Tx
@@ -137,6 +138,14 @@ class PostgresStorage(SQLStorage):
                 pool.close()
         self._writer = self._reader = None
 
+    # -- single statements, in autocommit (no BEGIN/COMMIT round trips on the ingest path) -----
+
+    def enqueue(self, message: RawMessage) -> bool:
+        return self._run(self._writer, lambda conn: writes.enqueue(_Tx(conn), message), transaction=False)
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        self._run(self._writer, lambda conn: writes.record_rejection(_Tx(conn), rejection), transaction=False)
+
     def schema_version(self) -> int:
         return self._run(self._reader, lambda conn: current_version(conn))
 
@@ -154,12 +163,21 @@ class PostgresStorage(SQLStorage):
     def read(self, work: Callable[[Tx], T]) -> T:
         return self._run(self._reader, lambda conn: work(_Tx(conn)))
 
-    def _run(self, pool: ConnectionPool | None, work: Callable[[psycopg.Connection], T]) -> T:
+    def _run(
+        self,
+        pool: ConnectionPool | None,
+        work: Callable[[psycopg.Connection], T],
+        *,
+        transaction: bool = True,
+    ) -> T:
         if pool is None:
             raise RuntimeError("database is not open")
         try:
-            with pool.connection() as conn, conn.transaction():
-                return work(conn)
+            with pool.connection() as conn:
+                if not transaction:  # one statement: atomic and committed when it returns
+                    return work(conn)
+                with conn.transaction():
+                    return work(conn)
         except _ROLLED_BACK:
             raise
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
