@@ -27,8 +27,6 @@ from apitally_hub.storage.base import AppDelta, AppKey, ClaimedMessage, ClaimLos
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ITEMS = 2000
-DEFAULT_CLAIM_LIMIT = 100
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_SECONDS = 1.0
 
@@ -75,15 +73,16 @@ class FoldingWorker:
         self,
         storage: Storage,
         *,
-        chunk_items: int = DEFAULT_CHUNK_ITEMS,
-        claim_limit: int = DEFAULT_CLAIM_LIMIT,
+        chunk_items: int | None = None,
+        claim_limit: int | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
-        self.chunk_items = chunk_items
-        self.claim_limit = claim_limit
+        # the store's own sizes by default (small batches where a write locks the whole store)
+        self.chunk_items = chunk_items or storage.fold_chunk_items
+        self.claim_limit = claim_limit or storage.fold_claim_limit
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock

@@ -478,6 +478,12 @@ class Storage(abc.ABC):
     url: str
     """Where the data lives, for messages (never includes a password)."""
 
+    fold_chunk_items: int = 2000
+    """Items a folding worker applies per transaction, and messages it claims at once: small
+    where a write transaction locks the whole store (SQLite: ingest waits for it), larger where
+    it locks only the rows it touches (each apply has a cost of its own, whatever its size)."""
+    fold_claim_limit: int = 100
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     @abc.abstractmethod

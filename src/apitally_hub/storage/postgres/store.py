@@ -72,6 +72,9 @@ def _configure_reader(conn: psycopg.Connection) -> None:
 
 class PostgresStorage(SQLStorage):
     dialect = POSTGRES
+    # an apply locks rows, not the store: bigger ones fold twice as many syncs per second
+    fold_chunk_items = 10_000
+    fold_claim_limit = 500
 
     def __init__(
         self,
