@@ -201,25 +201,23 @@ class QueryService:
         bucket, segments = planner.chart_segments(
             window.since, window.until, bucket, self.clock(), self.retention
         )
-        rows = self.storage.traffic(
-            TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket, response_times=True)
+        # bins per bucket, and only the counts per status code: a third of the rows to sum and
+        # nothing to merge in Python (a 24-hour chart of minutes has 1 440 buckets)
+        totals = self.storage.traffic(
+            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=True)
         )
-        by_bucket: dict[int, list[TrafficRow]] = {}
-        for row in rows:
-            by_bucket.setdefault(int(row.key[0]), []).append(row)
-        points = []
-        for start in sorted(by_bucket):
-            parts = by_bucket[start]
-            merged = stats.merge_rows(parts, (start,))
-            points.append(
-                {
-                    "bucket": start,
-                    **stats.traffic_stats(merged, apdex_ms=apdex_ms),
-                    "status_codes": {
-                        str(r.key[1]): r.request_count for r in sorted(parts, key=lambda r: r.key[1])
-                    },
-                }
-            )
+        by_status = self.storage.traffic(TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket))
+        status_codes: dict[int, dict[str, int]] = {}
+        for row in sorted(by_status, key=lambda r: r.key):
+            status_codes.setdefault(int(row.key[0]), {})[str(row.key[1])] = row.request_count
+        points = [
+            {
+                "bucket": int(row.key[0]),
+                **stats.traffic_stats(row, apdex_ms=apdex_ms),
+                "status_codes": status_codes.get(int(row.key[0]), {}),
+            }
+            for row in sorted(totals, key=lambda r: r.key)
+        ]
         return {"bucket_seconds": bucket, "points": points}
 
     def response_time_histogram(
