@@ -280,6 +280,7 @@ def load_postgres(url: str, dataset: Dataset) -> dict[str, Any]:
                     count += 1
             rows[table] = count
         conn.execute("VACUUM ANALYZE")
+        conn.execute("CHECKPOINT")  # the load's dirty pages written now, not during the timed runs
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()
     seconds = time.perf_counter() - started
     return {
@@ -588,9 +589,11 @@ def run(
             runs["postgres_2"].append(ingest(pg_url, 2, seconds, 8, 20))
         result["ingest"] = {
             name: {
-                **max(values, key=lambda r: r["syncs_per_s"]),
+                "rounds": values,
                 "syncs_per_s_all": [r["syncs_per_s"] for r in values],
                 "syncs_per_s_median": common.median([r["syncs_per_s"] for r in values]),
+                "max_lag_s": max(max(r["max_lag_s"], r["drain_after_s"]) for r in values),
+                "hub_rss_mb": max(r["hub_rss_mb"] for r in values),
             }
             for name, values in runs.items()
         }
@@ -618,19 +621,25 @@ def report(result: dict[str, Any]) -> str:
     ing = result["ingest"]
     old = f"{OLD_SQLITE_SYNCS_PER_S[0]}-{OLD_SQLITE_SYNCS_PER_S[1]}/s"
     ratio = ing["postgres_2"]["syncs_per_s_median"] / max(ing["postgres_1"]["syncs_per_s_median"], 1e-9)
+    per_round = ", ".join(
+        f"{two / max(one, 1e-9):.2f}"
+        for one, two in zip(
+            ing["postgres_1"]["syncs_per_s_all"], ing["postgres_2"]["syncs_per_s_all"], strict=True
+        )
+    )
     rows.append(
         [
             "ingest, syncs of 20 items (median of rounds)",
             f"SQLite ≥ {old}; PG 2 proc ≥ 1.5x 1 proc",
             f"{ing['sqlite_1']['syncs_per_s_median']:.0f}/s",
             f"{ing['postgres_1']['syncs_per_s_median']:.0f}/s (1 proc), "
-            f"{ing['postgres_2']['syncs_per_s_median']:.0f}/s (2 proc) = {ratio:.2f}x",
+            f"{ing['postgres_2']['syncs_per_s_median']:.0f}/s (2 proc) = {ratio:.2f}x (rounds: {per_round})",
         ]
     )
-    lag = {k: max(v["max_lag_s"], v["drain_after_s"]) for k, v in ing.items()}
+    lag = {k: v["max_lag_s"] for k, v in ing.items()}
     rows.append(
         [
-            "data visible after a 2xx (max queue lag)",
+            "data visible after a 2xx (worst queue lag of the rounds)",
             "≤ 5 s",
             f"{lag['sqlite_1']:.2f} s",
             f"{lag['postgres_1']:.2f} s / {lag['postgres_2']:.2f} s",
