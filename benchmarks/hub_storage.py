@@ -58,7 +58,14 @@ TARGETS_MS = {"summary_30d": 500, "chart_24h_minutes": 300, "chart_13m_days": 50
 OLD_SQLITE_SYNCS_PER_S = (264, 345)
 """The single-process SQLite hub before the durable queue (its ingest figure in the issue)."""
 
-PG_SETTINGS = {"shared_buffers": "512MB", "max_connections": "100"}
+PG_SETTINGS = {
+    "shared_buffers": "512MB",
+    "max_connections": "100",
+    # evidence for stalls, kept with the results: slow statements, lock waits, checkpoints
+    "log_min_duration_statement": "1000",
+    "log_lock_waits": "on",
+    "log_checkpoints": "on",
+}
 
 _TRAFFIC = ("request_count", "request_size_sum", "response_size_sum")
 
@@ -597,6 +604,12 @@ def run(
             }
             for name, values in runs.items()
         }
+        notable = [
+            line.strip()[:300]
+            for line in cluster.log_file.read_text(errors="replace").splitlines()
+            if any(word in line for word in ("duration:", "still waiting", "checkpoint complete", "deadlock"))
+        ]
+        result["postgres_log"] = notable[-40:]
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
