@@ -20,12 +20,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from elsewhere
 
+import alerting
 import bench_export
 import bench_memory
 import bench_overhead
 import bench_request_log
 import bench_throughput
 import common
+import hostile_hub
+import hub_abuse
 import hub_storage
 
 Runner = Callable[..., dict[str, Any]]
@@ -35,6 +38,9 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
+    "alerting": ("Alert evaluation cost per rule", alerting.run, alerting.report),
+    "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
+    "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
     "hub_storage": ("Hub storage: SQLite and PostgreSQL", hub_storage.run, hub_storage.report),
 }
 
@@ -61,6 +67,20 @@ def summary(results: dict[str, Any]) -> str:
             f"- longest event-loop stall from exporting {export['series']:,} series: {stall:.1f} ms "
             f"(target ≤ {export['stall_target_ms']:.0f} ms) — {'met' if export['stall_met'] else 'MISSED'}"
         )
+    if "hostile_hub" in results:
+        runs = {r["hub"]: r for r in results["hostile_hub"]["runs"]}
+        if "endless-200" in runs:
+            endless = runs["endless-200"]
+            lines.append(
+                f"- app RSS under a hub streaming an endless body: {endless['rss_start_mb']:.0f} → peak "
+                f"{endless['rss_peak_mb']:.0f} → {endless['rss_end_mb']:.0f} MB"
+            )
+        if "trickle" in runs:
+            longest = runs["trickle"]["longest_hub_request_s"]
+            lines.append(
+                f"- longest single hub request under a 1 byte/s trickle: {longest} s "
+                f"(deadline {results['hostile_hub']['hub_timeout_s']:g} s)"
+            )
     if "hub_storage" in results:
         queries = results["hub_storage"]["queries"]
         for name, target in hub_storage.TARGETS_MS.items():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ settings.load_profile("default")
 sys.path.insert(0, os.path.dirname(__file__))
 
 from backends import BACKENDS, fresh_db  # noqa: E402
+from hostile_hubs import StalledDns  # noqa: E402
 from pg_cluster import PostgresCluster  # noqa: E402
 from servers import RecordingHub, ServerThread  # noqa: E402
 
@@ -47,6 +49,21 @@ def recording_hub() -> Iterator[tuple[RecordingHub, str]]:
         yield hub, url
 
 
+@pytest.fixture
+def stalled_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDns]:
+    """Name lookups under ``.test`` hang until ``stalled_dns.answering`` is set (see StalledDns)."""
+    import threading
+    import time
+
+    dns = StalledDns()
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    yield dns
+    dns.answering.set()
+    deadline = time.monotonic() + 10  # the lookup threads it held end with the test
+    while (
+        any(t.name == "apitally-otel-resolve" for t in threading.enumerate()) and time.monotonic() < deadline
+    ):
+        time.sleep(0.01)
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL server for the session (started on first use, removed at the end)."""

@@ -36,6 +36,33 @@ def bound_socket() -> socket.socket:
     return sock
 
 
+def read_http_request(conn: socket.socket) -> tuple[list[bytes], bytes] | None:
+    """One HTTP/1.1 request from ``conn``: its head lines and its body (by Content-Length), or
+    None when the peer closes first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = next(
+        (
+            int(v)
+            for k, _, v in (h.partition(b":") for h in lines[1:])
+            if k.strip().lower() == b"content-length"
+        ),
+        0,
+    )
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None
+        body += chunk
+    return lines, body
+
+
 class ServerThread:
     """``with ServerThread(app) as url:`` serves an ASGI app with uvicorn on 127.0.0.1:<free port>."""
 
@@ -166,3 +193,115 @@ def app_process(
         yield process
     finally:
         process.stop()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status_code: int
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class WebhookReceiver:
+    """A real webhook endpoint: records every POST; answers ``fail_first`` of them with
+    ``fail_status`` (per path), then 200."""
+
+    fail_first: int = 0
+    fail_status: int = 503
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        async def receive(request: Request) -> Response:
+            body = await request.body()
+            path = request.url.path
+            with self.lock:
+                earlier = sum(1 for r in self.received if r.path == path)
+                status = self.fail_status if earlier < self.fail_first else 200
+                self.received.append(Received(path, dict(request.headers), body, status, time.time()))
+            return Response("ok" if status == 200 else "unavailable", status_code=status)
+
+        return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])])
+
+    def delivered(self, path: str | None = None) -> list[Received]:
+        """The requests answered 200 (on ``path``), in order."""
+        with self.lock:
+            return [r for r in self.received if r.status_code == 200 and (path is None or r.path == path)]
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0, path: str | None = None) -> list[Received]:
+        """Wait until ``predicate(delivered)`` is true; returns the delivered requests."""
+        deadline = time.monotonic() + timeout
+        while True:
+            delivered = self.delivered(path)
+            if predicate(delivered):
+                return delivered
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"webhook condition not met in {timeout} s; got {[r.json() for r in delivered]}"
+                )
+            time.sleep(0.02)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SMTPServer:
+    """A real SMTP server (aiosmtpd) on loopback that keeps the messages it accepts; with
+    ``login`` it requires AUTH (over plain text, acceptable on loopback)."""
+
+    def __init__(self, login: tuple[str, str] | None = None) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        self.messages: list[Any] = []
+        self.logins: list[str] = []
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:
+                import email
+                import email.policy
+
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                server.messages.append(message)
+                return "250 OK"
+
+        def authenticate(smtp: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+            ok = (
+                isinstance(data, LoginPassword)
+                and login is not None
+                and (data.login.decode(), data.password.decode()) == login
+            )
+            if ok:
+                server.logins.append(data.login.decode())
+            return AuthResult(success=ok)
+
+        options: dict[str, Any] = {}
+        if login is not None:
+            options = {"authenticator": authenticate, "auth_require_tls": False, "auth_required": True}
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
+
+    def __enter__(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    def wait_for(self, count: int = 1, timeout: float = 30.0) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"expected {count} email(s), got {len(self.messages)}")
+            time.sleep(0.02)
+        return self.messages

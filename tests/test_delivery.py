@@ -22,7 +22,7 @@ from apitally_hub import HubServer
 from apitally_otel._config import resolve_settings
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
-from servers import AppProcess, RecordingHub, bound_socket
+from servers import AppProcess, RecordingHub, bound_socket, read_http_request
 
 APP = "tests.apps.delivery_app:app"
 Key = tuple[str, str]  # (method, route)
@@ -190,27 +190,10 @@ class FlakyProxy:
 
 
 def _read_request(conn: socket.socket) -> bytes | None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    length = next(
-        (
-            int(v)
-            for k, _, v in (h.partition(b":") for h in lines[1:])
-            if k.strip().lower() == b"content-length"
-        ),
-        0,
-    )
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None
-        body += chunk
+    request = read_http_request(conn)
+    if request is None:
+        return None
+    lines, body = request
     kept = [h for h in lines[1:] if h.partition(b":")[0].strip().lower() != b"connection"]
     return b"\r\n".join([lines[0], *kept, b"Connection: close"]) + b"\r\n\r\n" + body
 

@@ -59,6 +59,8 @@ def test_starlette_example(recording_hub: tuple[RecordingHub, str]) -> None:
         for i in range(25):
             assert client.get(f"/items/{i}").status_code == 200
         assert client.post("/items", json={"name": "n"}).status_code == 201
+        chunked = client.post("/items", content=iter([b'{"name":', b' "c"}']))  # no Content-Length
+        assert chunked.status_code == 201 and chunked.request.headers["transfer-encoding"] == "chunked"
         assert client.post("/items", content=b"{}").status_code == 422
         assert client.get("/stream").content.startswith(b"x")
         assert client.get("/fail").status_code == 500
@@ -75,7 +77,7 @@ def test_starlette_example(recording_hub: tuple[RecordingHub, str]) -> None:
     output = run(hub, url, "examples.starlette_app:app", traffic)
     assert counts(hub) == {
         (None, "GET", "/items/{item_id:int}", 200): 25,
-        (None, "POST", "/items", 201): 1,
+        (None, "POST", "/items", 201): 2,
         (None, "POST", "/items", 422): 1,
         (None, "GET", "/stream", 200): 1,
         (None, "GET", "/fail", 500): 1,
@@ -88,8 +90,13 @@ def test_starlette_example(recording_hub: tuple[RecordingHub, str]) -> None:
     items = [item for payload in syncs for item in payload["requests"]]
     stream = next(i for i in items if i["path"] == "/stream")
     assert stream["response_size_sum"] == 5005 and stream["response_sizes"] == {"5": 1}
-    post = next(i for i in items if i["path"] == "/items" and i["status_code"] == 201)
-    assert post["request_size_sum"] == len(b'{"name":"n"}') and post["request_sizes"] == {"0": 1}
+    # A GET with neither Content-Length nor a chunked body has no request size (hub-protocol §4.1),
+    # although its StreamingResponse listens for a disconnect (receive() gets an empty message).
+    assert stream["request_sizes"] == {} and stream["request_size_sum"] == 0
+    posts = [i for i in items if i["path"] == "/items" and i["status_code"] == 201]  # one sync or two
+    # Content-Length for one, the bytes received for the chunked one.
+    assert sum(p["request_size_sum"] for p in posts) == len(b'{"name":"n"}') + len(b'{"name": "c"}')
+    assert sum(p["request_sizes"].get("0", 0) for p in posts) == 2
     (server_error,) = [e for p in syncs for e in p["server_errors"]]
     assert server_error["type"] == "builtins.ValueError" and server_error["msg"] == "something broke"
     assert server_error["path"] == "/fail" and server_error["error_count"] == 1

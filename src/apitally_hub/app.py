@@ -1,5 +1,6 @@
 """The hub's Starlette application: ingest routes, query API, and a lifespan that opens the store
-(running its migrations), starts the folding worker and runs the background jobs."""
+(running its migrations), starts the folding worker and runs the background jobs — behind the
+Host check and the read gate (:mod:`apitally_hub.security`)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,30 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from apitally_hub.alerting.api import AlertEndpoints
+from apitally_hub.alerting.pages import AlertPages
+from apitally_hub.alerting.service import Alerting
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
+from apitally_hub.security.access import AccessMiddleware, Authenticator
+from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_INGEST_BURST,
+    DEFAULT_INGEST_RATE,
     DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
     DEFAULT_PRUNE_INTERVAL,
@@ -46,6 +59,8 @@ def create_app(
     db: str | Path,
     *,
     client_ids: Iterable[str] | None = None,
+    tokens: Iterable[str] = (),
+    allowed_hosts: Iterable[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES,
     max_log_decompressed_bytes: int = DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
@@ -54,15 +69,25 @@ def create_app(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
     fold_in_background: bool = True,
+    max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    ingest_rate: float = DEFAULT_INGEST_RATE,
+    ingest_burst: float = DEFAULT_INGEST_BURST,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
+    alerting: AlertSettings | None = None,
 ) -> Starlette:
     """Build the hub app; the store is opened (migrated, pruned) by its lifespan.
 
     ``db``: a SQLite file or a ``postgresql://`` URL. ``client_ids``: allow-list of client ids
     (None accepts any UUID). ``retention_days``: shorthand for ``Retention(minutes=...)``.
+    ``tokens``: read tokens (none: reads are open, for a loopback bind). ``allowed_hosts``:
+    ``Host`` names served besides the loopback ones (the bind address, ``--allowed-host``; see
+    :mod:`.security.hosts`). ``max_inflight_body_bytes``, ``ingest_rate`` (0: off),
+    ``ingest_burst``, ``body_timeout``: the ingest bounds (:mod:`.limits`).
     ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
-    ``clock``: epoch-seconds source.
+    ``clock``: epoch-seconds source. ``alerting``: evaluation interval, rules file, and the
+    periods tests shorten (:class:`~apitally_hub.alerting.settings.AlertSettings`).
     """
     if retention is None:
         retention = Retention() if retention_days is None else Retention(minutes=retention_days)
@@ -76,6 +101,11 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
+        alerting=alerting or AlertSettings(),
+        max_inflight_body_bytes=max_inflight_body_bytes,
+        ingest_rate=ingest_rate,
+        ingest_burst=ingest_burst,
+        body_timeout=body_timeout,
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan())
     if clock is not None:
@@ -99,9 +129,15 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
+        *AlertEndpoints(context).routes(),
+        *AlertPages(context).routes(),
     ]
     app = Starlette(
         routes=routes,
+        middleware=[
+            Middleware(HostCheckMiddleware, policy=HostPolicy(allowed_hosts)),
+            Middleware(AccessMiddleware, authenticator=Authenticator(TokenSet(tokens))),
+        ],
         lifespan=_lifespan(context),
         exception_handlers={
             HubError: hub_error_handler,
@@ -125,6 +161,11 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
             await prune_now(context)
             if context.settings.fold_in_background:
                 worker.start()
+            alerting = Alerting(
+                storage, lambda: context.queries, context.settings.alerting, clock=context.clock
+            )
+            context.alerting = alerting
+            await anyio.to_thread.run_sync(alerting.start)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
                 try:
@@ -132,6 +173,9 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
                 finally:
                     tasks.cancel_scope.cancel()
         finally:
+            if context.alerting is not None:
+                await anyio.to_thread.run_sync(context.alerting.stop)
+                context.alerting = None
             await anyio.to_thread.run_sync(worker.stop)
             context.storage = context.worker = None
             await anyio.to_thread.run_sync(storage.close)

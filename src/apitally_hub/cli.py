@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apitally_hub.commands",  # hub, report
+    "apitally_hub.alerting.cli",  # alerts
     "apitally_hub.demo.cli",  # demo
 )
 

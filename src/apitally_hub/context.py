@@ -1,22 +1,29 @@
 """What the endpoints share: settings, the store and the query layer (both set up by the app's
-lifespan), the folding worker, faults and the clock."""
+lifespan), the folding worker, the ingest admission (body budget, per-client rate), faults and
+the clock."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from apitally_hub.errors import HubError
+from apitally_hub.ingest.admission import Admission
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.limits.budget import BodyBudget
+from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
+
+if TYPE_CHECKING:
+    from apitally_hub.alerting.service import Alerting
 
 T = TypeVar("T")
 
@@ -31,7 +38,16 @@ class HubContext:
     clock: Callable[[], float] = time.time
     storage: Storage | None = None
     worker: FoldingWorker | None = None
+    alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        rates = None
+        if settings.ingest_rate > 0:
+            rates = IngestRateLimiter(settings.ingest_rate, settings.ingest_burst)
+        self.admission = Admission(BodyBudget(settings.max_inflight_body_bytes), rates)
 
     @property
     def store(self) -> Storage:
@@ -45,6 +61,7 @@ class HubContext:
             self.store,
             self.settings.retention.by_resolution,
             default_sync_interval=self.settings.default_sync_interval,
+            uptime_min_window=self.settings.alerting.uptime_min_window,
             clock=self.clock,
         )
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -16,6 +17,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -26,7 +29,18 @@ from starlette.applications import Starlette
 from apitally_hub.app import create_app
 from apitally_hub.context import HubContext
 from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.limits.connections import (
+    BACKLOG,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    ConnectionGuard,
+    default_max_connections,
+    protocol_class,
+    quiet_exception_handler,
+)
+from apitally_hub.log_throttle import LogThrottle
 from apitally_hub.report.client import HubQueryClient
+from apitally_hub.security.hosts import require_token_off_loopback
 from apitally_hub.storage import is_postgres_url, redact_url
 
 _logger = logging.getLogger(__name__)
@@ -40,7 +54,7 @@ def _bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(128)
+        sock.listen(BACKLOG)
         sock.set_inheritable(True)
     except OSError:
         sock.close()
@@ -48,9 +62,64 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _url(sock: socket.socket) -> str:
+def _url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How uvicorn serves the app: TLS directly, which proxies' headers it believes, and the
+    connection bounds (:mod:`apitally_hub.limits.connections`).
+
+    ``forwarded_allow_ips``: addresses (comma-separated, or ``*``) whose ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` set the client address and scheme; None keeps uvicorn's default
+    (``$FORWARDED_ALLOW_IPS``, else 127.0.0.1). ``header_timeout``: seconds to deliver a
+    request's headers; ``keep_alive_timeout``: idle seconds between requests; ``max_connections``:
+    open connections at most (None: below the fd limit, :func:`default_max_connections`).
+    """
+
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    forwarded_allow_ips: str | None = None
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
+    max_connections: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("--ssl-keyfile needs --ssl-certfile")
+        if not self.header_timeout > 0 or not self.keep_alive_timeout > 0:
+            raise ValueError("timeouts must be positive")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_certfile else "http"
+
+    def config(self, app: Any, **options: Any) -> uvicorn.Config:
+        guard = ConnectionGuard(self.max_connections or default_max_connections(), self.header_timeout)
+        return uvicorn.Config(
+            app,
+            http=protocol_class(guard),
+            ws="none",
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            proxy_headers=True,
+            forwarded_allow_ips=self.forwarded_allow_ips,
+            timeout_keep_alive=self.keep_alive_timeout,
+            backlog=BACKLOG,
+            **options,
+        )
+
+
+class HubUvicornServer(uvicorn.Server):
+    """uvicorn's server whose event loop reports accept() failures quietly (once a minute)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(quiet_exception_handler(LogThrottle(_logger)))
+        await super().startup(sockets)
 
 
 def serve(
@@ -60,22 +129,32 @@ def serve(
     *,
     out: TextIO | None = None,
     log_level: str = "info",
+    tokens: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
+    transport: Transport | None = None,
     **app_options: Any,
 ) -> int:
     """Run the hub in the foreground until SIGINT (Ctrl+C: graceful stop, exit code 0) or SIGTERM
-    (graceful stop, then uvicorn re-raises the signal); returns the exit code."""
+    (graceful stop, then uvicorn re-raises the signal); returns the exit code.
+
+    Raises :class:`~apitally_hub.security.hosts.InsecureBindError` for a non-loopback ``host``
+    without ``tokens``, before binding anything.
+    """
     out = out or sys.stdout
+    transport = transport or Transport()
+    require_token_off_loopback(host, tokens)
     postgres = is_postgres_url(db)
     location = db if postgres else Path(db).resolve()
-    app = create_app(location, **app_options)
+    app = create_app(location, tokens=tokens, allowed_hosts=[*allowed_hosts, host], **app_options)
     sock = _bind(host, port)
     try:
-        url = _url(sock)
+        url = _url(sock, transport.scheme)
         print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
         where = f"{redact_url(str(location))}  (PostgreSQL)" if postgres else f"{location}  (SQLite, WAL)"
-        print(f"data: {where}", file=out, flush=True)
-        config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
-        server = uvicorn.Server(config)
+        print(f"data: {where}", file=out)
+        reads = f"need a bearer token ({len(tokens)} configured)" if tokens else "are open (loopback only)"
+        print(f"reads {reads}", file=out, flush=True)
+        server = HubUvicornServer(transport.config(app, log_level=log_level))
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
@@ -91,7 +170,9 @@ class HubServer:
     ``db_path`` None uses a fresh temporary SQLite database per run, removed on :meth:`stop`; a
     ``postgresql://`` URL uses that database. Extra
     keyword arguments go to :func:`~apitally_hub.app.create_app` (``client_ids``,
-    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``url`` is the base URL to give the
+    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``tokens``: read tokens (needed for
+    a non-loopback ``host``; :meth:`query` sends the first). ``transport``: TLS and proxy
+    options (:class:`Transport`). ``url`` is the base URL to give the
     client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
     ``faults`` a :class:`~apitally_hub.faults.FaultPlan`; ``query(...)`` reads the query API.
     """
@@ -103,21 +184,26 @@ class HubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 10.0,
+        tokens: Sequence[str] = (),
+        transport: Transport | None = None,
         **app_options: Any,
     ) -> None:
         self._db_url = db_path if isinstance(db_path, str) and is_postgres_url(db_path) else None
         self._db_path = None if db_path is None or self._db_url else Path(db_path)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self.host, self.port = host, port
+        self.tokens = tuple(tokens)
+        self.transport = transport or Transport()
         self.startup_timeout = startup_timeout
         self.faults: FaultPlan = app_options.pop("faults", None) or FaultPlan()
         self._app_options = app_options
-        self._server: uvicorn.Server | None = None
+        self._server: HubUvicornServer | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._failure: BaseException | None = None
         self.url = ""
         self.app: Starlette | None = None
+        """The running hub's Starlette app (``app.state.hub`` is its :class:`~.context.HubContext`)."""
 
     @property
     def db_path(self) -> Path:
@@ -150,7 +236,8 @@ class HubServer:
         """GET ``/api/{client_id}/{env}/{resource}`` (e.g. ``"endpoints"``, ``since="1h"``) as JSON,
         once what was accepted so far is folded."""
         self.settle()
-        with HubQueryClient(self.url) as client:
+        token = self.tokens[0] if self.tokens else None
+        with HubQueryClient(self.url, token=token, verify=self.transport.ssl_certfile or True) as client:
             return client.app(client_id, env, resource, **params)
 
     def start(self) -> HubServer:
@@ -159,16 +246,24 @@ class HubServer:
         if self._db_path is None:
             self._tempdir = tempfile.TemporaryDirectory(prefix="apitally-hub-")
         try:
-            self.app = create_app(self._db_url or self.db_path, faults=self.faults, **self._app_options)
+            require_token_off_loopback(self.host, self.tokens)
+            options = dict(self._app_options)
+            allowed_hosts = [*options.pop("allowed_hosts", ()), self.host]
+            app = create_app(
+                self._db_url or self.db_path,
+                faults=self.faults,
+                tokens=self.tokens,
+                allowed_hosts=allowed_hosts,
+                **options,
+            )
             self._sock = _bind(self.host, self.port)
         except BaseException:
             self.stop()
             raise
-        self.url = _url(self._sock)
-        config = uvicorn.Config(
-            self.app, log_config=None, log_level="warning", access_log=False, lifespan="on"
-        )
-        self._server = uvicorn.Server(config)
+        self.url = _url(self._sock, self.transport.scheme)
+        config = self.transport.config(app, log_config=None, log_level="warning")
+        self.app = app
+        self._server = HubUvicornServer(config)
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
         self._thread.start()

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.storage.base import DAY, HOUR, MINUTE, RetentionPolicy
 
 DEFAULT_MAX_BODY_BYTES = 10_000_000
@@ -17,6 +18,16 @@ DEFAULT_MAX_LOG_BYTES = 2_000_000
 
 DEFAULT_MAX_LOG_DECOMPRESSED_BYTES = 50_000_000
 """Limit for a decompressed ``/log`` body (a gzip bomb is answered with 413)."""
+
+DEFAULT_MAX_INFLIGHT_BODY_BYTES = 64 * 1024 * 1024
+"""Process-wide budget for request bodies in flight (see :mod:`.limits.budget`)."""
+
+DEFAULT_INGEST_RATE = 4 * 1024 * 1024
+DEFAULT_INGEST_BURST = 256 * 1024 * 1024
+"""Per-client ingest rate limit in bytes/s and bytes (see :mod:`.limits.rate`); a rate of 0 turns it off."""
+
+DEFAULT_BODY_TIMEOUT = 30.0
+"""Seconds a client has to send a whole request body (408 after that)."""
 
 DEFAULT_RETENTION_DAYS = 30.0
 """Per-minute aggregates (and heartbeats)."""
@@ -106,13 +117,32 @@ class HubSettings:
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
     fold_in_background: bool = True
     """Run the folding worker (tests that fold by hand turn it off)."""
+    alerting: AlertSettings = field(default_factory=AlertSettings)
+    max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES
+    ingest_rate: float = DEFAULT_INGEST_RATE
+    ingest_burst: float = DEFAULT_INGEST_BURST
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_log_bytes", "max_log_decompressed_bytes"):
-            if getattr(self, name) <= 0:
+        for name in (
+            "max_body_bytes",
+            "max_log_bytes",
+            "max_log_decompressed_bytes",
+            "max_inflight_body_bytes",
+            "ingest_burst",
+            "body_timeout",
+        ):
+            if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
+        if self.ingest_rate < 0:
+            raise ValueError("ingest_rate must not be negative")
         if self.prune_interval <= 0:
             raise ValueError("prune_interval must be positive")
+
+    @property
+    def retention_seconds(self) -> float:
+        """How old a sync's timestamp may be: what the finest aggregates keep (clients resend for an hour)."""
+        return self.retention.by_resolution[MINUTE]
 
     def is_allowed(self, client_id: str) -> bool:
         return self.client_ids is None or client_id in self.client_ids

@@ -232,6 +232,7 @@ class _Exchange:
         "_template_for",
         "body_parts",
         "body_size",
+        "chunked",
         "content_encoding",
         "count_request",
         "count_response",
@@ -269,6 +270,7 @@ class _Exchange:
         self.body_parts: list[bytes] | None = None
         self.body_size = 0
         self.content_encoding: str | None = None
+        self.chunked = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 size = _parse_size(value)
@@ -276,13 +278,18 @@ class _Exchange:
                     record.request_size = size
                     self.count_request = False
                 break
+            if name == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
         self.wrap_receive = self.count_request or (record.log is not None and record.log.wants_request_body)
 
     async def receive(self) -> Message:
         message = await self._receive()
         if message["type"] == "http.request":
             body = message.get("body", b"")
-            if self.count_request:
+            # Bytes received count for a chunked upload (or an HTTP/2 body without Content-Length).
+            # A request with neither has no size: the empty message that an app's disconnect
+            # listener receives (e.g. a StreamingResponse's) is not a body.
+            if self.count_request and (body or self.chunked):
                 self.record.request_size = (self.record.request_size or 0) + len(body)
             if self.record.log is not None:
                 self.record.log.on_request_body(body)

@@ -9,7 +9,9 @@ Bounds, per process (a hub that is down or hangs cannot grow memory past them):
   10 s interval) and **16 MiB** of their JSON (``DEFAULT_MAX_QUEUED_BYTES``); past either bound the
   oldest are dropped (never the one being sent, always keeping the newest);
 - a sync message is kept at most **1 hour** after its ``timestamp`` (``MAX_MESSAGE_AGE``);
-- one startup message (a newer one replaces an unsent one), one request in flight, 10 s timeout.
+- one startup message (a newer one replaces an unsent one), one request in flight;
+- each request ends within its deadline (``request_timeout``, 10 s: connect, TLS, send and answer
+  in all, however slowly the hub trickles), and at most 64 kB of an answer is read (``_http``).
 
 Each drop reason gets one warning stating how many were dropped; further drops until the hub
 answers again are added up and reported then (or at shutdown) in one more warning.
@@ -22,21 +24,23 @@ deduplicates), 0.1-0.5 s of random spacing between two sends from a backlog. Out
 404                                   unknown client id: one error, nothing more is sent by
                                       this process
 422                                   the hub rejected it: warning with the hub's answer, dropped
-408, 429, 5xx, timeout, network       kept; the queue waits: exponential backoff from
+408, 429, 5xx, deadline, network      kept; the queue waits: exponential backoff from
                                       ``min_backoff`` (1 s) doubling up to ``max_backoff`` (the
                                       exporter uses its sync interval), times 0.5-1 jitter, and
                                       never before the hub's ``Retry-After``
 other status                          logged and dropped
 ====================================  ==========================================================
 
-A warning (422, other 4xx) is logged once per distinct answer; repeats go to debug.
+A warning (422, other 4xx) is logged once per distinct answer; repeats go to debug. An outage
+(transient failures in a row) is one warning. What the hub says is quoted at most ~200 characters
+long, control characters escaped.
 
 :meth:`HubClient.flush` skips the backoff (not ``Retry-After``) and gives up at the first failed
 attempt or at its timeout; a request still hanging after one flush's timeout is not waited for by
 the next flush (so lifespan shutdown + interpreter-exit shutdown stay within one deadline).
-Connections honour the standard proxy variables (``HTTPS_PROXY``, ``NO_PROXY``...) and
-``SSL_CERT_FILE``/``SSL_CERT_DIR`` (httpx ``trust_env``), or an explicit ``proxy``; certificates
-are always verified.
+Connections (:class:`apitally_otel._http.HubConnection`) honour the standard proxy variables
+(``HTTPS_PROXY``, ``NO_PROXY``...) and ``SSL_CERT_FILE``/``SSL_CERT_DIR``, or an explicit
+``proxy``; certificates are always verified.
 """
 
 from __future__ import annotations
@@ -53,17 +57,10 @@ from typing import Any
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from apitally_otel._config import HubSettings
+from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
 from apitally_otel._gil import dumps_chunked
-from apitally_otel._hub_status import (
-    MAX_MESSAGE_AGE,
-    REQUEST_TIMEOUT,
-    Outcome,
-    Result,
-    classify,
-    parse_retry_after,
-)
-from apitally_otel.version import __version__
+from apitally_otel._http import HubConnection, HubUnreachable
+from apitally_otel._hub_status import MAX_MESSAGE_AGE, Outcome, Result, classify, parse_retry_after
 
 _logger = logging.getLogger(__name__)
 
@@ -74,6 +71,7 @@ DEFAULT_MAX_BACKOFF = 60.0
 MAX_BACKOFF_CAP = 300.0
 SEND_SPACING = (0.1, 0.5)
 _MAX_REMEMBERED_ANSWERS = 64
+_JSON = {"Content-Type": "application/json"}
 
 _DROP_MESSAGES = {
     "expired": "apitally-otel: dropped %d sync message(s) older than %s s that the hub did not accept",
@@ -108,10 +106,9 @@ class HubClient:
         min_backoff: float = DEFAULT_MIN_BACKOFF,
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         send_spacing: tuple[float, float] = SEND_SPACING,
-        request_timeout: float = REQUEST_TIMEOUT,
+        request_timeout: float = DEFAULT_HUB_TIMEOUT,
     ) -> None:
         self.settings = settings
-        self._transport = transport
         self._proxy = proxy
         self._clock = clock
         self.max_queued = max_queued
@@ -120,7 +117,6 @@ class HubClient:
         self.min_backoff = min_backoff
         self.max_backoff = max(max_backoff, min_backoff)
         self.send_spacing = send_spacing
-        self.request_timeout = request_timeout
         # Our own generator: the app's global ``random`` state is not ours to consume (and a forked
         # worker builds a new client, so workers do not retry in lockstep).
         self._random = random.Random()
@@ -139,13 +135,20 @@ class HubClient:
         self._stopped = False  # 404: for the life of the process
         self._closing = False
         self._shut_down = False
-        self._http: httpx.Client | None = None
+        self._connection = HubConnection(
+            settings.hub_url, timeout=request_timeout, proxy=proxy, transport=transport
+        )
         self._thread: threading.Thread | None = None
         self._answers_logged: set[tuple[str, int | None, str]] = set()
         self._drops_warned: set[str] = set()
         self._drops_unreported: Counter[str] = Counter()
         self.sent_count = 0
         self.dropped: Counter[str] = Counter()  # reason -> messages: expired, overflow, rejected, ...
+
+    @property
+    def request_timeout(self) -> float:
+        """The deadline of one request to the hub, in seconds."""
+        return self._connection.timeout
 
     # -- producer side (any thread) --------------------------------------------------------
     def set_startup(self, payload: dict[str, Any]) -> bool:
@@ -299,9 +302,7 @@ class HubClient:
         except Exception:  # the thread must survive anything; a dead sender loses all data
             _logger.exception("apitally-otel: hub sender thread failed")
         finally:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            self._connection.close()
 
     def _loop(self) -> None:
         while True:
@@ -352,7 +353,7 @@ class HubClient:
             log(
                 "apitally-otel: hub unavailable (%s%s); keeping %d message(s) and retrying",
                 f"HTTP {result.status_code}: " if result.status_code else "",
-                result.detail[:200],
+                result.detail,
                 self._pending(),
             )
             return
@@ -402,25 +403,12 @@ class HubClient:
 
     def _post(self, message: _Message) -> Result:
         try:
-            if self._http is None:
-                self._http = httpx.Client(
-                    base_url=self.settings.hub_url,
-                    timeout=self.request_timeout,
-                    transport=self._transport,
-                    proxy=self._proxy,
-                    headers={"User-Agent": f"apitally-otel/{__version__}"},
-                )
-            response = self._http.post(
-                f"/{message.kind}", content=message.body, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            return Result(Outcome.RETRY, detail=f"{type(exc).__name__}: {exc}")
-        except OSError as exc:  # e.g. an unreadable SSL_CERT_FILE: retried, and said once per outage
-            return Result(Outcome.RETRY, detail=f"{type(exc).__name__}: {exc}")
-        status = response.status_code
-        detail = "" if status < 300 else response.text[:1000] or response.reason_phrase
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        return Result(classify(status), status, retry_after, detail)
+            answer = self._connection.post(f"/{message.kind}", message.body, headers=_JSON)
+        except HubUnreachable as exc:
+            return Result(Outcome.RETRY, detail=str(exc))
+        status = answer.status_code
+        detail = "" if status < 300 else answer.quoted()
+        return Result(classify(status), status, parse_retry_after(answer.retry_after), detail)
 
 
 def _dump(payload: dict[str, Any]) -> bytes:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-REQUEST_TIMEOUT = 10.0
 MAX_MESSAGE_AGE = 3600.0
 
 

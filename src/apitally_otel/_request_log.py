@@ -4,8 +4,11 @@ Off the request path: the capture middleware appends raw items to a bounded in-m
 background thread applies exclusions and masking (before anything is written anywhere), writes
 NDJSON lines into gzip files of at most 1 MB in a private temp directory (mode 0700), bounded in
 count and bytes on disk, and uploads finished files to ``{hub}/log?uuid=`` — at most 10 per cycle,
-each file's uuid stable across retries. A 402 with ``Retry-After`` suspends logging for that long
-and drops what is queued. Whatever a bound drops is counted and reported in one warning per cycle.
+each file's uuid stable across retries, through the same HTTP client as the hub client
+(:mod:`apitally_otel._http`: one deadline per upload, at most 64 kB of an answer read). A 402 with
+``Retry-After`` suspends logging for that long and drops what is queued. A failed upload keeps its
+file for the next cycle (one warning per outage). Whatever a bound drops is counted and reported in
+one warning per cycle.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from apitally_otel._config import HubSettings
+from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
 from apitally_otel._context import current_request
-from apitally_otel._hub_status import REQUEST_TIMEOUT, Outcome, classify, parse_retry_after
+from apitally_otel._http import HubConnection, HubUnreachable
+from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
 from apitally_otel.request_logging import RequestLoggingConfig
@@ -107,12 +111,16 @@ class RequestLogger:
         max_files: int = MAX_FILES,
         max_disk_bytes: int = MAX_DISK_BYTES,
         proxy: str | None = None,
+        request_timeout: float = DEFAULT_HUB_TIMEOUT,
     ) -> None:
         self._proxy = proxy
+        self._connection = HubConnection(
+            settings.hub_url, timeout=request_timeout, proxy=proxy, transport=transport
+        )
+        self._failing = False  # the current outage was warned about
         self.config = config
         self.settings = settings
         self.upload_interval = upload_interval
-        self._transport = transport
         self._clock = clock
         self.max_queue_items = max_queue_items
         self.max_files = max_files
@@ -142,6 +150,11 @@ class RequestLogger:
             # looks at records emitted inside a logged request (removed again at shutdown).
             self._handler = _LogRecordHandler()
             logging.getLogger().addHandler(self._handler)
+
+    @property
+    def request_timeout(self) -> float:
+        """The deadline of one upload, in seconds."""
+        return self._connection.timeout
 
     @property
     def active(self) -> bool:
@@ -200,31 +213,29 @@ class RequestLogger:
 
     # -- the background thread ---------------------------------------------------------------
     def _run(self) -> None:
-        with (
-            suppress_instrumentation(),
-            httpx.Client(
-                base_url=self.settings.hub_url,
-                timeout=REQUEST_TIMEOUT,
-                transport=self._transport,
-                proxy=self._proxy,
-            ) as http,
-        ):
-            while not self._closing:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                try:
-                    self._write_queued()
-                    flush = self._flush_requested.is_set()
-                    if flush or self._clock() - self._last_upload >= self.upload_interval:
-                        self._finish_file()
-                        self._upload(http, everything=flush)
-                        self._last_upload = self._clock()
-                        self._report_drops()
-                    if flush:
-                        self._flush_requested.clear()
-                        self._flushed.set()
-                except Exception:  # the thread must survive anything; log and go on
-                    _logger.exception("apitally-otel: request log writer failed")
+        with suppress_instrumentation():  # our uploads are not app traffic
+            try:
+                self._loop()
+            finally:
+                self._connection.close()
+
+    def _loop(self) -> None:
+        while not self._closing:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self._write_queued()
+                flush = self._flush_requested.is_set()
+                if flush or self._clock() - self._last_upload >= self.upload_interval:
+                    self._finish_file()
+                    self._upload(everything=flush)
+                    self._last_upload = self._clock()
+                    self._report_drops()
+                if flush:
+                    self._flush_requested.clear()
+                    self._flushed.set()
+            except Exception:  # the thread must survive anything; log and go on
+                _logger.exception("apitally-otel: request log writer failed")
 
     def _write_queued(self) -> None:
         while True:
@@ -267,7 +278,7 @@ class RequestLogger:
             self._files.append(self._writer.close())
         self._writer = None
 
-    def _upload(self, http: httpx.Client, everything: bool) -> None:
+    def _upload(self, everything: bool) -> None:
         budget = len(self._files) if everything else MAX_UPLOADS_PER_CYCLE
         while self._files and budget > 0 and not self._closing:
             budget -= 1
@@ -275,25 +286,44 @@ class RequestLogger:
             with open(file.path, "rb") as handle:
                 body = handle.read()
             try:
-                response = http.post("/log", params={"uuid": file.uuid}, content=body)
-            except httpx.HTTPError as exc:
-                _logger.debug("apitally-otel: request log upload failed (%s); will retry", exc)
+                answer = self._connection.post("/log", body, params={"uuid": file.uuid})
+            except HubUnreachable as exc:
+                self._upload_failed(str(exc))
                 return
-            if response.status_code == 402:
-                self._suspend(response)
+            if self._closing:
+                return  # shutdown did not wait for this upload: its files are being removed
+            if answer.status_code == 402:
+                self._suspend(answer.retry_after)
                 return
-            outcome = classify(response.status_code)
+            outcome = classify(answer.status_code)
             if outcome is Outcome.RETRY:
+                self._upload_failed(f"HTTP {answer.status_code}: {answer.quoted()}")
                 return
+            if self._failing:
+                self._failing = False
+                _logger.info("apitally-otel: request log uploads work again")
             self._files.popleft()
             os.unlink(file.path)
             if outcome is Outcome.SENT:
                 self.uploaded_files += 1
             else:
-                _logger.warning("apitally-otel: hub rejected a request log file (%s)", response.status_code)
+                _logger.warning(
+                    "apitally-otel: hub rejected a request log file (%s): %s",
+                    answer.status_code,
+                    answer.quoted(),
+                )
 
-    def _suspend(self, response: httpx.Response) -> None:
-        seconds = parse_retry_after(response.headers.get("retry-after"), self._clock)
+    def _upload_failed(self, detail: str) -> None:
+        log = _logger.debug if self._failing else _logger.warning
+        self._failing = True
+        log(
+            "apitally-otel: request log upload failed (%s); keeping %d file(s) for retry",
+            detail,
+            len(self._files),
+        )
+
+    def _suspend(self, retry_after: str | None) -> None:
+        seconds = parse_retry_after(retry_after, self._clock)
         if seconds is None:
             seconds = DEFAULT_SUSPEND
         self.suspended_until = self._clock() + seconds

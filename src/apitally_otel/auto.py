@@ -22,44 +22,26 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from apitally_otel import environment_variables as env_vars
 from apitally_otel._capture import CaptureMiddleware
-from apitally_otel._config import env, is_disabled
-from apitally_otel._request_log import RequestLogger
+from apitally_otel._config import env, excluded_spans, is_disabled, resolve_app_version, sdk_disabled
+from apitally_otel._lifecycle import Lifecycle, build_request_logger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 
 _logger = logging.getLogger(__name__)
 
 _state: dict[str, Any] = {}  # "reader", "original_init" once installed
-
-
-class _Lifecycle:
-    """Startup message and final sync for apps instrumented without code."""
-
-    def __init__(self, reader: ApitallyMetricReader, request_logger: RequestLogger | None) -> None:
-        self.reader = reader
-        self.request_logger = request_logger
-
-    def on_app_startup(self, app: Any) -> None:
-        if isinstance(self.reader.exporter, ApitallyMetricExporter):
-            self.reader.exporter.set_app(app, env(env_vars.APITALLY_APP_VERSION))
-
-    def on_app_shutdown(self) -> None:
-        from apitally_otel.instrumentation import final_flush
-
-        if isinstance(self.reader.exporter, ApitallyMetricExporter):
-            final_flush(self.reader, self.reader.exporter, self.request_logger)
 
 
 def pre_instrument(**kwargs: Any) -> None:
@@ -77,11 +59,9 @@ def active_reader() -> ApitallyMetricReader | None:
 
 
 def _setup() -> None:
-    if "reader" in _state or is_disabled():
+    if "reader" in _state or is_disabled() or sdk_disabled():
         return
-    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true":
-        return
-    reader = _find_reader()
+    reader = _find_reader(metrics.get_meter_provider())
     if reader is None:
         if not env(env_vars.APITALLY_CLIENT_ID):
             _logger.debug("apitally-otel: APITALLY_CLIENT_ID is not set; not monitoring")
@@ -89,53 +69,53 @@ def _setup() -> None:
         reader = ApitallyMetricReader()
         MeterProvider(metric_readers=[reader])  # private: only carries our reader (and its atexit)
     exporter = reader.exporter
-    if not isinstance(exporter, ApitallyMetricExporter) or not exporter.enabled:
+    if not isinstance(exporter, ApitallyMetricExporter) or not exporter.enabled or exporter.settings is None:
         return  # the exporter logged why (one line) when it was built
     tracer_provider = trace.get_tracer_provider()
     if not isinstance(tracer_provider, TracerProvider):
         _logger.error("apitally-otel: no SDK TracerProvider was configured; not monitoring")
         return
     tracer_provider.add_span_processor(reader.span_processor)
-    request_logger = None
-    if exporter.settings is not None:
-        from apitally_otel.instrumentation import build_request_logger
-
-        request_logger = build_request_logger(None, exporter.settings, exporter.proxy)
-    _patch_middleware(reader, request_logger)
+    request_logger = build_request_logger(None, exporter.settings, exporter)
+    lifecycle = Lifecycle(reader, exporter, request_logger, app_version=resolve_app_version())
+    _patch_middleware(reader, lifecycle)
     _state["reader"] = reader
-    _logger.info(
-        "apitally-otel: monitoring Starlette/FastAPI apps, syncing to %s",
-        exporter.settings and exporter.settings.hub_url,
-    )
+    _logger.info("apitally-otel: monitoring Starlette/FastAPI apps, syncing to %s", exporter.settings.hub_url)
 
 
-def _find_reader() -> ApitallyMetricReader | None:
-    provider = metrics.get_meter_provider()
-    # The SDK keeps no public list of a provider's readers; this attribute has been stable since 1.x.
-    readers = getattr(provider, "_all_metric_readers", ())
-    return next((r for r in readers if isinstance(r, ApitallyMetricReader)), None)
+def _readers_of(provider: Any) -> Iterable[MetricReader]:
+    """The metric readers registered with ``provider`` (not with other providers of the process).
+
+    The SDK keeps no public list: its measurement consumer has every reader (constructor and
+    ``add_metric_reader``), the provider itself the constructor's; both stable since 1.x.
+    """
+    consumer = getattr(provider, "_measurement_consumer", None)
+    storages = getattr(consumer, "_reader_storages", None)
+    if isinstance(storages, dict):
+        return list(storages)
+    readers = getattr(provider, "_metric_readers", ())
+    return list(readers) if isinstance(readers, (list, tuple)) else []
 
 
-def _only_apitally_readers() -> bool:
-    readers = getattr(metrics.get_meter_provider(), "_all_metric_readers", None)
-    return bool(readers) and all(isinstance(r, ApitallyMetricReader) for r in readers)  # type: ignore[union-attr]
+def _find_reader(provider: Any) -> ApitallyMetricReader | None:
+    return next((r for r in _readers_of(provider) if isinstance(r, ApitallyMetricReader)), None)
 
 
-def _excluded_spans() -> list[str]:
-    raw = os.environ.get("APITALLY_OTEL_EXCLUDE_SPANS", "receive,send")
-    return [part.strip() for part in raw.split(",") if part.strip() in ("receive", "send")]
+def _only_apitally_readers(provider: Any) -> bool:
+    readers = _readers_of(provider)
+    return bool(readers) and all(isinstance(r, ApitallyMetricReader) for r in readers)
 
 
-def _patch_middleware(reader: ApitallyMetricReader, request_logger: RequestLogger | None) -> None:
+def _patch_middleware(reader: ApitallyMetricReader, lifecycle: Lifecycle) -> None:
     original = OpenTelemetryMiddleware.__init__
-    lifecycle = _Lifecycle(reader, request_logger)
-    exclude = _excluded_spans()
+    exclude = excluded_spans()
+    request_logger = lifecycle.request_logger
 
     @functools.wraps(original)
     def __init__(self: OpenTelemetryMiddleware, app: Any, *args: Any, **kwargs: Any) -> None:
         if exclude and kwargs.get("exclude_spans") is None:
             kwargs["exclude_spans"] = exclude
-        if _only_apitally_readers():
+        if _only_apitally_readers(metrics.get_meter_provider()):
             kwargs["meter"] = NoOpMeterProvider().get_meter("opentelemetry.instrumentation.asgi")
         original(self, app, *args, **kwargs)
         self.app = CaptureMiddleware(

@@ -15,8 +15,6 @@ A meter provider is never installed globally: without one, a private one carries
 from __future__ import annotations
 
 import logging
-import re
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +28,8 @@ from starlette.middleware import Middleware
 
 from apitally_otel import auto
 from apitally_otel._capture import CaptureMiddleware, ConsumerCallback
-from apitally_otel._config import ConfigError, HubSettings, is_disabled, resolve_settings
+from apitally_otel._config import ConfigError, is_disabled, resolve_app_version, resolve_settings
+from apitally_otel._lifecycle import Lifecycle, build_request_logger
 from apitally_otel._request_log import RequestLogger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
@@ -38,16 +37,6 @@ from apitally_otel.request_logging import RequestLoggingConfig
 from apitally_otel.span_processor import ApitallySpanProcessor
 
 _logger = logging.getLogger(__name__)
-
-
-def final_flush(
-    reader: ApitallyMetricReader, exporter: ApitallyMetricExporter, request_logger: RequestLogger | None
-) -> None:
-    """The lifespan-shutdown delivery: metrics, then request logs, within ``shutdown_timeout`` in all."""
-    deadline = time.monotonic() + exporter.shutdown_timeout
-    reader.force_flush(timeout_millis=exporter.shutdown_timeout * 1000)
-    if request_logger is not None:
-        request_logger.flush(max(deadline - time.monotonic(), 0.0))
 
 
 @dataclass
@@ -60,8 +49,7 @@ class Instrumentation:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     owns_meter_provider: bool
-    app_version: str | None
-    send_openapi: bool
+    lifecycle: Lifecycle
     request_logger: RequestLogger | None = None
 
     def shutdown(self) -> None:
@@ -74,15 +62,6 @@ class Instrumentation:
         elif not self.metric_reader._shutdown:
             self.meter_provider.remove_metric_reader(self.metric_reader)
         self.span_processor.shutdown()
-
-    # -- CaptureMiddleware lifecycle hooks (run in a worker thread) ---------------------------
-    def on_app_startup(self, app: Any) -> None:
-        self.exporter.set_app(app, self.app_version, openapi=self.send_openapi)
-
-    def on_app_shutdown(self) -> None:
-        # One final collection and delivery attempt, bounded by one deadline for everything; the
-        # periodic reader keeps running (an interpreter-exit shutdown reports what comes after).
-        final_flush(self.metric_reader, self.exporter, self.request_logger)
 
 
 _instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
@@ -105,6 +84,7 @@ def instrument_app(
     request_logging: RequestLoggingConfig | None = None,
     proxy: str | None = None,
     shutdown_timeout: float | None = None,
+    hub_timeout: float | None = None,
     disabled: bool | None = None,
 ) -> Instrumentation | None:
     """Monitor ``app`` (Starlette or FastAPI) and sync its metrics to the Apitally hub.
@@ -118,7 +98,8 @@ def instrument_app(
     asked for theirs with ``app.openapi()`` at startup. ``request_logging`` (default: from the
     ``APITALLY_REQUEST_LOGGING_*`` env vars, off) turns on request logging. ``proxy``
     (``APITALLY_PROXY``) routes hub requests through a proxy; ``shutdown_timeout``
-    (``APITALLY_SHUTDOWN_TIMEOUT``, 5 s) bounds the final delivery at shutdown.
+    (``APITALLY_SHUTDOWN_TIMEOUT``, 5 s) bounds the final delivery at shutdown; ``hub_timeout``
+    (``APITALLY_HUB_TIMEOUT``, 10 s) is the deadline of each hub request, everything included.
     """
     if is_disabled(disabled):
         _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
@@ -138,10 +119,12 @@ def instrument_app(
         _logger.error("apitally-otel disabled: %s", exc)
         return None
 
-    exporter = ApitallyMetricExporter(settings=settings, proxy=proxy, shutdown_timeout=shutdown_timeout)
+    exporter = ApitallyMetricExporter(
+        settings=settings, proxy=proxy, shutdown_timeout=shutdown_timeout, hub_timeout=hub_timeout
+    )
     if not exporter.enabled:
         return None  # the exporter logged why (an invalid proxy)
-    request_logger = build_request_logger(request_logging, settings, exporter.proxy)
+    request_logger = build_request_logger(request_logging, settings, exporter)
     sdk_tracer_provider = _sdk_tracer_provider(tracer_provider)
     processor = ApitallySpanProcessor(max_consumers=settings.max_consumers)
     reader = ApitallyMetricReader(exporter, span_processor=processor, sync_interval=settings.sync_interval)
@@ -155,8 +138,13 @@ def instrument_app(
         tracer_provider=sdk_tracer_provider,
         meter_provider=sdk_meter_provider,
         owns_meter_provider=owned,
-        app_version=app_version,
-        send_openapi=openapi_url is not None,
+        lifecycle=Lifecycle(
+            reader,
+            exporter,
+            request_logger,
+            app_version=resolve_app_version(app_version),
+            send_openapi=openapi_url is not None,
+        ),
         request_logger=request_logger,
     )
     _add_middleware(
@@ -164,20 +152,6 @@ def instrument_app(
     )
     _instrumented[app] = setup
     return setup
-
-
-def build_request_logger(
-    config: RequestLoggingConfig | None, settings: HubSettings, proxy: str | None = None
-) -> RequestLogger | None:
-    """A RequestLogger when request logging is enabled (argument, else env vars); None otherwise."""
-    config = config if config is not None else RequestLoggingConfig.from_env()
-    if not config.enabled:
-        return None
-    try:
-        return RequestLogger(config, settings, upload_interval=settings.sync_interval, proxy=proxy)
-    except re.error as exc:
-        _logger.error("apitally-otel: request logging disabled: invalid pattern (%s)", exc)
-        return None
 
 
 def _sdk_tracer_provider(given: trace.TracerProvider | None) -> TracerProvider:
@@ -217,7 +191,7 @@ def _add_middleware(
     capture = Middleware(
         CaptureMiddleware,
         sink=setup.span_processor,
-        lifecycle=setup,
+        lifecycle=setup.lifecycle,
         consumer_callback=consumer_callback,
         request_logger=setup.request_logger,
     )

@@ -25,7 +25,6 @@ again by the next, so the two together stay within about one deadline.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import threading
@@ -51,9 +50,15 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from apitally_otel import environment_variables as env_vars
 from apitally_otel._client import MAX_BACKOFF_CAP, HubClient
-from apitally_otel._config import ConfigError, HubSettings, env, resolve_settings
+from apitally_otel._config import (
+    ConfigError,
+    HubSettings,
+    resolve_hub_timeout,
+    resolve_proxy,
+    resolve_settings,
+    resolve_shutdown_timeout,
+)
 from apitally_otel._encoding import encode_startup, encode_sync
 from apitally_otel._gil import release
 from apitally_otel._instance import instance_uuid, release_after_fork, release_instance_uuid
@@ -62,8 +67,6 @@ from apitally_otel._startup import app_info
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_SHUTDOWN_TIMEOUT = 5.0
-_PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 _DATA_KEYS = ("requests", "validation_errors", "server_errors", "consumers")
 
 _DELTA = AggregationTemporality.DELTA
@@ -81,9 +84,9 @@ class ApitallyMetricExporter(MetricExporter):
     """Sends the request metrics derived by apitally-otel to an Apitally hub.
 
     Arguments fall back to ``APITALLY_CLIENT_ID``, ``APITALLY_ENV``, ``APITALLY_HUB_BASE_URL``,
-    ``APITALLY_PROXY`` (else the standard ``HTTPS_PROXY``/``NO_PROXY`` variables apply) and
-    ``APITALLY_SHUTDOWN_TIMEOUT``. An invalid configuration logs one error and turns the exporter
-    into a no-op; it never raises.
+    ``APITALLY_PROXY`` (else the standard ``HTTPS_PROXY``/``NO_PROXY`` variables apply),
+    ``APITALLY_SHUTDOWN_TIMEOUT`` and ``APITALLY_HUB_TIMEOUT`` (the deadline of one hub request).
+    An invalid configuration logs one error and turns the exporter into a no-op; it never raises.
     """
 
     def __init__(
@@ -95,6 +98,7 @@ class ApitallyMetricExporter(MetricExporter):
         settings: HubSettings | None = None,
         proxy: str | None = None,
         shutdown_timeout: float | None = None,
+        hub_timeout: float | None = None,
         _transport: httpx.BaseTransport | None = None,
         _clock: Callable[[], float] = time.time,
     ) -> None:
@@ -110,10 +114,11 @@ class ApitallyMetricExporter(MetricExporter):
         self._active = True  # False: quiet until this process serves (see the module docstring)
         self._app_started = False
         self._served = False
-        self.shutdown_timeout = _resolve_shutdown_timeout(shutdown_timeout)
+        self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
+        self.hub_timeout = resolve_hub_timeout(hub_timeout)
         try:
             self.settings: HubSettings | None = settings or resolve_settings(client_id, env, hub_base_url)
-            resolved_proxy = _resolve_proxy(proxy)
+            resolved_proxy = resolve_proxy(proxy)
         except ConfigError as exc:
             _logger.error("apitally-otel disabled: %s", exc)
             self.settings = None
@@ -122,6 +127,7 @@ class ApitallyMetricExporter(MetricExporter):
             "transport": _transport,
             "proxy": resolved_proxy,
             "clock": _clock,
+            "request_timeout": self.hub_timeout,
             # Retry at least once per sync interval, as the 0.x client did (and tests run fast).
             "max_backoff": min(max(self.settings.sync_interval, 1.0), MAX_BACKOFF_CAP),
         }
@@ -275,34 +281,3 @@ def _register_at_fork(exporter: ApitallyMetricExporter) -> None:
             target._after_fork_in_parent()
 
     os.register_at_fork(after_in_child=in_child, after_in_parent=in_parent)
-
-
-def _resolve_shutdown_timeout(value: float | None) -> float:
-    raw: object = value if value is not None else env(env_vars.APITALLY_SHUTDOWN_TIMEOUT)
-    if raw is None or raw == "":
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    try:
-        seconds = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        _logger.warning(
-            "apitally-otel: invalid shutdown timeout %r, using %s s", raw, DEFAULT_SHUTDOWN_TIMEOUT
-        )
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    return seconds
-
-
-def _resolve_proxy(value: str | None) -> str | None:
-    raw = value if value is not None else env(env_vars.APITALLY_PROXY)
-    if not raw:
-        return None  # httpx still honours HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY
-    try:
-        url = httpx.URL(raw.strip())
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in _PROXY_SCHEMES or not url.host:
-        raise ConfigError(f"invalid proxy {raw!r}: expected http(s)://host:port or socks5://host:port")
-    if url.scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
-        raise ConfigError(f"proxy {raw!r} needs SOCKS support: pip install 'httpx[socks]'")
-    return raw.strip()

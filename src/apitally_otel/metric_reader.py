@@ -39,8 +39,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from apitally_otel import environment_variables as env_vars
-from apitally_otel._config import env, resolve_sync_interval
+from apitally_otel._config import otlp_metrics_enabled, resolve_sync_interval
 from apitally_otel._gil import gc_paused, release
 from apitally_otel._metrics import SCOPE_NAME, for_otlp, interval_to_metrics, iter_scope_metrics
 from apitally_otel.metric_exporter import _TEMPORALITY as _DELTA_TEMPORALITY
@@ -169,16 +168,22 @@ def _resource(metrics_data: MetricsData) -> Resource:
 
 
 def _forward_from_env() -> list[MetricExporter]:
-    if (env(env_vars.APITALLY_OTLP_METRICS) or "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not otlp_metrics_enabled():
         return []
     try:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    except ImportError:
+    except ImportError as exc:  # the [otlp] extra is not installed: the hub sync works without it
         _logger.error(
-            "apitally-otel: not forwarding metrics: APITALLY_OTLP_METRICS needs the OTLP/HTTP exporter"
+            "apitally-otel: not forwarding metrics: APITALLY_OTLP_METRICS=true needs the OTLP exporter, "
+            "pip install 'apitally-otel[otlp]' (%s)",
+            exc,
         )
         return []
-    return [OTLPMetricExporter(preferred_temporality=dict(_DELTA_TEMPORALITY))]
+    try:
+        return [OTLPMetricExporter(preferred_temporality=dict(_DELTA_TEMPORALITY))]
+    except Exception:  # e.g. an invalid OTEL_EXPORTER_OTLP_* value: the hub sync must still work
+        _logger.exception("apitally-otel: not forwarding metrics: the OTLP exporter could not be built")
+        return []
 
 
 def _register_at_fork(reader: ApitallyMetricReader) -> None:

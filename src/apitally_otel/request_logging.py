@@ -13,16 +13,15 @@ User patterns are always **added** to the default masks and exclusions, never re
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from starlette.requests import Request
 
+from apitally_otel._config import prefixed_options
+
 _PREFIX = "APITALLY_REQUEST_LOGGING_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_CALLBACKS = ("mask_request_body", "mask_response_body", "exclude_callback")
 
 
 @dataclass(frozen=True)
@@ -58,17 +57,8 @@ class RequestLoggingConfig:
     exclude_callback: Callable[[Request, ResponseInfo], bool] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_env(cls, environ: Any = None) -> RequestLoggingConfig:
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = environ.get(_PREFIX + f.name.upper())
-            if raw is None or f.name.startswith(("mask_request", "mask_response", "exclude_callback")):
-                continue
-            if f.type == "bool":
-                lowered = raw.strip().lower()
-                if lowered in _TRUE | _FALSE:
-                    values[f.name] = lowered in _TRUE
-            else:
-                values[f.name] = tuple(part.strip() for part in raw.split(",") if part.strip())
-        return cls(**values)
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RequestLoggingConfig:
+        """The options set as ``APITALLY_REQUEST_LOGGING_<OPTION>`` (or ``OTEL_APITALLY_...``);
+        ``environ`` instead of the process environment if given. Callbacks cannot come from it."""
+        names = [(f.name, f.type == "bool") for f in fields(cls) if f.name not in _CALLBACKS]
+        return cls(**prefixed_options(_PREFIX, names, environ))  # type: ignore[arg-type]

@@ -27,7 +27,7 @@ REQUEST_ITEM: dict[str, Any] = {
     "path": "/api/items/{item_id}",
     "status_code": 200,
     "request_count": 42,
-    "request_size_sum": 12345,
+    "request_size_sum": 30123,
     "response_size_sum": 67890,
     "response_times": {"0": 30, "10": 9, "120": 3},
     "request_sizes": {"0": 40, "12": 2},

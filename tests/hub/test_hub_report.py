@@ -88,7 +88,7 @@ def test_json_report_has_exact_counts(
         "p50_ms": 0,
         "p95_ms": 120,
         "p99_ms": 250,
-        "request_bytes": 2 * 12345 + 10,
+        "request_bytes": 2 * REQUEST_ITEM["request_size_sum"] + 10,
         "response_bytes": 2 * 67890 + 20,
     }
     consumers = {c["identifier"]: c for c in report["consumers"]}

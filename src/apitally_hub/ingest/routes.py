@@ -1,21 +1,29 @@
 """Ingest endpoints: ``POST /v2/{client_id}/{env}/startup | sync | log?uuid=`` (hub-protocol.md).
 
 Order of checks: client id (malformed or not allowed → 404), env (→ 422), injected faults,
-media type (→ 415), body size (→ 413), JSON/gzip well-formedness (→ 400), field validation
-(→ 422). An accepted message is committed to the store's queue, then answered 202 — folding it
-into the aggregates happens off the request path (:mod:`.worker`) — so a 2xx always means the
-message is stored. A resend of a stored ``message_uuid`` (or log file ``uuid``) gets 200 with
-``"status": "duplicate"`` and is not counted again. Parsing, decompression and store work run in
-worker threads.
+admission before the body is read (the client's ingest rate → 429, the body budget → 503, both
+with Retry-After; see :mod:`.admission`), media type (→ 415), body size (→ 413) and time
+(→ 408), JSON/gzip well-formedness (→ 400), field validation (→ 422).
+
+An accepted message is committed to the store's queue, then answered 202 — folding it into the
+aggregates happens off the request path (:mod:`.worker`) — so a 2xx always means the message is
+stored. A resend of a stored ``message_uuid`` (or log file ``uuid``) gets 200 with ``"status":
+"duplicate"`` and is not counted again. Parsing, decompression and store work run in worker
+threads, at most :data:`PARSE_WORKERS` parses at a time (their memory is a few times the body's).
+Request-log lines over the hub's limits are cut or refused
+(:mod:`~apitally_hub.protocol.log_limits`); what is queued is the file as kept.
 """
 
 from __future__ import annotations
 
+import functools
+import gzip
 import json
 import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,9 +32,12 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error, unprocessable
 from apitally_hub.ingest import bodies, folding
-from apitally_hub.protocol.checker import FieldError
+from apitally_hub.ingest.admission import Ticket
+from apitally_hub.log_throttle import LogThrottle
+from apitally_hub.protocol.checker import FieldError, TimeWindow
+from apitally_hub.protocol.log_limits import LogLimits, cut_line
 from apitally_hub.protocol.log_lines import validate_log_lines
-from apitally_hub.protocol.messages import is_valid_env, validate_startup, validate_sync
+from apitally_hub.protocol.messages import ENV_MESSAGE, is_valid_env, validate_startup, validate_sync
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.base import AppKey, RawMessage, Rejection
 
@@ -34,6 +45,13 @@ _logger = logging.getLogger(__name__)
 
 INLINE_PARSE_LIMIT = 64 * 1024
 """Bodies up to this size are parsed on the event loop; bigger ones in a worker thread."""
+
+RETRY_LATER = frozenset({429, 503})
+"""Answers that ask the client to come back (not rejections: neither logged nor recorded)."""
+
+PARSE_WORKERS = 2
+"""Worker threads parsing big bodies at once (more would not run faster under the GIL, only
+hold more parsed objects in memory)."""
 
 Validator = Callable[..., list[FieldError]]
 
@@ -47,12 +65,33 @@ def _parse_message(body: bytes, validate: Validator, allow_extra: bool) -> dict[
     return message
 
 
-def _parse_log(body: bytes, limit: int, allow_extra: bool) -> list[tuple[str, dict[str, Any]]]:
-    lines = bodies.parse_ndjson(bodies.gunzip_limited(body, limit))
-    errors = validate_log_lines([(index, value) for index, _, value in lines], allow_extra=allow_extra)
+def _parse_log(
+    body: bytes, limits: LogLimits, allow_extra: bool, window: TimeWindow, ticket: Ticket
+) -> list[tuple[str, dict[str, Any]]]:
+    """Decompress, parse, cut and validate a request-log file, one line at a time; each kept line
+    is added to the body budget before the next is read."""
+    lines: list[tuple[int, str, Any]] = []
+    pieces = bodies.gunzip_lines(body, max_total=limits.max_total(len(body)), max_line=limits.max_line)
+    for index, raw in pieces:
+        parsed = bodies.parse_line(index, raw)
+        if parsed is None:
+            continue
+        text, value = parsed
+        if cut_line(value):
+            text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        ticket.grow(len(text))
+        lines.append((index, text, value))
+    errors = validate_log_lines(
+        [(index, value) for index, _, value in lines], allow_extra=allow_extra, window=window
+    )
     if errors:
         raise unprocessable(errors)
     return [(text, value) for _, text, value in lines]
+
+
+def _encode_log(lines: list[tuple[str, dict[str, Any]]]) -> bytes:
+    """The file as the hub keeps it (lines cut to the limits), for the folding worker."""
+    return gzip.compress("".join(text + "\n" for text, _ in lines).encode(), compresslevel=1)
 
 
 def _accepted(stored: bool, **extra: Any) -> JSONResponse:
@@ -63,6 +102,13 @@ def _accepted(stored: bool, **extra: Any) -> JSONResponse:
 class IngestEndpoints:
     def __init__(self, context: HubContext) -> None:
         self.context = context
+        self._log = LogThrottle(_logger, interval=10.0)
+        self._parse_limiter: anyio.CapacityLimiter | None = None
+
+    async def _in_worker(self, func: Callable[..., Any], *args: Any) -> Any:
+        if self._parse_limiter is None:  # created in the event loop, on first use
+            self._parse_limiter = anyio.CapacityLimiter(PARSE_WORKERS)
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._parse_limiter)
 
     def routes(self) -> list[Route]:
         prefix = "/v2/{client_id}/{env}"
@@ -78,8 +124,11 @@ class IngestEndpoints:
             raise HubError(404, "Unknown client id")
         env = request.path_params["env"]
         if not is_valid_env(env):
-            raise field_error(("path", "env"), "env should match ^[\\w-]{1,32}$", "string_pattern_mismatch")
+            raise field_error(("path", "env"), ENV_MESSAGE, "string_pattern_mismatch")
         return client_id, env
+
+    def _time_window(self) -> TimeWindow:
+        return TimeWindow(self.context.clock(), self.context.settings.retention_seconds)
 
     def _fault(self, endpoint: str) -> Response | None:
         fault = self.context.faults.take(endpoint)
@@ -89,11 +138,19 @@ class IngestEndpoints:
         return JSONResponse(fault.body, status_code=fault.status_code, headers=dict(fault.headers))
 
     async def _reject(self, client_id: str, env: str, endpoint: str, exc: HubError) -> None:
+        if exc.status_code in RETRY_LATER:
+            return
         summary = str(exc.detail)
         if len(summary) > 500:
             summary = summary[:500] + "..."
-        _logger.warning(
-            "Rejected /%s for %s/%s with %d: %s", endpoint, client_id, env, exc.status_code, summary
+        self._log.warning(
+            f"reject:{endpoint}",
+            "Rejected /%s for %s/%s with %d: %s",
+            endpoint,
+            client_id,
+            env,
+            exc.status_code,
+            summary,
         )
         rejection = Rejection(
             AppKey(client_id, env), endpoint, exc.status_code, json.dumps(exc.detail), self.context.clock()
@@ -117,39 +174,44 @@ class IngestEndpoints:
         if fault is not None:
             return fault
         settings = self.context.settings
-        try:
-            bodies.require_media_type(request, bodies.JSON_MEDIA_TYPES)
-            bodies.require_encoding(request, frozenset({"identity"}))
-            body = await bodies.read_body(request, settings.max_body_bytes)
-            if len(body) <= INLINE_PARSE_LIMIT:
-                message = _parse_message(body, validate, settings.allow_extra_fields)
-            else:
-                message = await anyio.to_thread.run_sync(
-                    _parse_message, body, validate, settings.allow_extra_fields
+        async with self.context.admission.admit(client_id, request, settings.max_body_bytes) as ticket:
+            try:
+                bodies.require_media_type(request, bodies.JSON_MEDIA_TYPES)
+                bodies.require_encoding(request, frozenset({"identity"}))
+                body = await bodies.read_body(
+                    request, settings.max_body_bytes, timeout=settings.body_timeout, on_chunk=ticket.grow
                 )
-        except HubError as exc:
-            await self._reject(client_id, env, endpoint, exc)
-            raise
-        stored_body = await self.context.run(lambda: folding.encode_json_body(body))
-        stored = await self._commit(
-            RawMessage(
-                AppKey(client_id, env),
-                endpoint,
-                message["message_uuid"],
-                message["instance_uuid"],
-                self.context.clock(),
-                stored_body,
-                "zlib",
-                folding.item_count(message) if endpoint == "sync" else 1,
+                ticket.charge(len(body))
+                if len(body) <= INLINE_PARSE_LIMIT:
+                    message = _parse_message(body, validate, settings.allow_extra_fields)
+                else:
+                    message = await self._in_worker(
+                        _parse_message, body, validate, settings.allow_extra_fields
+                    )
+            except HubError as exc:
+                await self._reject(client_id, env, endpoint, exc)
+                raise
+            stored_body = await self.context.run(lambda: folding.encode_json_body(body))
+            stored = await self._commit(
+                RawMessage(
+                    AppKey(client_id, env),
+                    endpoint,
+                    message["message_uuid"],
+                    message["instance_uuid"],
+                    self.context.clock(),
+                    stored_body,
+                    "zlib",
+                    folding.item_count(message) if endpoint == "sync" else 1,
+                )
             )
-        )
         return _accepted(stored, message_uuid=message["message_uuid"])
 
     async def startup(self, request: Request) -> Response:
         return await self._json_message(request, "startup", validate_startup)
 
     async def sync(self, request: Request) -> Response:
-        return await self._json_message(request, "sync", validate_sync)
+        validate = functools.partial(validate_sync, window=self._time_window())
+        return await self._json_message(request, "sync", validate)
 
     async def log(self, request: Request) -> Response:
         client_id, env = self._address(request)
@@ -157,26 +219,44 @@ class IngestEndpoints:
         if fault is not None:
             return fault
         settings = self.context.settings
-        try:
-            file_uuid = request.query_params.get("uuid")
-            if file_uuid is None:
-                raise field_error(("query", "uuid"), "Field required", "missing")
-            if normalize_client_id(file_uuid) != file_uuid:
-                raise field_error(
-                    ("query", "uuid"), "Input should be a lowercase hyphenated UUID", "uuid_parsing"
+        async with self.context.admission.admit(client_id, request, settings.max_log_bytes) as ticket:
+            try:
+                file_uuid = request.query_params.get("uuid")
+                if file_uuid is None:
+                    raise field_error(("query", "uuid"), "Field required", "missing")
+                if normalize_client_id(file_uuid) != file_uuid:
+                    raise field_error(
+                        ("query", "uuid"), "Input should be a lowercase hyphenated UUID", "uuid_parsing"
+                    )
+                bodies.require_media_type(request, bodies.LOG_MEDIA_TYPES, optional=True)
+                bodies.require_encoding(request, frozenset({"identity", "gzip"}))
+                body = await bodies.read_body(
+                    request, settings.max_log_bytes, timeout=settings.body_timeout, on_chunk=ticket.grow
                 )
-            bodies.require_media_type(request, bodies.LOG_MEDIA_TYPES, optional=True)
-            bodies.require_encoding(request, frozenset({"identity", "gzip"}))
-            body = await bodies.read_body(request, settings.max_log_bytes)
-            lines = await anyio.to_thread.run_sync(
-                _parse_log, body, settings.max_log_decompressed_bytes, settings.allow_extra_fields
+                ticket.charge(len(body))
+                lines = await self._in_worker(
+                    _parse_log,
+                    body,
+                    LogLimits(settings.max_log_decompressed_bytes),
+                    settings.allow_extra_fields,
+                    self._time_window(),
+                    ticket,
+                )
+                ticket.charge(sum(len(text) for text, _ in lines))
+            except HubError as exc:
+                await self._reject(client_id, env, "log", exc)
+                raise
+            kept = await self.context.run(lambda: _encode_log(lines))
+            stored = await self._commit(
+                RawMessage(
+                    AppKey(client_id, env),
+                    "log",
+                    file_uuid,
+                    None,
+                    self.context.clock(),
+                    kept,
+                    "gzip",
+                    len(lines),
+                )
             )
-        except HubError as exc:
-            await self._reject(client_id, env, "log", exc)
-            raise
-        stored = await self._commit(
-            RawMessage(
-                AppKey(client_id, env), "log", file_uuid, None, self.context.clock(), body, "gzip", len(lines)
-            )
-        )
         return _accepted(stored, uuid=file_uuid, lines=len(lines))

@@ -25,6 +25,16 @@ MAX_SAFE_INT = 2**53 - 1
 MAX_TIMESTAMP = 1e10
 """Largest epoch-seconds timestamp accepted (the year 2286)."""
 
+MAX_COUNT = 10**9
+"""Largest count in one item (``request_count``, ``error_count``, a histogram bin): sums over
+millions of stored rows stay far inside SQLite's 64-bit integers."""
+
+MAX_BYTE_SUM = 10**15
+"""Largest byte count in one item (``request_size_sum``, a log line's ``size``): 1 PB."""
+
+MAX_AHEAD = 86400.0
+"""How far past the hub's clock a timestamp may be (client clock skew)."""
+
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _BIN_KEY_RE = re.compile(r"0|[1-9][0-9]{0,14}")
 _METHOD_RE = re.compile(r"[A-Za-z]{1,16}")
@@ -38,6 +48,27 @@ class FieldError:
 
     def as_dict(self) -> dict[str, Any]:
         return {"loc": list(self.loc), "msg": self.msg, "type": self.type}
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The timestamps a hub accepts: no older than its retention, at most :data:`MAX_AHEAD` ahead.
+
+    Older data would be pruned at once, and far-future data never would be.
+    """
+
+    now: float
+    max_age: float
+
+    def contains(self, timestamp: float) -> bool:
+        return self.now - self.max_age <= timestamp <= self.now + MAX_AHEAD
+
+    @property
+    def message(self) -> str:
+        return (
+            f"Timestamp should be at most {self.max_age / 86400:g} days old (the hub's retention)"
+            f" and at most {MAX_AHEAD / 86400:g} day ahead of the hub's clock ({self.now:.0f})"
+        )
 
 
 class TooManyErrors(Exception):
@@ -154,6 +185,14 @@ class Checker:
         """Epoch seconds: a positive number no later than :data:`MAX_TIMESTAMP`."""
         return self.number(value, loc, gt=0, le=MAX_TIMESTAMP)
 
+    def recent_timestamp(self, value: Any, loc: Loc, window: TimeWindow | None) -> float | None:
+        """A :meth:`timestamp` that also lies in ``window`` (when given)."""
+        timestamp = self.timestamp(value, loc)
+        if timestamp is not None and window is not None and not window.contains(timestamp):
+            self.add(loc, window.message, "timestamp_out_of_range")
+            return None
+        return timestamp
+
     def uuid(self, value: Any, loc: Loc) -> str | None:
         return self.string(
             value, loc, pattern=_UUID_RE, pattern_msg="Input should be a lowercase hyphenated UUID"
@@ -207,7 +246,7 @@ class Checker:
                 self.add((*loc, key), f"Bin key should be a multiple of {multiple_of}", "multiple_of")
                 ok = False
                 continue
-            checked = self.integer(count, (*loc, key), ge=0)
+            checked = self.integer(count, (*loc, key), ge=0, le=MAX_COUNT)
             if checked is None:
                 ok = False
                 continue

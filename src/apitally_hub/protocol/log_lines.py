@@ -11,10 +11,20 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from apitally_hub.protocol.checker import Checker, FieldError, Loc, TooManyErrors, present
+from apitally_hub.protocol.checker import (
+    MAX_BYTE_SUM,
+    Checker,
+    FieldError,
+    Loc,
+    TimeWindow,
+    TooManyErrors,
+    present,
+)
 from apitally_hub.protocol.messages import MAX_EXCEPTION_MSG, MAX_IDENTIFIER, MAX_TRACEBACK
 
 MAX_LOG_RECORDS = 1000
+MAX_SPANS = 1000
+"""Spans per line: the client keeps the first 1 000 spans of a request's trace."""
 _MAX_NANOS = 2**63 - 1
 
 _SPAN_ID_RE = re.compile(r"[0-9a-f]{16}")
@@ -28,14 +38,19 @@ _REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body")
 _RESPONSE_OPTIONAL = ("headers", "size", "body")
 
 
-def validate_log_lines(lines: Sequence[tuple[int, Any]], *, allow_extra: bool = False) -> list[FieldError]:
-    """Validate decoded NDJSON lines given as ``(line_index, value)``; line uuids must be unique."""
+def validate_log_lines(
+    lines: Sequence[tuple[int, Any]], *, allow_extra: bool = False, window: TimeWindow | None = None
+) -> list[FieldError]:
+    """Validate decoded NDJSON lines given as ``(line_index, value)``; line uuids must be unique.
+
+    ``window``: the request timestamps the hub accepts now (None: any plausible epoch time).
+    """
     checker = Checker(allow_extra=allow_extra)
     seen: set[str] = set()
     with contextlib.suppress(TooManyErrors):
         for index, value in lines:
             loc: Loc = ("lines", index)
-            _check_line(checker, value, loc)
+            _check_line(checker, value, loc, window)
             uuid = value.get("uuid") if isinstance(value, dict) else None
             if isinstance(uuid, str):
                 if uuid in seen:
@@ -44,14 +59,14 @@ def validate_log_lines(lines: Sequence[tuple[int, Any]], *, allow_extra: bool = 
     return checker.errors
 
 
-def _check_line(c: Checker, value: Any, loc: Loc) -> None:
+def _check_line(c: Checker, value: Any, loc: Loc, window: TimeWindow | None) -> None:
     line = c.obj(value, loc, ("uuid", "request", "response"), _LINE_OPTIONAL)
     if line is None:
         return
     if present(line, "uuid"):
         c.uuid(line["uuid"], (*loc, "uuid"))
     if present(line, "request"):
-        _check_request(c, line["request"], (*loc, "request"))
+        _check_request(c, line["request"], (*loc, "request"), window)
     if present(line, "response"):
         _check_response(c, line["response"], (*loc, "response"))
     if present(line, "exception", nullable=True):
@@ -61,7 +76,7 @@ def _check_line(c: Checker, value: Any, loc: Loc) -> None:
         for i, record in enumerate(records or ()):
             _check_log_record(c, record, (*loc, "logs", i))
     if present(line, "spans", nullable=True):
-        spans = c.array(line["spans"], (*loc, "spans"))
+        spans = c.array(line["spans"], (*loc, "spans"), max_items=MAX_SPANS)
         for i, span in enumerate(spans or ()):
             _check_span(c, span, (*loc, "spans", i))
     if present(line, "trace_id", nullable=True):
@@ -80,12 +95,12 @@ def _check_headers(c: Checker, value: Any, loc: Loc) -> None:
         c.string(pair[1], (*loc, i, 1))
 
 
-def _check_request(c: Checker, value: Any, loc: Loc) -> None:
+def _check_request(c: Checker, value: Any, loc: Loc, window: TimeWindow | None) -> None:
     request = c.obj(value, loc, ("timestamp", "method", "url"), _REQUEST_OPTIONAL)
     if request is None:
         return
     if present(request, "timestamp"):
-        c.timestamp(request["timestamp"], (*loc, "timestamp"))
+        c.recent_timestamp(request["timestamp"], (*loc, "timestamp"), window)
     if present(request, "method"):
         c.method(request["method"], (*loc, "method"))
     if present(request, "path", nullable=True):
@@ -95,7 +110,7 @@ def _check_request(c: Checker, value: Any, loc: Loc) -> None:
     if present(request, "headers", nullable=True):
         _check_headers(c, request["headers"], (*loc, "headers"))
     if present(request, "size", nullable=True):
-        c.integer(request["size"], (*loc, "size"), ge=0)
+        c.integer(request["size"], (*loc, "size"), ge=0, le=MAX_BYTE_SUM)
     if present(request, "consumer", nullable=True):
         c.string(request["consumer"], (*loc, "consumer"), min_len=1, max_len=MAX_IDENTIFIER, stripped=True)
     if present(request, "body", nullable=True):
@@ -113,7 +128,7 @@ def _check_response(c: Checker, value: Any, loc: Loc) -> None:
     if present(response, "headers", nullable=True):
         _check_headers(c, response["headers"], (*loc, "headers"))
     if present(response, "size", nullable=True):
-        c.integer(response["size"], (*loc, "size"), ge=0)
+        c.integer(response["size"], (*loc, "size"), ge=0, le=MAX_BYTE_SUM)
     if present(response, "body", nullable=True):
         c.base64(response["body"], (*loc, "body"))
 

@@ -12,10 +12,22 @@ import json
 import re
 from typing import Any
 
-from apitally_hub.protocol.checker import Checker, FieldError, Loc, TooManyErrors, present
+from apitally_hub.protocol.checker import (
+    MAX_BYTE_SUM,
+    MAX_COUNT,
+    Checker,
+    FieldError,
+    Loc,
+    TimeWindow,
+    TooManyErrors,
+    present,
+)
 
-ENV_RE = re.compile(r"[\w-]{1,32}")
-"""The env pattern of the 0.x client (``^[\\w-]{1,32}$``), matched in full."""
+ENV_PATTERN = "^[A-Za-z0-9_-]{1,32}$"
+"""Env names: ASCII letters, digits, ``_`` and ``-`` (the 0.x client's ``\\w`` would admit any
+Unicode letter or digit, which no real env name needs and which look-alike letters abuse)."""
+ENV_RE = re.compile(ENV_PATTERN[1:-1], re.ASCII)
+ENV_MESSAGE = f"env should match {ENV_PATTERN}"
 
 MAX_IDENTIFIER = 128
 MAX_NAME = 64
@@ -70,10 +82,13 @@ def validate_startup(message: Any, *, allow_extra: bool = False) -> list[FieldEr
     return checker.errors
 
 
-def validate_sync(message: Any, *, allow_extra: bool = False) -> list[FieldError]:
+def validate_sync(
+    message: Any, *, allow_extra: bool = False, window: TimeWindow | None = None
+) -> list[FieldError]:
+    """``window``: the timestamps the hub accepts now (None: any plausible epoch time)."""
     checker = Checker(allow_extra=allow_extra)
     with contextlib.suppress(TooManyErrors):
-        _check_sync(checker, message)
+        _check_sync(checker, message, window)
     return checker.errors
 
 
@@ -130,7 +145,7 @@ def _check_versions(c: Checker, value: Any) -> None:
         c.string(version, loc, min_len=1, max_len=128)
 
 
-def _check_sync(c: Checker, message: Any) -> None:
+def _check_sync(c: Checker, message: Any, window: TimeWindow | None) -> None:
     msg = c.obj(message, (), _SYNC_KEYS)
     if msg is None:
         return
@@ -138,7 +153,7 @@ def _check_sync(c: Checker, message: Any) -> None:
         if present(msg, key):
             c.uuid(msg[key], (key,))
     if present(msg, "timestamp"):
-        c.timestamp(msg["timestamp"], ("timestamp",))
+        c.recent_timestamp(msg["timestamp"], ("timestamp",), window)
     item_checks = (
         ("requests", _check_request_item),
         ("validation_errors", _check_validation_error_item),
@@ -182,10 +197,11 @@ def _check_request_item(c: Checker, value: Any, loc: Loc) -> None:
         c.integer(item["status_code"], (*loc, "status_code"), ge=100, le=599)
     count = None
     if present(item, "request_count"):
-        count = c.integer(item["request_count"], (*loc, "request_count"), ge=0)
+        count = c.integer(item["request_count"], (*loc, "request_count"), ge=0, le=MAX_COUNT)
+    size_sums: dict[str, int | None] = {}
     for key in ("request_size_sum", "response_size_sum"):
         if present(item, key):
-            c.integer(item[key], (*loc, key), ge=0)
+            size_sums[key] = c.integer(item[key], (*loc, key), ge=0, le=MAX_BYTE_SUM)
     if present(item, "response_times"):
         times = c.bins(item["response_times"], (*loc, "response_times"), multiple_of=10)
         if times is not None and count is not None and sum(times.values()) != count:
@@ -194,7 +210,7 @@ def _check_request_item(c: Checker, value: Any, loc: Loc) -> None:
                 f"Histogram counts should add up to request_count ({count})",
                 "histogram_sum",
             )
-    for key in ("request_sizes", "response_sizes"):
+    for key, sum_key in (("request_sizes", "request_size_sum"), ("response_sizes", "response_size_sum")):
         if present(item, key):
             sizes = c.bins(item[key], (*loc, key))
             if sizes is not None and count is not None and sum(sizes.values()) > count:
@@ -203,6 +219,16 @@ def _check_request_item(c: Checker, value: Any, loc: Loc) -> None:
                     f"Histogram counts should not exceed request_count ({count})",
                     "histogram_sum",
                 )
+            elif sizes is not None and (total := size_sums.get(sum_key)) is not None:
+                _check_size_sum(c, total, sizes, (*loc, sum_key))
+
+
+def _check_size_sum(c: Checker, total: int, sizes: dict[int, int], loc: Loc) -> None:
+    """A size sum must be one the bins allow: bin ``k`` holds sizes ``k * 1000 .. k * 1000 + 999``."""
+    low = sum(count * kb * 1000 for kb, count in sizes.items())
+    high = sum(count * (kb * 1000 + 999) for kb, count in sizes.items())
+    if not low <= total <= high:
+        c.add(loc, f"Size sum should lie within the bins' bounds [{low}, {high}]", "size_sum_mismatch")
 
 
 def _check_unique_requests(c: Checker, items: list[Any]) -> None:
@@ -231,7 +257,7 @@ def _check_validation_error_item(c: Checker, value: Any, loc: Loc) -> None:
         if present(item, key):
             c.string(item[key], (*loc, key))
     if present(item, "error_count"):
-        c.integer(item["error_count"], (*loc, "error_count"), ge=0)
+        c.integer(item["error_count"], (*loc, "error_count"), ge=0, le=MAX_COUNT)
 
 
 def _check_server_error_item(c: Checker, value: Any, loc: Loc) -> None:
@@ -248,7 +274,7 @@ def _check_server_error_item(c: Checker, value: Any, loc: Loc) -> None:
     if present(item, "sentry_event_id", nullable=True):
         c.string(item["sentry_event_id"], (*loc, "sentry_event_id"), min_len=1, max_len=64)
     if present(item, "error_count"):
-        c.integer(item["error_count"], (*loc, "error_count"), ge=0)
+        c.integer(item["error_count"], (*loc, "error_count"), ge=0, le=MAX_COUNT)
 
 
 def _check_consumer_item(c: Checker, value: Any, loc: Loc) -> None:

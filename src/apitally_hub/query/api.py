@@ -15,7 +15,6 @@ Bad parameters give 422 naming ``["query", <name>]``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,58 +25,28 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error
 from apitally_hub.protocol.messages import is_valid_env
+from apitally_hub.query.params import bool_param, int_param, status_param, text_param, window_params
 from apitally_hub.query.planner import CHART_STEPS
 from apitally_hub.query.service import BadCursor, Page, QueryService
 from apitally_hub.query.stats import DEFAULT_APDEX_MS
-from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
+from apitally_hub.query.timewindow import Window
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.base import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 
-_STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 _SORTS = ("path", "requests", "errors", "error_rate", "p95")
 MAX_LIMIT = 1000
-MAX_TEXT = 2048
-"""Longest accepted text parameter (a path, a consumer, a search)."""
 
 
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 12 or not low <= int(raw) <= high:
-        raise field_error(("query", name), f"Should be an integer from {low} to {high}", "int_parsing")
-    return int(raw)
-
-
-def bool_param(request: Request, name: str) -> bool:
-    raw = request.query_params.get(name, "false").lower()
-    if raw not in ("1", "0", "true", "false", "yes", "no"):
-        raise field_error(("query", name), "Should be a boolean", "bool_parsing")
-    return raw in ("1", "true", "yes")
-
-
-def text_param(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    if len(raw) > MAX_TEXT:
-        raise field_error(("query", name), f"Should be at most {MAX_TEXT} characters", "string_too_long")
-    return raw
-
-
-def status_param(request: Request) -> tuple[int | None, int | None]:
+def status_filter(request: Request) -> tuple[int | None, int | None]:
     """(status code, status class) from ``status=404`` or ``status=4xx``."""
-    status = text_param(request, "status")
+    status = status_param(request)
     if status is None:
         return None, None
-    status = status.lower()
-    if _STATUS_RE.fullmatch(status) is None:
-        raise field_error(("query", "status"), "Should be a status code (404) or a class (4xx)", "status")
     return (None, int(status[0])) if status.endswith("xx") else (int(status), None)
 
 
 def traffic_filter(request: Request) -> TrafficFilter:
-    code, status_class = status_param(request)
+    code, status_class = status_filter(request)
     consumer = text_param(request, "consumer")
     return TrafficFilter(
         method=text_param(request, "method"),
@@ -91,20 +60,6 @@ def traffic_filter(request: Request) -> TrafficFilter:
 
 def page_param(request: Request) -> Page:
     return Page(int_param(request, "limit", 100, 1, MAX_LIMIT), text_param(request, "cursor"))
-
-
-def window_param(request: Request, now: float, default_since: float = DEFAULT_SINCE) -> Window:
-    bounds = {"since": now - default_since, "until": now}
-    for name in bounds:
-        raw = text_param(request, name)
-        if raw:
-            try:
-                bounds[name] = parse_time(raw, now)
-            except (ValueError, OverflowError) as exc:
-                raise field_error(("query", name), str(exc), "time_parsing") from None
-    if bounds["until"] < bounds["since"]:
-        raise field_error(("query", "until"), "until is before since", "time_order")
-    return Window(bounds["since"], bounds["until"])
 
 
 def app_param(request: Request) -> AppKey:
@@ -184,7 +139,7 @@ class QueryEndpoints:
         return endpoint
 
     def _window(self, request: Request) -> Window:
-        return window_param(request, self.context.clock())
+        return window_params(request, self.context.clock())
 
     def _windowed(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"window": self._window(request).as_dict(), **body}
@@ -232,15 +187,14 @@ class QueryEndpoints:
 
     def _uptime(self, q: QueryService, r: Request) -> dict[str, Any]:
         window = self._window(r)
-        beats = q.heartbeats(app_param(r), window)
-        return {"window": window.as_dict(), "heartbeats": [{"minute": m, "syncs": n} for m, n in beats]}
+        return {"window": window.as_dict(), **q.uptime(app_param(r), window)}
 
     def _instance(self, q: QueryService, r: Request) -> dict[str, Any] | None:
         return q.instance(app_param(r), r.path_params["instance_uuid"])
 
     def _requests(self, q: QueryService, r: Request) -> dict[str, Any]:
         window = self._window(r)
-        code, status_class = status_param(r)
+        code, status_class = status_filter(r)
         times = {}
         for name in ("min_ms", "max_ms"):
             value = int_param(r, name, -1, 0, 86_400_000)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from apitally_hub.query import planner, stats
+from apitally_hub.query import planner, stats, uptime
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import (
     NO_CONSUMER,
@@ -34,6 +34,13 @@ from apitally_hub.storage.base import (
 
 OFFLINE_AFTER_INTERVALS = 3
 """An instance is offline when its last sync is older than this many sync intervals."""
+
+
+UPTIME_MIN_WINDOW = 180.0
+"""An app env is down after no sync for 3 sync intervals, but never sooner than this."""
+
+EndpointMatch = Callable[[str, str], bool]
+"""``(method, path) -> in scope?``"""
 
 
 class BadCursor(ValueError):
@@ -84,11 +91,13 @@ class QueryService:
         retention: Mapping[int, float],
         *,
         default_sync_interval: float = 60.0,
+        uptime_min_window: float = UPTIME_MIN_WINDOW,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
         self.retention = dict(retention)
         self.default_sync_interval = default_sync_interval
+        self.uptime_min_window = uptime_min_window
         self.clock = clock
 
     # -- windows ------------------------------------------------------------------------------
@@ -403,6 +412,142 @@ class QueryService:
     def heartbeats(self, app: AppKey, window: Window) -> list[tuple[int, int]]:
         """(minute, syncs) for each minute of the window in which the app synced."""
         return self.storage.heartbeats(app, window.first_minute, window.last_minute)
+
+    def _down_window(self, infos: list[InstanceInfo]) -> tuple[float | None, float, float]:
+        """(last heartbeat, sync interval, down window) of an app env (see :mod:`.uptime`)."""
+        beats = [(i.last_sync_at or i.startup_at or 0.0, i) for i in infos if i.last_sync_at or i.startup_at]
+        inferred = [i.sync_interval for i in infos if i.sync_interval]
+        last = max(beats, key=lambda b: b[0]) if beats else None
+        interval = last[1].sync_interval if last else None
+        interval = interval or min(inferred, default=self.default_sync_interval)
+        return (last[0] if last else None), interval, uptime.down_window(interval, self.uptime_min_window)
+
+    def uptime_status(self, app: AppKey) -> dict[str, Any]:
+        """Up or down now: ``status`` is ``up``, ``down`` or ``unknown`` (never seen)."""
+        now = self.clock()
+        last, interval, window = self._down_window(self.storage.instances(app))
+        check = self.storage.alerts.health_check(app)
+        health = None
+        if check is not None and check.config.get("enabled", True):
+            health = {
+                "url": check.url,
+                "status": check.status,
+                "checked_at": check.checked_at,
+                "status_code": check.status_code,
+                "latency_ms": check.latency_ms,
+                "error": check.error,
+                "since": check.changed_at,
+            }
+        heartbeat = "unknown" if last is None else ("up" if now - last <= window else "down")
+        status = heartbeat
+        down_since = last + window if heartbeat == "down" and last is not None else None
+        if health is not None and health["status"] == "down":
+            status, down_since = "down", min(filter(None, (down_since, check.changed_at if check else None)))
+        elif heartbeat == "unknown" and health is not None and health["status"] == "up":
+            status = "up"
+        return {
+            "status": status,
+            "down_since": down_since,
+            "heartbeat": {
+                "status": heartbeat,
+                "last_sync_at": last,
+                "sync_interval": interval,
+                "window": window,
+            },
+            "health_check": health,
+        }
+
+    def uptime(self, app: AppKey, window: Window) -> dict[str, Any]:
+        """The status now, and over the window: down intervals, an up/down timeline, uptime per day."""
+        now = self.clock()
+        until = min(window.until, now)
+        infos = self.storage.instances(app)
+        last, _, down_window = self._down_window(infos)
+        beats = self.heartbeats(app, window)
+        first_seen = min((i.first_seen for i in infos), default=None)
+        events = self.storage.alerts.health_events(app, window.since, until)
+        firsts = (first_seen, beats[0][0] if beats else None, events[0].at if events else None)
+        starts = [t for t in firsts if t]
+        observed_since = max(window.since, min(starts)) if starts else until
+        down = uptime.union(
+            uptime.heartbeat_down_intervals(
+                (m for m, _ in beats), down_window, observed_since, until, last if last else None
+            )
+            + uptime.health_down_intervals([(e.at, e.status) for e in events], observed_since, until)
+        )
+        observed = max(until - observed_since, 0.0)
+        lost = uptime.measure(down, observed_since, until)
+        return {
+            **self.uptime_status(app),
+            "observed_since": observed_since if observed else None,
+            "uptime": round(1 - lost / observed, 6) if observed else None,
+            "down_intervals": [{"start": a, "end": b} for a, b in down],
+            "timeline": uptime.timeline(down, observed_since, until) if observed else [],
+            "days": uptime.days(down, observed_since, until) if observed else [],
+            "heartbeats": [{"minute": m, "syncs": n} for m, n in beats],
+        }
+
+    # -- values for alert rules ---------------------------------------------------------------
+
+    def scoped_traffic(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        match: EndpointMatch | None = None,
+        by: str | None = None,
+        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+    ) -> dict[tuple[str, ...], dict[str, Any]]:
+        """Traffic stats (as :func:`.stats.traffic_stats`, with Apdex) per label set: one set
+        ``()`` for all traffic in scope, or one per endpoint ``(method, path)`` (``by="endpoint"``)
+        or per consumer ``(identifier,)`` (``by="consumer"``, identified requests only)."""
+        if by == "consumer":
+            flt = replace(flt, identified_only=True)
+        dims: tuple[Any, ...] = ("method", "path") if (match is not None or by == "endpoint") else ()
+        if by == "consumer":
+            dims = ("consumer", *dims)
+        rows = self._traffic(app, window, group_by=dims, filter=flt, response_times=True)
+        grouped: dict[tuple[str, ...], list[TrafficRow]] = {}
+        for row in rows:
+            named = dict(zip(dims, row.key, strict=True))
+            if match is not None and not match(named["method"], named["path"]):
+                continue
+            key: tuple[str, ...] = ()
+            if by == "endpoint":
+                key = (named["method"], named["path"])
+            elif by == "consumer":
+                key = (named["consumer"],)
+            grouped.setdefault(key, []).append(row)
+        if by is None and not grouped:
+            grouped[()] = []
+        return {
+            key: stats.traffic_stats(stats.merge_rows(parts), apdex_ms=apdex_ms)
+            for key, parts in grouped.items()
+        }
+
+    def scoped_validation_errors(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        match: EndpointMatch | None = None,
+        by_endpoint: bool = False,
+    ) -> dict[tuple[str, ...], int]:
+        """Validation errors in scope: one total ``()``, or one per endpoint ``(method, path)``."""
+        segments = self._segments(window)
+        totals: dict[tuple[str, ...], int] = {} if by_endpoint else {(): 0}
+        offset = 0
+        while True:
+            rows, total = self.storage.validation_errors(EventQuery(app, segments, flt, 1000, offset))
+            for row in rows:
+                if match is None or match(row.method, row.path):
+                    key = (row.method, row.path) if by_endpoint else ()
+                    totals[key] = totals.get(key, 0) + row.count
+            offset += len(rows)
+            if not rows or offset >= total:
+                return totals
 
     # -- request log and rejections -----------------------------------------------------------
 

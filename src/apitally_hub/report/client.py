@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from types import TracebackType
 from typing import Any
 
@@ -14,9 +15,26 @@ class HubQueryError(Exception):
 
 class HubQueryClient:
     def __init__(
-        self, base_url: str, *, timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        verify: bool | str | ssl.SSLContext = True,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport)
+        """``token``: sent as ``Authorization: Bearer <token>`` (a hub with tokens needs it for
+        every read). ``verify``: TLS verification, or the path of a CA bundle (a self-signed hub)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
+            headers=headers,
+            verify=verify,
+            transport=transport,
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import Any, TextIO
 
 from apitally_hub.report.client import HubQueryClient, HubQueryError
-from apitally_hub.report.text import render_text
+from apitally_hub.report.text import render_text, terminal_safe
 
 
 def _iso(epoch: float) -> str:
@@ -62,13 +62,19 @@ def run_report(
     out: TextIO,
     err: TextIO,
     request_filters: dict[str, str] | None = None,
+    token: str | None = None,
+    ca_file: str | None = None,
 ) -> int:
-    """Fetch and print the report; returns the exit code (1 when the hub cannot answer)."""
+    """Fetch and print the report; returns the exit code (1 when the hub cannot answer).
+
+    ``token``: the hub's read token (``Authorization: Bearer``). ``ca_file``: a CA bundle to
+    verify a self-signed hub's certificate.
+    """
     try:
-        with HubQueryClient(hub) as client:
+        with HubQueryClient(hub, token=token, verify=ca_file or True) as client:
             report = build_report(client, client_id, env, since, request_filters)
     except HubQueryError as exc:
-        print(f"error: {exc}", file=err)
+        print(f"error: {terminal_safe(str(exc))}", file=err)
         return 1
     report = {"hub": hub, **report}
     if as_json:

@@ -1,7 +1,13 @@
-"""Plain-text rendering of a report document (see :mod:`.report`): aligned tables per section."""
+"""Plain-text rendering of a report document (see :mod:`.report`): aligned tables per section.
+
+Every text that came from a hub (and so from any client that can reach one) goes through
+:func:`terminal_safe`: a path or consumer carrying ANSI/OSC escapes must not recolour, retitle or
+rewrite the operator's terminal.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -9,12 +15,26 @@ from typing import Any
 
 _MAX_CELL = 60
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+"""C0 and C1 controls (ESC, CSI, OSC, BEL, CR, backspace, ...), DEL, and the invisible and
+bidirectional formatting characters that can make a line read differently from what it holds."""
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every control or invisible formatting character shown as ``\\xNN`` / ``\\uNNNN``."""
+    return _UNSAFE.sub(_escaped, text)
+
 
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    text = text.replace("\n", " ")
+    text = terminal_safe(text.replace("\n", " "))
     return text if len(text) <= _MAX_CELL else text[: _MAX_CELL - 1] + "…"
 
 
@@ -55,8 +75,9 @@ def _ago(epoch: float | None, now: float) -> str:
 def render_text(report: dict[str, Any]) -> str:
     now = time.time()
     window = report["window"]
+    title = f"{report['client_id']} / {report['env']}  ({report.get('hub', '')})"
     out = [
-        f"Apitally hub report  {report['client_id']} / {report['env']}  ({report.get('hub', '')})\n",
+        f"Apitally hub report  {terminal_safe(title)}\n",
         f"window: {_time(window['since'])} .. {_time(window['until'])}\n\n",
         "Endpoints\n",
         table(

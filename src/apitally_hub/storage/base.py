@@ -15,6 +15,8 @@ The data model, common to every backend:
   once per group), and heartbeats (syncs per minute). Histogram bins are additive, so a coarser
   row equals the sum of the finer rows it covers.
 - registries: instances, consumers (with name/group history), the request log, rejections.
+- alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
+  history, silences, the notification outbox, health checks.
 
 Methods are synchronous; callers on the event loop run them in worker threads. Backends must be
 safe to call from several threads at once.
@@ -27,7 +29,10 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from apitally_hub.storage.alerts import AlertStore
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
 RESOLUTIONS: tuple[int, ...] = (MINUTE, HOUR, DAY)
@@ -478,10 +483,11 @@ class Storage(abc.ABC):
     url: str
     """Where the data lives, for messages (never includes a password)."""
 
-    fold_chunk_items: int = 2000
+    fold_chunk_items: int = 500
     """Items a folding worker applies per transaction, and messages it claims at once: small
-    where a write transaction locks the whole store (SQLite: ingest waits for it), larger where
-    it locks only the rows it touches (each apply has a cost of its own, whatever its size)."""
+    where a write transaction locks the whole store (SQLite: 500 items are about 3 000 upserts, a
+    few tens of milliseconds that ingest may wait), larger where it locks only the rows it
+    touches (each apply has a cost of its own, whatever its size)."""
     fold_claim_limit: int = 100
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -532,6 +538,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def prune(self, policy: RetentionPolicy, now: float) -> dict[str, int]:
         """Delete what ``policy`` no longer keeps; returns rows deleted per kind."""
+
+    # -- alerting -----------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def alerts(self) -> AlertStore:
+        """Alert rules, channels, state, history, silences, outbox, health checks
+        (:mod:`apitally_hub.storage.alerts`)."""
 
     # -- reads --------------------------------------------------------------------------------
 

@@ -4,9 +4,10 @@
 missing ones, each in its own transaction together with the version bump, while holding a
 session advisory lock, so hub processes starting at once against one database never race (the
 ones that wait find the work done). Never edit a released migration; append a new one — e.g.
-``script(dialect.ddl(SOME_SHARED_DDL))`` for tables whose SQL lives in :mod:`..sql`.
+``statements(SHARED_DDL)`` for tables whose SQL lives in :mod:`..sql` (portable DDL, as the
+alerting tables; :meth:`~..sql.dialect.Dialect.ddl` names types that differ).
 
-Tables and columns are those of SQLite's schema 3 (the shared SQL reads and writes both), with
+Tables and columns are those of SQLite's schema 4 (the shared SQL reads and writes both), with
 PostgreSQL types: ``BIGINT`` counters and buckets, ``DOUBLE PRECISION`` epoch seconds, ``BYTEA``
 bodies, ``JSONB`` histogram bins (``{"<lower edge>": count}``, merged by ``merge_bins``).
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from apitally_hub.storage.base import MAX_STORED_COUNT
+from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -168,9 +170,20 @@ CREATE INDEX rejections_app ON rejections (client_id, env, received_at);
 CREATE INDEX rejections_received_at ON rejections (received_at);
 """
 
+def statements(ddl: Sequence[str]) -> Migration:
+    """A migration that runs each of ``ddl`` (e.g. portable DDL shared with SQLite)."""
+
+    def run(conn: psycopg.Connection) -> None:
+        for statement in ddl:
+            conn.execute(statement)
+
+    return run
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     script(_V1_TABLES),  # 1: the tables, keys and merge_bins
     script(_V2_INDEXES),  # 2: the indexes that the queue, pruning and reads need to stay fast
+    statements(ALERTING_DDL),  # 3: alerting (portable DDL, SQLite's schema 3)
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

@@ -10,7 +10,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from apitally_hub.storage.alerts import AlertStore
 from apitally_hub.storage.base import (
+    HOUR,
     AppDelta,
     AppInfo,
     AppKey,
@@ -34,6 +36,7 @@ from apitally_hub.storage.base import (
     ValidationErrorRow,
 )
 from apitally_hub.storage.sql import reads, writes
+from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 
@@ -52,6 +55,13 @@ class SQLStorage(Storage):
     @abc.abstractmethod
     def read(self, work: Callable[[Tx], T]) -> T:
         """Run ``work`` in one read-only transaction (a consistent snapshot)."""
+
+    @property
+    def alerts(self) -> AlertStore:
+        store: SQLAlertStore | None = self.__dict__.get("_alerts")
+        if store is None:
+            store = self.__dict__["_alerts"] = SQLAlertStore(self)
+        return store
 
     # -- ingest -------------------------------------------------------------------------------
 
@@ -108,6 +118,11 @@ class SQLStorage(Storage):
                 return tx.execute(statement, params).rowcount
 
             deleted[kind] = deleted.get(kind, 0) + max(self.write(step), 0)
+        deleted.update(
+            self.alerts.prune_alerting(
+                now, history_seconds=policy.resolutions[HOUR], outbox_seconds=policy.rejections
+            )
+        )
         return deleted
 
     # -- reads --------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 
 from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
+from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -282,7 +283,16 @@ class _MergeBins:
         return json.dumps({str(k): self.bins[k] for k in sorted(self.bins)}, separators=(",", ":"))
 
 
-_V3 = """
+def _v3_alerting(conn: sqlite3.Connection) -> None:
+    """Schema 3: alert channels, rules, state, history, silences, outbox and health checks
+    (the portable DDL shared with PostgreSQL)."""
+    for statement in ALERTING_DDL:
+        conn.execute(statement)
+
+
+
+
+_V4 = """
 CREATE TABLE app_traffic (
     client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
     status_code INTEGER NOT NULL,
@@ -293,16 +303,16 @@ CREATE TABLE app_traffic (
 """
 
 
-def _v3_app_traffic(conn: sqlite3.Connection) -> None:
-    """Schema 3: traffic per app and status at every resolution (what app-wide charts and totals
+def _v4_app_traffic(conn: sqlite3.Connection) -> None:
+    """Schema 4: traffic per app and status at every resolution (what app-wide charts and totals
     read: one row per status instead of one per endpoint), filled from ``endpoint_traffic``."""
-    conn.execute(_V3)
-    conn.create_aggregate("v3_merge_bins", 1, _CappedMergeBins)  # type: ignore[arg-type]
+    conn.execute(_V4)
+    conn.create_aggregate("v4_merge_bins", 1, _CappedMergeBins)  # type: ignore[arg-type]
     conn.execute(
         "INSERT INTO app_traffic SELECT client_id, env, resolution, bucket, status_code,"
         f" min(SUM(request_count), {MAX_STORED_COUNT}), min(SUM(request_size_sum), {MAX_STORED_COUNT}),"
-        f" min(SUM(response_size_sum), {MAX_STORED_COUNT}), v3_merge_bins(response_times),"
-        " v3_merge_bins(request_sizes), v3_merge_bins(response_sizes) FROM endpoint_traffic"
+        f" min(SUM(response_size_sum), {MAX_STORED_COUNT}), v4_merge_bins(response_times),"
+        " v4_merge_bins(request_sizes), v4_merge_bins(response_sizes) FROM endpoint_traffic"
         " GROUP BY client_id, env, resolution, bucket, status_code"
     )
 
@@ -313,7 +323,7 @@ class _CappedMergeBins(_MergeBins):
         return json.dumps(capped, separators=(",", ":"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_app_traffic)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_alerting, _v4_app_traffic)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -27,6 +27,30 @@ T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 
 
+class FairLock:
+    """A lock granted in arrival order. ``threading.Lock`` is not: a thread that releases it and
+    asks again at once (the folding worker, chunk after chunk) usually wins over threads already
+    waiting (ingest), which could then wait for the whole backlog. Here each waiter takes a
+    ticket, so an ingest commit waits for at most the writes queued before it."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._condition:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._condition.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._condition:
+            self._serving += 1
+            self._condition.notify_all()
+
+
 class SQLiteStorage(SQLStorage):
     dialect = SQLITE
 
@@ -34,7 +58,7 @@ class SQLiteStorage(SQLStorage):
         self.path = Path(path)
         self.url = str(self.path)
         self._read_pool_size = read_pool_size
-        self._write_lock = threading.Lock()
+        self._write_lock = FairLock()
         self._pool_lock = threading.Lock()
         self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[sqlite3.Connection] = []
