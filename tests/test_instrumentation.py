@@ -225,3 +225,24 @@ def test_otel_prefixed_aliases_configure_it(monkeypatch: pytest.MonkeyPatch) -> 
     settings = setup.exporter.settings
     assert (settings.client_id, settings.env, settings.hub_base_url) == (client_id, "edge", "http://127.0.0.1:9")
     setup.shutdown()
+
+
+def test_first_request_into_a_mounted_starlette_app_gets_the_full_template(
+    recording_hub: tuple[RecordingHub, str],
+) -> None:
+    """A mounted Starlette app writes itself into scope["app"]: the route map must come from the
+    app the request entered, even when the very first request goes through the mount."""
+    hub, hub_url = recording_hub
+    from starlette.routing import Mount
+
+    legacy = Starlette(routes=[Route("/s/{n}", hello)])
+    app = Starlette(routes=[Route("/hello", hello), Mount("/legacy", legacy)])
+    setup = instrument_app(
+        app, client_id=str(uuid.uuid4()), hub_base_url=hub_url, tracer_provider=TracerProvider()
+    )
+    assert setup is not None
+    with ServerThread(app) as url:
+        assert httpx.get(url + "/legacy/s/1").status_code == 200
+        assert httpx.get(url + "/hello").status_code == 200
+    assert request_counts(hub) == {(None, "GET", "/legacy/s/{n}", 200): 1, (None, "GET", "/hello", 200): 1}
+    setup.shutdown()

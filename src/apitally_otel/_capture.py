@@ -93,6 +93,9 @@ class Capture:
     ) -> Exchange:
         """Begin capturing an HTTP request whose SERVER span is ``span``."""
         scope[_SCOPE_KEY] = True
+        if self._templates is None:
+            # Now, before routing: a mounted Starlette app replaces scope["app"] with itself.
+            self._templates = RouteTemplates(scope.get("app"))
         if not self._started:
             self._startup_in_background(scope.get("app"))  # served without lifespan events
         span_context = span.get_span_context()
@@ -234,9 +237,10 @@ class CaptureMiddleware:
         lifecycle: Lifecycle | None = None,
         consumer_callback: ConsumerCallback | None = None,
         request_logger: RequestLogger | None = None,
+        capture: Capture | None = None,
     ) -> None:
         self.app = app
-        self.capture = Capture(
+        self.capture = capture or Capture(
             sink=sink, lifecycle=lifecycle, consumer_callback=consumer_callback, request_logger=request_logger
         )
 
