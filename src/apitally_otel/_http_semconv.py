@@ -30,6 +30,7 @@ from opentelemetry.instrumentation._semconv import (
     _StabilityMode,
 )
 from opentelemetry.instrumentation.asgi import collect_custom_headers_attributes, set_status_code
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import Span
 from opentelemetry.trace.status import Status, StatusCode
 from opentelemetry.util.http import (
@@ -117,6 +118,7 @@ class HttpServerSemconv:
         # is read for the first request of each method).
         self._methods: dict[str, tuple[str, str]] = {}
         self._synthetic: dict[str, str | None] = {}
+        self._connections: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
     def _method(self, method: str) -> tuple[str, str]:
         names = self._methods.get(method)
@@ -152,9 +154,14 @@ class HttpServerSemconv:
             elif name == b"user-agent" and user_agent is None:
                 user_agent = value
         server = scope.get("server") or _DEFAULT_SERVER
-        port = server[1]
-        str_port = str(port)
-        server_host = server[0] + (":" + str_port if str_port != "80" else "")
+        if type(server) is not tuple:
+            server = tuple(server)
+        scheme = scope.get("scheme")
+        key = (scheme, server, scope.get("http_version"))
+        connection = self._connections.get(key)
+        if connection is None:
+            connection = self._connection(*key)
+        server_host, prefix = connection
         path = scope.get("path", "")
         url = scope.get("scheme", "http") + "://" + (hosts[0] if hosts else server_host) + path
         if self.excluded_urls is not None and self.excluded_urls.url_disabled(url):
@@ -166,34 +173,7 @@ class HttpServerSemconv:
                 # contrib decodes strictly (and fails the request on invalid UTF-8); never raise here
                 query = query.decode("utf8", "replace")
             url += "?" + unquote(query)
-        result: dict[str, Any] = {}
-        scheme = scope.get("scheme")
-        if scheme:
-            if old:
-                result["http.scheme"] = scheme
-            if new:
-                result["url.scheme"] = scheme
-        if server_host:
-            if old:
-                result["http.host"] = server_host
-            if new:
-                result["server.address"] = server_host
-        if port:
-            try:
-                int_port = int(port)
-            except (TypeError, ValueError):
-                pass
-            else:
-                if old:
-                    result["net.host.port"] = int_port
-                if new:
-                    result["server.port"] = int_port
-        flavor = scope.get("http_version")
-        if flavor:
-            if old:
-                result["http.flavor"] = flavor
-            if new:
-                result["network.protocol.version"] = flavor
+        result = prefix.copy()
         if path:
             if old:
                 result["http.target"] = path
@@ -237,6 +217,43 @@ class HttpServerSemconv:
             return f"{span_method} {span_path}", result
         return span_path or span_method, result
 
+    def _connection(self, scheme: Any, server: tuple[Any, ...], flavor: Any) -> tuple[str, dict[str, Any]]:
+        """The server's host as contrib writes it, and the attributes that depend on the connection
+        only (scheme, server, HTTP version): computed once per distinct connection, in contrib's order."""
+        port = server[1]
+        str_port = str(port)
+        server_host = server[0] + (":" + str_port if str_port != "80" else "")
+        old, new = self.old, self.new
+        result: dict[str, Any] = {}
+        if scheme:
+            if old:
+                result["http.scheme"] = scheme
+            if new:
+                result["url.scheme"] = scheme
+        if server_host:
+            if old:
+                result["http.host"] = server_host
+            if new:
+                result["server.address"] = server_host
+        if port:
+            try:
+                int_port = int(port)
+            except (TypeError, ValueError):
+                pass
+            else:
+                if old:
+                    result["net.host.port"] = int_port
+                if new:
+                    result["server.port"] = int_port
+        if flavor:
+            if old:
+                result["http.flavor"] = flavor
+            if new:
+                result["network.protocol.version"] = flavor
+        if len(self._connections) < _MAX_CACHED:
+            self._connections[(scheme, server, flavor)] = (server_host, result)
+        return server_host, result
+
     def _client(self, result: dict[str, Any], client: Any) -> None:
         ip, client_port = client[0], client[1]
         if ip:
@@ -277,7 +294,8 @@ class HttpServerSemconv:
             span.set_attribute(key, status)
         # http_status_to_status_code(status, server_span=True): 1xx-4xx are not errors of the server
         if 100 <= status <= 499:
-            span.set_status(_UNSET)
+            if not isinstance(span, SdkSpan):  # the SDK ignores an UNSET status (1.39 and later)
+                span.set_status(_UNSET)
         else:
             if self.new:
                 span.set_attribute("error.type", str(status))
