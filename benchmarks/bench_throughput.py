@@ -29,6 +29,7 @@ import apps
 import common
 
 SCENARIOS = [s for s in apps.SCENARIOS if s.expect == 200 and "mount" not in s.name]
+TARGET_RPS_VS_OTEL = 1.3  # instrument_app's requests/s / the contrib baseline's
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -134,6 +135,20 @@ def run(*, quick: bool, duration: float | None = None, connections: int = 16) ->
     }
 
 
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """instrument_app's requests/s against the contrib baseline's, one line per scenario."""
+    lines = []
+    for name, rows in result.get("scenarios", {}).items():
+        if "apitally-otel" in rows and "otel" in rows:
+            ratio = rows["apitally-otel"]["rps"] / rows["otel"]["rps"]
+            verdict = "met" if ratio >= TARGET_RPS_VS_OTEL else "MISSED"
+            lines.append(
+                f"instrument_app requests/s / contrib baseline's, {name}: {ratio:.2f} "
+                f"(target ≥ {TARGET_RPS_VS_OTEL}: {verdict})"
+            )
+    return lines
+
+
 def report(result: dict[str, Any]) -> str:
     if "skipped" in result:
         return f"Throughput: skipped ({result['skipped']})"
@@ -154,7 +169,7 @@ def report(result: dict[str, Any]) -> str:
         f"-d{result['duration_s']:.0f}s; ratios to the bare app in parentheses"
     )
     headers = ["scenario", "variant", "req/s (x bare)", "p50 ms (x bare)", "p99 ms (x bare)"]
-    return head + "\n\n" + common.table(headers, rows)
+    return head + "\n\n" + common.table(headers, rows) + "".join("\n\n" + v for v in verdicts(result))
 
 
 def main() -> None:
