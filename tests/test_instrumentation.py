@@ -8,6 +8,7 @@ import uuid
 import httpx
 import pytest
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -148,6 +149,11 @@ def test_set_consumer_outside_a_request_is_harmless() -> None:
     apitally_otel.set_consumer(object())
 
 
+@pytest.mark.xfail(
+    not hasattr(SdkMeterProvider, "add_metric_reader"),
+    reason="SDK 1.39 (requirements/oldest.txt) cannot add a reader to an existing MeterProvider",
+    strict=True,
+)
 def test_existing_pipeline_with_fastapi_instrumentor(recording_hub: tuple[RecordingHub, str]) -> None:
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
