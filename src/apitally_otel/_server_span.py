@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import cast
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
-from opentelemetry.instrumentation.utils import is_http_instrumentation_enabled
+from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, set_span_in_context
@@ -47,11 +47,18 @@ class _ScopeHeadersGetter(Getter[Scope]):
     """Reads request headers from an ASGI scope for the propagators, as contrib's ``asgi_getter``
     does, comparing names as bytes (ASGI names are lower case) and decoding only what matches."""
 
+    def __init__(self) -> None:
+        self._names: dict[str, bytes] = {}  # the propagators' few field names, encoded once
+
     def get(self, carrier: Scope, key: str) -> list[str] | None:
         headers = carrier.get("headers")
         if not headers:
             return None
-        wanted = key.lower().encode("latin-1", "replace")
+        wanted = self._names.get(key)
+        if wanted is None:
+            wanted = key.lower().encode("latin-1", "replace")
+            if len(self._names) < 64:
+                self._names[key] = wanted
         values = [decode_header(value) for name, value in headers if name == wanted]
         return values or None
 
@@ -118,20 +125,26 @@ class ServerSpanMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        request = self.semconv.request(scope) if is_http_instrumentation_enabled() else None
+        current = context.get_current()
+        # opentelemetry.instrumentation.utils.is_http_instrumentation_enabled(), reading the context once
+        suppressed = (
+            current.get(_SUPPRESS_INSTRUMENTATION_KEY)
+            or current.get(_SUPPRESS_INSTRUMENTATION_KEY_PLAIN)
+            or current.get(_SUPPRESS_HTTP_INSTRUMENTATION_KEY)
+        )
+        request = None if suppressed else self.semconv.request(scope)
         if request is None:
             await self.untraced(scope, receive, send)  # not traced, still counted
             return
         name, attributes = request
-        if trace.get_current_span() is INVALID_SPAN:
+        if trace.get_current_span(current) is INVALID_SPAN:
             parent = propagate.extract(scope, getter=_GETTER)
             kind = SpanKind.SERVER
         else:  # inside another server span (a nested app): contrib makes an INTERNAL span
-            parent = context.get_current()
+            parent = current
             kind = SpanKind.INTERNAL
         span = self.tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
         token = context.attach(set_span_in_context(span, parent))
-        exchange: _ServerExchange | None = None
         failed: Exception | None = None
         try:
             semconv = self.semconv
@@ -145,7 +158,7 @@ class ServerSpanMiddleware:
                 # CORS preflights and nested apps are traced, not counted.
                 await self.app(scope, receive, self._span_send(span, send))
                 return
-            exchange = cast(_ServerExchange, self.capture.start(scope, receive, send, span, _ServerExchange))
+            exchange: _ServerExchange = self.capture.start(scope, receive, send, span, _ServerExchange)  # type: ignore[assignment]
             exchange.server = self
             record = exchange.record
             request_token = current_request.set(record)
