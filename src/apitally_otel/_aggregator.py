@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apitally_otel._consumers import Consumer
-from apitally_otel._errors import parse_validation_errors
+from apitally_otel._errors import decode_body, parse_validation_errors
 from apitally_otel._gil import gc_paused
 
 _logger = logging.getLogger(__name__)
@@ -127,9 +127,16 @@ class Aggregator:
         if len(self._pending) >= self.fold_at:
             self._backlog()
 
-    def add_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
-        """A 422/400 JSON body, parsed for validation errors when the interval is folded."""
-        self._pending.append((_VALIDATION_BODY, consumer, method, route, body))
+    def add_validation_body(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        body: bytes,
+        content_encoding: str | None = None,
+    ) -> None:
+        """A 422/400 JSON body as sent, decoded and parsed for validation errors when folded."""
+        self._pending.append((_VALIDATION_BODY, consumer, method, route, body, content_encoding))
         self._pending_body_bytes += len(body)  # an estimate across threads is enough for a bound
         if self._pending_body_bytes >= MAX_PENDING_BODY_BYTES:
             self._fold_now()
@@ -192,8 +199,13 @@ class Aggregator:
                 return
             fold[item[0]](*item[1:])
 
-    def _fold_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
-        errors = parse_validation_errors(body)
+    def _fold_validation_body(
+        self, consumer: Consumer | None, method: str, route: str, body: bytes, content_encoding: str | None
+    ) -> None:
+        plain = decode_body(body, content_encoding)
+        if plain is None:
+            return  # an encoding we do not read, or more than the decompression cap
+        errors = parse_validation_errors(plain)
         if errors:
             self._fold_validation_errors(consumer, method, route, errors)
 

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
-from apitally_otel._errors import MAX_BODY_BYTES, decode_body
+from apitally_otel._errors import MAX_BODY_BYTES
 from apitally_otel._log_capture import LogCapture
 from apitally_otel._request_log import RequestLogger
 from apitally_otel._routes import RouteTemplates, route_key
@@ -386,7 +386,9 @@ class Exchange:
             record.status = 500  # the error response is sent outside of this middleware
             record.ttfb = perf_counter() - self.start
         if self.body_parts is not None:
-            record.validation_body = decode_body(b"".join(self.body_parts), self.content_encoding)
+            # Only the bytes here: decoding and parsing happen on the reader's thread, when folded.
+            record.validation_body = b"".join(self.body_parts)
+            record.validation_encoding = self.content_encoding
             self.body_parts = None
         span = self.span
         if record.route is None or not span.is_recording():
