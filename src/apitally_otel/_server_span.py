@@ -232,7 +232,6 @@ class _ServerExchange(Exchange):
             self.span.end()  # as contrib does: the span's duration ends with the response
 
 
-
 def quiet_fastapi_telemetry(app: object) -> None:
     """Make FastAPI's own telemetry stand down per request, as it does for contrib's middleware.
 
@@ -245,3 +244,4 @@ def quiet_fastapi_telemetry(app: object) -> None:
     config = getattr(native, "config", None)
     if isinstance(config, dict):
         native.config = {**config, "tracing": False, "metrics": False, "logs": False}  # type: ignore[union-attr]
+        _logger.debug("apitally-otel: FastAPI's own request telemetry is off (the SERVER span is ours)")
