@@ -35,7 +35,9 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 @contextlib.contextmanager
-def served(python: str, variant: str, app: str, sink_url: str, cpu: int | None) -> Iterator[str]:
+def served(
+    python: str, variant: str, app: str, sink_url: str, cpu: int | None
+) -> Iterator[tuple[str, psutil.Process]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -64,7 +66,7 @@ def served(python: str, variant: str, app: str, sink_url: str, cpu: int | None) 
 
         if not common.wait_until(ready, timeout=60, interval=0.1):
             raise RuntimeError(f"server for {variant}/{app} did not start")
-        yield url
+        yield url, psutil.Process(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -125,10 +127,16 @@ def run(
                 order = list(pythons.items())
                 rng.shuffle(order)
                 for variant, python in order:
-                    with served(python, variant, scenario.app, sink_url, server_cpu) as url:
+                    with served(python, variant, scenario.app, sink_url, server_cpu) as (url, server):
                         if warmup:
                             wrk(url + scenario.path, script, warmup, connections, client_cpu)
+                        before = server.cpu_times()
                         measured = wrk(url + scenario.path, script, duration, connections, client_cpu)
+                        after = server.cpu_times()
+                    # The server's CPU time per request (all its threads): what the variant costs, even
+                    # when other processes on the machine take the server's CPU away from it.
+                    cpu_s = (after.user - before.user) + (after.system - before.system)
+                    measured["cpu_us_per_request"] = cpu_s / max(measured["rps"] * duration, 1.0) * 1e6
                     samples.setdefault(scenario.name, {}).setdefault(variant, []).append(measured)
                     common.log(
                         f"throughput {round_index + 1}/{rounds}: {scenario.name} / {variant}: "
@@ -165,9 +173,13 @@ def verdicts(result: dict[str, Any]) -> list[str]:
         if "apitally-otel" in rows and "otel" in rows:
             ratio = rows["apitally-otel"]["rps"] / rows["otel"]["rps"]
             verdict = "met" if ratio >= TARGET_RPS_VS_OTEL else "MISSED"
+            cpu = ""
+            if "cpu_us_per_request" in rows["otel"]:
+                implied = rows["otel"]["cpu_us_per_request"] / rows["apitally-otel"]["cpu_us_per_request"]
+                cpu = f"; from the server's CPU time per request: {implied:.2f}"
             lines.append(
                 f"instrument_app requests/s / contrib baseline's, {name}: {ratio:.2f} "
-                f"(target ≥ {TARGET_RPS_VS_OTEL}: {verdict})"
+                f"(target ≥ {TARGET_RPS_VS_OTEL}: {verdict}{cpu})"
             )
     return lines
 
@@ -185,6 +197,7 @@ def report(result: dict[str, Any]) -> str:
                     f"{r['rps']:,.0f} ({r['rps_ratio']:.2f})",
                     f"{r['p50_ms']:.2f} ({r['p50_ratio']:.2f})",
                     f"{r['p99_ms']:.2f} ({r['p99_ratio']:.2f})",
+                    f"{r['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in r else "",
                 ]
             )
     head = (
@@ -193,6 +206,7 @@ def report(result: dict[str, Any]) -> str:
         "ratios to the bare app in parentheses"
     )
     headers = ["scenario", "variant", "req/s (x bare)", "p50 ms (x bare)", "p99 ms (x bare)"]
+    headers.append("server CPU µs/req")
     return head + "\n\n" + common.table(headers, rows) + "".join("\n\n" + v for v in verdicts(result))
 
 
