@@ -251,6 +251,9 @@ def _add_middleware(
                     server_request_hook=server_request_hook,
                     tracer_provider=tracer_provider,
                     meter_provider=meter_provider,
+                    http_capture_headers_server_request=settings.capture_request_headers or None,
+                    http_capture_headers_server_response=settings.capture_response_headers or None,
+                    http_capture_headers_sanitize_fields=settings.sanitize_fields or None,
                     exclude_spans=["receive", "send"],
                 ),
             )
