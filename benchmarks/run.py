@@ -50,10 +50,10 @@ def summary(results: dict[str, Any]) -> str:
     lines = []
     overhead = results.get("overhead", {})
     for ratio in overhead.get("ratios", {}).values():
-        lines.append(
-            f"- instrument_app overhead / {ratio['reference']} overhead: {ratio['all_scenarios']:.2f} "
-            f"(target ≤ {ratio['target']}) — {'met' if ratio['met'] else 'MISSED'}"
-        )
+        lines.append("- " + bench_overhead.verdict(ratio).replace("apitally-otel", "instrument_app", 1))
+    throughput = results.get("throughput", {})
+    for line in bench_throughput.verdicts(throughput):
+        lines.append("- " + line)
     if "memory" in results:
         memory = results["memory"]
         lines.append(
