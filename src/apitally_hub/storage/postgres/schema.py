@@ -170,6 +170,7 @@ CREATE INDEX rejections_app ON rejections (client_id, env, received_at);
 CREATE INDEX rejections_received_at ON rejections (received_at);
 """
 
+
 def statements(ddl: Sequence[str]) -> Migration:
     """A migration that runs each of ``ddl`` (e.g. portable DDL shared with SQLite)."""
 

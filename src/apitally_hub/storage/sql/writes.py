@@ -194,6 +194,16 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
     # Rows are upserted in key order, so concurrent applies (workers of several processes on one
     # PostgreSQL) lock shared rows in the same order and do not deadlock.
     a = (app.client_id, app.env)
+    serialised: dict[int, str] = {}
+
+    def bins(histogram: Bins) -> str:
+        # folding shares an item's histograms between its rows: serialise each object once
+        # (the delta holds them all while this runs, so their ids are stable)
+        text = serialised.get(id(histogram))
+        if text is None:
+            text = serialised[id(histogram)] = bins_json(histogram)
+        return text
+
     if delta.endpoints:
         tx.executemany(
             _upsert(
@@ -210,9 +220,9 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.request_count),
                     cap(c.request_size_sum),
                     cap(c.response_size_sum),
-                    bins_json(c.response_times),
-                    bins_json(c.request_sizes),
-                    bins_json(c.response_sizes),
+                    bins(c.response_times),
+                    bins(c.request_sizes),
+                    bins(c.response_sizes),
                 )
                 for key, c in sorted(delta.endpoints.items())
             ],
@@ -236,9 +246,9 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.request_count),
                     cap(c.request_size_sum),
                     cap(c.response_size_sum),
-                    bins_json(c.response_times),
-                    bins_json(c.request_sizes),
-                    bins_json(c.response_sizes),
+                    bins(c.response_times),
+                    bins(c.request_sizes),
+                    bins(c.response_sizes),
                 )
                 for key, c in sorted(totals.items())
             ],
@@ -259,7 +269,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.request_count),
                     cap(c.request_size_sum),
                     cap(c.response_size_sum),
-                    bins_json(c.response_times),
+                    bins(c.response_times),
                 )
                 for key, c in sorted(delta.consumer_traffic.items())
             ],

@@ -290,8 +290,6 @@ def _v3_alerting(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-
-
 _V4 = """
 CREATE TABLE app_traffic (
     client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
