@@ -24,11 +24,23 @@ CLIENT_ID = str(uuid.UUID(int=0x5EED))
 WRITE_TOKEN = "apt_" + "b3nchmark" * 2 + "000000"  # the format apitally 1.0.0 checks
 ENV = "bench"
 APPS = ("starlette", "fastapi")
-VARIANTS = ("bare", "otel", "apitally-otel", "apitally-1.0.0", "apitally-0.25.1")
+VARIANTS = (
+    "bare",
+    "otel",
+    "apitally-otel",
+    "apitally-otel-contrib",
+    "apitally-otel-pipeline",
+    "apitally-otel-auto",
+    "apitally-1.0.0",
+    "apitally-0.25.1",
+)
 VARIANT_LABELS = {
     "bare": "bare app",
     "otel": "contrib OpenTelemetryMiddleware (SDK tracer, exclude receive/send)",
     "apitally-otel": "apitally-otel instrument_app",
+    "apitally-otel-contrib": "apitally-otel on a hand-added contrib OpenTelemetryMiddleware",
+    "apitally-otel-pipeline": "apitally-otel in an existing pipeline (contrib instrumentor)",
+    "apitally-otel-auto": "apitally-otel zero-code (opentelemetry-instrument hook)",
     "apitally-1.0.0": "apitally 1.0.0 init(app)",
     "apitally-0.25.1": "apitally 0.25.1 ApitallyMiddleware",
 }
@@ -160,6 +172,12 @@ def setup(variant: str, app_name: str, sink_url: str, sync_interval: float = 360
         return _otel(app)
     if variant == "apitally-otel":
         return _apitally_otel(app, sink_url, sync_interval)
+    if variant == "apitally-otel-contrib":
+        return _apitally_otel(app, sink_url, sync_interval, composed=True)
+    if variant == "apitally-otel-pipeline":
+        return _apitally_otel_pipeline(app, app_name, sink_url, sync_interval)
+    if variant == "apitally-otel-auto":
+        return _apitally_otel_auto(app, app_name, sink_url, sync_interval)
     if variant == "apitally-1.0.0":
         return _apitally_1(app)
     if variant == "apitally-0.25.1":
@@ -176,12 +194,24 @@ def _otel(app: Any) -> Handle:
     return Handle(app, _flusher(provider))
 
 
-def _apitally_otel(app: Any, sink_url: str, sync_interval: float) -> Handle:
+def _apitally_otel(app: Any, sink_url: str, sync_interval: float, *, composed: bool = False) -> Handle:
+    """``instrument_app``: the lean SERVER-span middleware; ``composed``: the app already has contrib's
+    middleware (configured as the ``otel`` baseline), so ``instrument_app`` adds its capture inside."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from apitally_otel import instrument_app
 
     provider = TracerProvider()
+    if composed:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.metrics import NoOpMeterProvider
+
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            tracer_provider=provider,
+            meter_provider=NoOpMeterProvider(),
+            exclude_spans=["receive", "send"],
+        )
     setup = instrument_app(
         app,
         client_id=CLIENT_ID,
@@ -191,12 +221,76 @@ def _apitally_otel(app: Any, sink_url: str, sync_interval: float) -> Handle:
         tracer_provider=provider,
     )
     assert setup is not None, "instrument_app refused the configuration"
-    aggregator = setup.span_processor.aggregator
+    return Handle(app, _flusher(provider), _recorded(setup.span_processor))
+
+
+def _recorded(processor: Any) -> Callable[[], int]:
+    aggregator = processor.aggregator
 
     def recorded() -> int:
+        aggregator._fold_now()  # what is still pending on the request path
         return sum(series.count for series in list(aggregator._data.series.values()))
 
-    return Handle(app, _flusher(provider), recorded)
+    return recorded
+
+
+def _apitally_otel_pipeline(app: Any, app_name: str, sink_url: str, sync_interval: float) -> Handle:
+    """examples/existing_pipeline.py: the app's own providers, instrumented by contrib's instrumentor
+    (its HTTP metrics on a no-op meter: they are the app's cost, not ours), then ``instrument_app``.
+    StarletteInstrumentor has no ``exclude_spans``: that app pays for contrib's receive/send spans."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from apitally_otel import instrument_app
+
+    provider = TracerProvider()
+    options: dict[str, Any] = {"exclude_spans": ["receive", "send"]} if app_name == "fastapi" else {}
+    _instrumentor(app_name).instrument_app(
+        app, tracer_provider=provider, meter_provider=NoOpMeterProvider(), **options
+    )
+    setup = instrument_app(
+        app,
+        client_id=CLIENT_ID,
+        env=ENV,
+        hub_base_url=sink_url,
+        sync_interval=sync_interval,
+        tracer_provider=provider,
+        meter_provider=MeterProvider(),
+    )
+    assert setup is not None, "instrument_app refused the configuration"
+    return Handle(app, _flusher(provider), _recorded(setup.span_processor))
+
+
+def _apitally_otel_auto(app: Any, app_name: str, sink_url: str, sync_interval: float) -> Handle:
+    """What ``opentelemetry-instrument`` does with ``OTEL_METRICS_EXPORTER=apitally``: the SDK
+    providers (the configurator's part), our pre-instrument hook, then the framework instrumentor."""
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from apitally_otel import ApitallyMetricReader, auto
+
+    os.environ.update(
+        APITALLY_CLIENT_ID=CLIENT_ID, APITALLY_ENV=ENV, APITALLY_SYNC_INTERVAL=str(sync_interval)
+    )
+    provider = TracerProvider()
+    trace.set_tracer_provider(provider)
+    reader = ApitallyMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    auto.pre_instrument()
+    _instrumentor(app_name).instrument_app(app)
+    return Handle(app, _flusher(provider), _recorded(reader.span_processor))
+
+
+def _instrumentor(app_name: str) -> Any:
+    if app_name == "fastapi":
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        return FastAPIInstrumentor
+    from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+    return StarletteInstrumentor
 
 
 def _flusher(provider: Any) -> Callable[[], None]:

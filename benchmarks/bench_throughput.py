@@ -4,7 +4,7 @@ loaded by ``wrk`` at a fixed number of connections for a fixed duration.
 The server is pinned to CPU 0 and wrk to CPU 1 where the machine has two or more. Reported:
 requests/s and p50/p99 latency, and their ratios to the bare app.
 
-    python benchmarks/bench_throughput.py [--quick] [--duration S] [--connections C]
+    python benchmarks/bench_throughput.py [--quick] [--duration S] [--connections C] [--rounds R]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -29,11 +30,14 @@ import apps
 import common
 
 SCENARIOS = [s for s in apps.SCENARIOS if s.expect == 200 and "mount" not in s.name]
+TARGET_RPS_VS_OTEL = 1.3  # instrument_app's requests/s / the contrib baseline's
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 @contextlib.contextmanager
-def served(python: str, variant: str, app: str, sink_url: str, cpu: int | None) -> Iterator[str]:
+def served(
+    python: str, variant: str, app: str, sink_url: str, cpu: int | None
+) -> Iterator[tuple[str, psutil.Process]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -62,7 +66,7 @@ def served(python: str, variant: str, app: str, sink_url: str, cpu: int | None) 
 
         if not common.wait_until(ready, timeout=60, interval=0.1):
             raise RuntimeError(f"server for {variant}/{app} did not start")
-        yield url
+        yield url, psutil.Process(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -101,25 +105,52 @@ def wrk(url: str, script: Path, duration: float, connections: int, cpu: int | No
     return result
 
 
-def run(*, quick: bool, duration: float | None = None, connections: int = 16) -> dict[str, Any]:
+def run(
+    *, quick: bool, duration: float | None = None, connections: int = 16, rounds: int | None = None
+) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         common.log("throughput: wrk is not installed (apt-get install wrk); skipped")
         return {"skipped": "wrk not installed"}
-    duration = duration or (1.0 if quick else 10.0)
-    warmup = 0.0 if quick else 2.0
+    duration = duration or (1.0 if quick else 5.0)
+    rounds = rounds or (1 if quick else 3)
+    warmup = 0.0 if quick else 1.0
     pythons = common.available_variants(apps.VARIANTS, create=not quick)
     server_cpu, client_cpu = (0, 1) if (os.cpu_count() or 1) >= 2 else (None, None)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
+    rng = random.Random(16)
     with common.sink() as sink_url, tempfile.TemporaryDirectory() as tmp:
-        for scenario in SCENARIOS[:1] if quick else SCENARIOS:
-            script = _lua(scenario, Path(tmp))
-            for variant, python in pythons.items():
-                with served(python, variant, scenario.app, sink_url, server_cpu) as url:
-                    if warmup:
-                        wrk(url + scenario.path, script, warmup, connections, client_cpu)
-                    measured = wrk(url + scenario.path, script, duration, connections, client_cpu)
-                results.setdefault(scenario.name, {})[variant] = measured
-                common.log(f"throughput: {scenario.name} / {variant}: {measured['rps']:.0f} req/s")
+        # Interleaved: every round serves every variant once, in a shuffled order; medians are
+        # reported, so that a burst of load on the machine moves one sample, not one variant.
+        for round_index in range(rounds):
+            for scenario in SCENARIOS[:1] if quick else SCENARIOS:
+                script = _lua(scenario, Path(tmp))
+                order = list(pythons.items())
+                rng.shuffle(order)
+                for variant, python in order:
+                    with served(python, variant, scenario.app, sink_url, server_cpu) as (url, server):
+                        if warmup:
+                            wrk(url + scenario.path, script, warmup, connections, client_cpu)
+                        before = server.cpu_times()
+                        measured = wrk(url + scenario.path, script, duration, connections, client_cpu)
+                        after = server.cpu_times()
+                    # The server's CPU time per request (all its threads): what the variant costs, even
+                    # when other processes on the machine take the server's CPU away from it.
+                    cpu_s = (after.user - before.user) + (after.system - before.system)
+                    measured["cpu_us_per_request"] = cpu_s / max(measured["rps"] * duration, 1.0) * 1e6
+                    samples.setdefault(scenario.name, {}).setdefault(variant, []).append(measured)
+                    common.log(
+                        f"throughput {round_index + 1}/{rounds}: {scenario.name} / {variant}: "
+                        f"{measured['rps']:.0f} req/s"
+                    )
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, by_variant in samples.items():
+        results[name] = {
+            variant: {
+                **{key: common.median([m[key] for m in runs]) for key in runs[0]},
+                "rps_samples": [round(m["rps"]) for m in runs],  # type: ignore[dict-item]
+            }
+            for variant, runs in ((v, by_variant[v]) for v in pythons)
+        }
     for rows in results.values():
         bare = rows["bare"]
         for row in rows.values():
@@ -128,10 +159,29 @@ def run(*, quick: bool, duration: float | None = None, connections: int = 16) ->
             row["p99_ratio"] = row["p99_ms"] / bare["p99_ms"]
     return {
         "duration_s": duration,
+        "rounds": rounds,
         "connections": connections,
         "variants": list(pythons),
         "scenarios": results,
     }
+
+
+def verdicts(result: dict[str, Any]) -> list[str]:
+    """instrument_app's requests/s against the contrib baseline's, one line per scenario."""
+    lines = []
+    for name, rows in result.get("scenarios", {}).items():
+        if "apitally-otel" in rows and "otel" in rows:
+            ratio = rows["apitally-otel"]["rps"] / rows["otel"]["rps"]
+            verdict = "met" if ratio >= TARGET_RPS_VS_OTEL else "MISSED"
+            cpu = ""
+            if "cpu_us_per_request" in rows["otel"]:
+                implied = rows["otel"]["cpu_us_per_request"] / rows["apitally-otel"]["cpu_us_per_request"]
+                cpu = f"; from the server's CPU time per request: {implied:.2f}"
+            lines.append(
+                f"instrument_app requests/s / contrib baseline's, {name}: {ratio:.2f} "
+                f"(target ≥ {TARGET_RPS_VS_OTEL}: {verdict}{cpu})"
+            )
+    return lines
 
 
 def report(result: dict[str, Any]) -> str:
@@ -147,14 +197,17 @@ def report(result: dict[str, Any]) -> str:
                     f"{r['rps']:,.0f} ({r['rps_ratio']:.2f})",
                     f"{r['p50_ms']:.2f} ({r['p50_ratio']:.2f})",
                     f"{r['p99_ms']:.2f} ({r['p99_ratio']:.2f})",
+                    f"{r['cpu_us_per_request']:.0f}" if "cpu_us_per_request" in r else "",
                 ]
             )
     head = (
         f"uvicorn (1 process, h11, asyncio loop), wrk -t1 -c{result['connections']} "
-        f"-d{result['duration_s']:.0f}s; ratios to the bare app in parentheses"
+        f"-d{result['duration_s']:.0f}s, median of {result.get('rounds', 1)} interleaved rounds; "
+        "ratios to the bare app in parentheses"
     )
     headers = ["scenario", "variant", "req/s (x bare)", "p50 ms (x bare)", "p99 ms (x bare)"]
-    return head + "\n\n" + common.table(headers, rows)
+    headers.append("server CPU µs/req")
+    return head + "\n\n" + common.table(headers, rows) + "".join("\n\n" + v for v in verdicts(result))
 
 
 def main() -> None:
@@ -162,8 +215,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one scenario, 1 s runs, no peer venv creation")
     parser.add_argument("--duration", type=float)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3)")
     args = parser.parse_args()
-    result = run(quick=args.quick, duration=args.duration, connections=args.connections)
+    result = run(quick=args.quick, duration=args.duration, connections=args.connections, rounds=args.rounds)
     common.save_json(common.RESULTS_DIR / "throughput.json", result)
     print(report(result))
 

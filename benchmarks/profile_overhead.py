@@ -71,7 +71,8 @@ def by_group(stats: pstats.Stats, requests: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="apitally-otel", choices=["bare", "otel", "apitally-otel"])
+    own = [v for v in apps.VARIANTS if v not in apps.PEER_VARIANTS]
+    parser.add_argument("--variant", default="apitally-otel", choices=own)
     parser.add_argument("--scenario", type=int, default=0, help=f"0..{len(apps.SCENARIOS) - 1}")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--top", type=int, default=25)

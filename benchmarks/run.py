@@ -30,6 +30,7 @@ import common
 import dashboard
 import hostile_hub
 import hub_abuse
+import hub_storage
 
 Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "alerting": ("Alert evaluation cost per rule", alerting.run, alerting.report),
     "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
+    "hub_storage": ("Hub storage: SQLite and PostgreSQL", hub_storage.run, hub_storage.report),
     "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),
 }
 
@@ -50,10 +52,10 @@ def summary(results: dict[str, Any]) -> str:
     lines = []
     overhead = results.get("overhead", {})
     for ratio in overhead.get("ratios", {}).values():
-        lines.append(
-            f"- instrument_app overhead / {ratio['reference']} overhead: {ratio['all_scenarios']:.2f} "
-            f"(target ≤ {ratio['target']}) — {'met' if ratio['met'] else 'MISSED'}"
-        )
+        lines.append("- " + bench_overhead.verdict(ratio).replace("apitally-otel", "instrument_app", 1))
+    throughput = results.get("throughput", {})
+    for line in bench_throughput.verdicts(throughput):
+        lines.append("- " + line)
     if "memory" in results:
         memory = results["memory"]
         lines.append(
@@ -80,6 +82,14 @@ def summary(results: dict[str, Any]) -> str:
             lines.append(
                 f"- longest single hub request under a 1 byte/s trickle: {longest} s "
                 f"(deadline {results['hostile_hub']['hub_timeout_s']:g} s)"
+            )
+    if "hub_storage" in results:
+        queries = results["hub_storage"]["queries"]
+        for name, target in hub_storage.TARGETS_MS.items():
+            worst = max(queries[backend][name]["median_ms"] for backend in queries)
+            lines.append(
+                f"- hub {name} (slower backend): {worst:.0f} ms (target ≤ {target} ms) — "
+                f"{'met' if worst <= target else 'MISSED'}"
             )
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -14,7 +15,9 @@ settings.load_profile("default")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from backends import BACKENDS, fresh_db  # noqa: E402
 from hostile_hubs import StalledDns  # noqa: E402
+from pg_cluster import PostgresCluster  # noqa: E402
 from servers import RecordingHub, ServerThread  # noqa: E402
 
 
@@ -61,3 +64,16 @@ def stalled_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDns]:
         any(t.name == "apitally-otel-resolve" for t in threading.enumerate()) and time.monotonic() < deadline
     ):
         time.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL server for the session (started on first use, removed at the end)."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=BACKENDS)
+def hub_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh, empty store location of each backend: a SQLite file or a PostgreSQL URL."""
+    return fresh_db(request, request.param, tmp_path)

@@ -241,3 +241,19 @@ def test_concurrent_adds_lose_nothing() -> None:
     thread.join()
     totals.append(sum(s.count for s in agg.drain().series.values()))
     assert sum(totals) == 60_000
+
+
+def test_repeated_validation_bodies_are_parsed_once_and_counted_each_time() -> None:
+    import gzip
+    import json
+
+    agg = Aggregator()
+    detail = [{"loc": ["body", "f0"], "msg": "m", "type": "t"}]
+    bodies = [json.dumps({"detail": detail, "n": i}).encode() for i in range(300)]
+    for _ in range(3):
+        for body in bodies:
+            agg.add_validation_body(None, "POST", "/", body)
+        agg.add_validation_body(None, "POST", "/", gzip.compress(bodies[0]), "gzip")
+    data = agg.drain()
+    assert data.validation_errors == {(None, "POST", "/", ("body", "f0"), "m", "t"): 3 * 301}
+    assert len(agg._parsed) <= 256  # what is remembered stays bounded

@@ -65,3 +65,20 @@ def test_importing_the_hub_package_needs_no_server() -> None:
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     assert imported <= {"__future__", "importlib", "typing"}
+
+
+def test_the_postgres_extra_brings_psycopg_and_its_pool() -> None:
+    assert {name for name, extra in _requirements() if extra == "postgres"} == {"psycopg", "psycopg-pool"}
+
+
+def test_only_the_backends_import_a_database_driver() -> None:
+    drivers = {"sqlite3": "sqlite", "psycopg": "postgres", "psycopg_pool": "postgres"}
+    offenders = {}
+    storage = SRC / "apitally_hub" / "storage"
+    for path in sorted((SRC / "apitally_hub").rglob("*.py")):
+        backend = path.relative_to(storage).parts[0] if path.is_relative_to(storage) else None
+        used = {m.split(".")[0] for m in _imported_modules(path)} & set(drivers)
+        wrong = {m for m in used if drivers[m] != backend}
+        if wrong:
+            offenders[str(path.relative_to(SRC))] = sorted(wrong)
+    assert offenders == {}

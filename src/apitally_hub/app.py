@@ -26,10 +26,11 @@ from apitally_hub.alerting.service import Alerting
 from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
 from apitally_hub.dashboard.site import Dashboard
-from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler
+from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.ingest.faults import FaultPlan
+from apitally_hub.ingest.fold_process import FoldingProcess
 from apitally_hub.ingest.routes import IngestEndpoints
-from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.ingest.worker import Folder, FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
 from apitally_hub.security.access import PUBLIC_PATHS, PUBLIC_PREFIXES, AccessMiddleware, Authenticator
 from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
@@ -42,12 +43,14 @@ from apitally_hub.settings import (
     DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     DEFAULT_MAX_LOG_BYTES,
     DEFAULT_MAX_LOG_DECOMPRESSED_BYTES,
+    DEFAULT_MAX_QUEUE_LAG,
     DEFAULT_PRUNE_INTERVAL,
     HubSettings,
     Retention,
     parse_allow_list,
 )
 from apitally_hub.storage import create_storage
+from apitally_hub.storage.base import StoreUnavailable
 
 _logger = logging.getLogger(__name__)
 
@@ -68,10 +71,12 @@ def create_app(
     prune_interval: float = DEFAULT_PRUNE_INTERVAL,
     allow_extra_fields: bool = False,
     fold_in_background: bool = True,
+    fold_in_subprocess: bool = False,
     max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES,
     ingest_rate: float = DEFAULT_INGEST_RATE,
     ingest_burst: float = DEFAULT_INGEST_BURST,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_queue_lag: float = DEFAULT_MAX_QUEUE_LAG,
     faults: FaultPlan | None = None,
     clock: Callable[[], float] | None = None,
     alerting: AlertSettings | None = None,
@@ -100,11 +105,13 @@ def create_app(
         prune_interval=prune_interval,
         allow_extra_fields=allow_extra_fields,
         fold_in_background=fold_in_background,
+        fold_in_subprocess=fold_in_subprocess,
         alerting=alerting or AlertSettings(),
         max_inflight_body_bytes=max_inflight_body_bytes,
         ingest_rate=ingest_rate,
         ingest_burst=ingest_burst,
         body_timeout=body_timeout,
+        max_queue_lag=max_queue_lag,
     )
     context = HubContext(settings=settings, faults=faults or FaultPlan(), tokens=TokenSet(tokens))
     if clock is not None:
@@ -146,7 +153,11 @@ def create_app(
             Middleware(AccessMiddleware, authenticator=authenticator),
         ],
         lifespan=_lifespan(context, startup=[dashboard.start]),
-        exception_handlers={HubError: hub_error_handler, HTTPException: http_exception_handler},
+        exception_handlers={
+            HubError: hub_error_handler,
+            HTTPException: http_exception_handler,
+            StoreUnavailable: store_unavailable_handler,
+        },
     )
     app.state.hub = context
     return app
@@ -160,14 +171,16 @@ def _lifespan(
         storage = create_storage(context.settings.db)
         version = await anyio.to_thread.run_sync(storage.open)
         _logger.info("Hub store %s at schema version %d", storage.url, version)
-        worker = FoldingWorker(storage, clock=context.clock)
+        worker: Folder = FoldingWorker(storage, clock=context.clock)
+        if context.settings.fold_in_subprocess:
+            worker = FoldingProcess(context.settings.db)
         context.storage, context.worker = storage, worker
         try:
             for hook in startup:
                 await hook()
             await prune_now(context)
             if context.settings.fold_in_background:
-                worker.start()
+                await anyio.to_thread.run_sync(worker.start)
             alerting = Alerting(
                 storage, lambda: context.queries, context.settings.alerting, clock=context.clock
             )
@@ -175,6 +188,7 @@ def _lifespan(
             await anyio.to_thread.run_sync(alerting.start)
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
+                tasks.start_soon(_watch_backlog, context)
                 try:
                     yield
                 finally:
@@ -210,6 +224,20 @@ async def prune_now(context: HubContext) -> dict[str, int]:
             "Pruned %d rows past their retention: %s", total, {k: v for k, v in deleted.items() if v}
         )
     return deleted
+
+
+BACKLOG_REFRESH = 1.0
+
+
+async def _watch_backlog(context: HubContext) -> None:
+    """Keep the ingest admission's view of the folding backlog current (see :mod:`.limits.backlog`)."""
+    while True:
+        try:
+            pending = await context.run(context.store.pending_by_client)
+            context.admission.queue.refresh(pending, context.clock())
+        except Exception:  # the store is unavailable: ingest answers 503 by itself; try again
+            _logger.debug("Could not read the folding backlog", exc_info=True)
+        await anyio.sleep(BACKLOG_REFRESH)
 
 
 async def _prune_periodically(context: HubContext) -> None:

@@ -16,6 +16,7 @@ from apitally_hub.settings import (
     DEFAULT_INGEST_BURST,
     DEFAULT_INGEST_RATE,
     DEFAULT_MAX_INFLIGHT_BODY_BYTES,
+    DEFAULT_MAX_QUEUE_LAG,
     DEFAULT_RAW_RETENTION_DAYS,
     DEFAULT_REQUEST_LOG_RETENTION_DAYS,
     DEFAULT_RETENTION_DAYS,
@@ -159,6 +160,13 @@ def register(subparsers: Subparsers) -> None:
         default=5,
         metavar="SECONDS",
         help="idle time between requests on a connection (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--max-queue-lag",
+        type=_positive,
+        default=DEFAULT_MAX_QUEUE_LAG,
+        metavar="SECONDS",
+        help="when folding falls this far behind, the clients that caused it get 503 (default: 30)",
     )
     limits.add_argument(
         "--max-connections",
@@ -311,6 +319,7 @@ def run_hub(args: argparse.Namespace) -> int:
             ingest_rate=args.ingest_rate,
             ingest_burst=args.ingest_burst,
             body_timeout=args.body_timeout,
+            max_queue_lag=args.max_queue_lag,
             alerting=alerting,
         )
     except (TokenError, InsecureBindError, _ConfigError) as exc:

@@ -15,7 +15,8 @@ import anyio.to_thread
 from apitally_hub.errors import HubError
 from apitally_hub.ingest.admission import Admission
 from apitally_hub.ingest.faults import FaultPlan
-from apitally_hub.ingest.worker import FoldingWorker
+from apitally_hub.ingest.worker import Folder
+from apitally_hub.limits.backlog import Backlog
 from apitally_hub.limits.budget import BodyBudget
 from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
@@ -38,7 +39,7 @@ class HubContext:
     faults: FaultPlan = field(default_factory=FaultPlan)
     clock: Callable[[], float] = time.time
     storage: Storage | None = None
-    worker: FoldingWorker | None = None
+    worker: Folder | None = None
     alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
     tokens: TokenSet = field(default_factory=TokenSet)
@@ -50,7 +51,9 @@ class HubContext:
         rates = None
         if settings.ingest_rate > 0:
             rates = IngestRateLimiter(settings.ingest_rate, settings.ingest_burst)
-        self.admission = Admission(BodyBudget(settings.max_inflight_body_bytes), rates)
+        self.admission = Admission(
+            BodyBudget(settings.max_inflight_body_bytes), rates, Backlog(settings.max_queue_lag)
+        )
 
     @property
     def store(self) -> Storage:

@@ -145,6 +145,7 @@ def serve(
     require_token_off_loopback(host, tokens)
     postgres = is_postgres_url(db)
     location = db if postgres else Path(db).resolve()
+    app_options.setdefault("fold_in_subprocess", True)  # keep folding off the event loop's GIL
     app = create_app(location, tokens=tokens, allowed_hosts=[*allowed_hosts, host], **app_options)
     sock = _bind(host, port)
     try:

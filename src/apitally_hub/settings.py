@@ -26,6 +26,9 @@ DEFAULT_INGEST_RATE = 4 * 1024 * 1024
 DEFAULT_INGEST_BURST = 256 * 1024 * 1024
 """Per-client ingest rate limit in bytes/s and bytes (see :mod:`.limits.rate`); a rate of 0 turns it off."""
 
+DEFAULT_MAX_QUEUE_LAG = 30.0
+"""See :mod:`.limits.backlog`."""
+
 DEFAULT_BODY_TIMEOUT = 30.0
 """Seconds a client has to send a whole request body (408 after that)."""
 
@@ -117,11 +120,16 @@ class HubSettings:
     default_sync_interval: float = DEFAULT_SYNC_INTERVAL
     fold_in_background: bool = True
     """Run the folding worker (tests that fold by hand turn it off)."""
+    fold_in_subprocess: bool = False
+    """Fold in a child process (:mod:`.ingest.fold_process`) instead of a thread: what ``apitally-otel
+    hub`` does, so folding never competes with the event loop for the GIL."""
     alerting: AlertSettings = field(default_factory=AlertSettings)
     max_inflight_body_bytes: int = DEFAULT_MAX_INFLIGHT_BODY_BYTES
     ingest_rate: float = DEFAULT_INGEST_RATE
     ingest_burst: float = DEFAULT_INGEST_BURST
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_queue_lag: float = DEFAULT_MAX_QUEUE_LAG
+    """Seconds folding may fall behind before the clients causing it get 503 (inf: never)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -131,6 +139,7 @@ class HubSettings:
             "max_inflight_body_bytes",
             "ingest_burst",
             "body_timeout",
+            "max_queue_lag",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apitally_otel._consumers import Consumer
-from apitally_otel._errors import parse_validation_errors
+from apitally_otel._errors import ValidationErrorKey, decode_body, parse_validation_errors
 from apitally_otel._gil import gc_paused
 
 _logger = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ DEFAULT_MAX_KNOWN_CONSUMERS = 100_000
 DEFAULT_MAX_PENDING = 200_000
 DEFAULT_FOLD_AT = 10_000
 MAX_PENDING_BODY_BYTES = 8 * 1024 * 1024
+# Validation bodies repeat (the same client mistake, again and again): the parse of the last few
+# small ones is remembered, so each distinct body is parsed once.
+_PARSED_BODIES = 256
+_PARSED_BODY_MAX_BYTES = 4096
 
 _REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
 
@@ -96,6 +100,7 @@ class Aggregator:
         self._folder: threading.Thread | None = None
         self._pending: deque[tuple[Any, ...]] = deque()
         self._pending_body_bytes = 0
+        self._parsed: dict[tuple[bytes, str | None], list[ValidationErrorKey]] = {}  # under the lock
         self.max_validation_errors = max_validation_errors
         self.max_server_errors = max_server_errors
         self.max_known_consumers = max_known_consumers
@@ -127,9 +132,16 @@ class Aggregator:
         if len(self._pending) >= self.fold_at:
             self._backlog()
 
-    def add_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
-        """A 422/400 JSON body, parsed for validation errors when the interval is folded."""
-        self._pending.append((_VALIDATION_BODY, consumer, method, route, body))
+    def add_validation_body(
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        body: bytes,
+        content_encoding: str | None = None,
+    ) -> None:
+        """A 422/400 JSON body as sent, decoded and parsed for validation errors when folded."""
+        self._pending.append((_VALIDATION_BODY, consumer, method, route, body, content_encoding))
         self._pending_body_bytes += len(body)  # an estimate across threads is enough for a bound
         if self._pending_body_bytes >= MAX_PENDING_BODY_BYTES:
             self._fold_now()
@@ -192,8 +204,20 @@ class Aggregator:
                 return
             fold[item[0]](*item[1:])
 
-    def _fold_validation_body(self, consumer: Consumer | None, method: str, route: str, body: bytes) -> None:
-        errors = parse_validation_errors(body)
+    def _fold_validation_body(
+        self, consumer: Consumer | None, method: str, route: str, body: bytes, content_encoding: str | None
+    ) -> None:
+        small = len(body) <= _PARSED_BODY_MAX_BYTES
+        errors = self._parsed.get((body, content_encoding)) if small else None
+        if errors is None:
+            plain = decode_body(body, content_encoding)
+            if plain is None:
+                return  # an encoding we do not read, or more than the decompression cap
+            errors = parse_validation_errors(plain)
+            if small:
+                if len(self._parsed) >= _PARSED_BODIES:
+                    del self._parsed[next(iter(self._parsed))]  # the oldest
+                self._parsed[(body, content_encoding)] = errors
         if errors:
             self._fold_validation_errors(consumer, method, route, errors)
 

@@ -1,14 +1,17 @@
-"""The capture middleware: a pure ASGI middleware that runs inside the OpenTelemetry SERVER span.
+"""The capture: what we measure of each HTTP request, inside its OpenTelemetry SERVER span.
 
-It measures what the span does not carry — the full route template, time to first byte, request
-and response bytes, the body of validation-error responses, the exception that escaped — and puts
-the semconv attributes on the span before it ends. The contrib middleware ends the SERVER span as
-soon as the last body chunk is sent, so attributes are set just before that chunk goes out.
+:class:`Capture` holds it for one app; :class:`CaptureMiddleware` is the pure ASGI middleware that
+runs it inside a SERVER span started outside of it (by contrib's middleware), and the lean
+``ServerSpanMiddleware`` runs it in the frame that starts the span. It measures what the span
+does not carry — the full route template, time to first byte, request and response bytes, the
+body of validation-error responses, the exception that escaped — and puts the semconv attributes
+on the span before it ends. The SERVER span ends as soon as the last body chunk is sent, so
+attributes are set just before that chunk goes out.
 
 Once the app has returned (background tasks included), the request is handed to the sink (the
 span processor) with everything needed to count it, whether or not the span was sampled: the
 processor does not count spans this middleware claimed. All per-request state lives in a
-per-request :class:`_Exchange`, never on the middleware.
+per-request :class:`Exchange`, never on the middleware.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
-from apitally_otel._errors import MAX_BODY_BYTES, decode_body
+from apitally_otel._errors import MAX_BODY_BYTES
 from apitally_otel._log_capture import LogCapture
 from apitally_otel._request_log import RequestLogger
 from apitally_otel._routes import RouteTemplates, route_key
@@ -55,17 +58,23 @@ class Lifecycle(Protocol):
     def on_app_shutdown(self) -> None: ...
 
 
-class CaptureMiddleware:
+class Capture:
+    """The capture of one app, whichever middleware carries it.
+
+    :class:`CaptureMiddleware` runs it inside a SERVER span started by someone else (contrib's
+    middleware); :class:`~apitally_otel._server_span.ServerSpanMiddleware` runs it in the frame that
+    starts the span. Per request: :meth:`start` (an :class:`Exchange`), the app, :meth:`settle`, the
+    consumer callback when there is one (:meth:`callback_consumer`), :meth:`complete`.
+    """
+
     def __init__(
         self,
-        app: ASGIApp,
         *,
         sink: RequestSink | None = None,
         lifecycle: Lifecycle | None = None,
         consumer_callback: ConsumerCallback | None = None,
         request_logger: RequestLogger | None = None,
     ) -> None:
-        self.app = app
         self.request_logger = request_logger
         self.sink = sink
         self.lifecycle = lifecycle
@@ -74,17 +83,21 @@ class CaptureMiddleware:
         self._started = False
         self._warned: set[tuple[str, str]] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(scope, receive, send)
-            return
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope.get(_SCOPE_KEY):
-            await self.app(scope, receive, send)  # websockets, CORS preflights, nested apps
-            return
+    def start(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        span: trace.Span,
+        exchange: type[Exchange] | None = None,
+    ) -> Exchange:
+        """Begin capturing an HTTP request whose SERVER span is ``span``."""
         scope[_SCOPE_KEY] = True
+        if self._templates is None:
+            # Now, before routing: a mounted Starlette app replaces scope["app"] with itself.
+            self._templates = RouteTemplates(scope.get("app"))
         if not self._started:
             self._startup_in_background(scope.get("app"))  # served without lifespan events
-        span = trace.get_current_span()
         span_context = span.get_span_context()
         record = RequestRecord(scope["method"], span_context.trace_id, span_context.span_id)
         if self.sink is not None and span.is_recording():
@@ -96,33 +109,36 @@ class CaptureMiddleware:
             and not request_logger.builder.excluded_path(scope["path"])
         ):
             record.log = LogCapture(request_logger.config, scope)
-        exchange = _Exchange(record, receive, send, scope, span, self._template_for)
-        token = current_request.set(record)
+        return (exchange or Exchange)(record, receive, send, scope, span, self._template_for)
+
+    def settle(self, exchange: Exchange) -> bool:
+        """Complete the record once the app has returned; whether the request is to be counted."""
         try:
-            await self.app(scope, exchange.receive if exchange.wrap_receive else receive, exchange.send)
-        except Exception as exc:
-            record.exception = exc
-            raise
-        finally:
-            # Inline rather than a helper coroutine: this runs for every request.
-            try:
-                if not exchange.finalized:
-                    exchange.finalize()  # no complete response went out (an exception, a disconnect)
-                # Requests that matched no route, or were cancelled before any response, don't count.
-                if record.route is not None and record.status is not None and self.sink is not None:
-                    if self.consumer_callback is not None:
-                        record.fallback_consumer = await self._callback_consumer(scope)
-                    state = scope.get("state")
-                    if record.fallback_consumer is None and state and "apitally_consumer" in state:
-                        record.fallback_consumer = consumer_from_value(state["apitally_consumer"])
-                    consumer = self.sink.record_request(record, span_attributes(span))
-                    if record.log is not None and request_logger is not None:
-                        item = record.log.finish(record, perf_counter() - exchange.start)
-                        item.consumer = consumer.identifier if consumer is not None else None
-                        request_logger.submit(item)
-            except Exception:  # our own bookkeeping must never fail the request
-                _logger.exception("apitally-otel: failed to capture request details")
-            current_request.reset(token)
+            if not exchange.finalized:
+                exchange.finalize()  # no complete response went out (an exception, a disconnect)
+        except Exception:  # our own bookkeeping must never fail the request
+            _logger.exception("apitally-otel: failed to capture request details")
+            return False
+        # Requests that matched no route, or were cancelled before any response, don't count.
+        record = exchange.record
+        return record.route is not None and record.status is not None and self.sink is not None
+
+    def complete(self, exchange: Exchange) -> None:
+        """Count a settled request (consumer, sink, request log). Never raises."""
+        record = exchange.record
+        try:
+            state = exchange.scope.get("state")
+            if record.fallback_consumer is None and state and "apitally_consumer" in state:
+                record.fallback_consumer = consumer_from_value(state["apitally_consumer"])
+            assert self.sink is not None
+            consumer = self.sink.record_request(record, span_attributes(exchange.span))
+            request_logger = self.request_logger
+            if record.log is not None and request_logger is not None:
+                item = record.log.finish(record, perf_counter() - exchange.start)
+                item.consumer = consumer.identifier if consumer is not None else None
+                request_logger.submit(item)
+        except Exception:  # our own bookkeeping must never fail the request
+            _logger.exception("apitally-otel: failed to capture request details")
 
     def _template_for(self, scope: Scope, root_path: str) -> str | None:
         route = route_key(scope)
@@ -132,7 +148,7 @@ class CaptureMiddleware:
             self._templates = RouteTemplates(scope.get("app"))
         return self._templates.template_for(route, root_path, scope.get("root_path", ""))
 
-    async def _callback_consumer(self, scope: Scope) -> Consumer | None:
+    async def callback_consumer(self, scope: Scope) -> Consumer | None:
         assert self.consumer_callback is not None
         try:
             value = self.consumer_callback(Request(scope))
@@ -158,7 +174,9 @@ class CaptureMiddleware:
             self._warned.add(key)
             _logger.warning(message, arg1, arg2)
 
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def lifespan(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass lifespan events to ``app``, telling the lifecycle about startup and shutdown."""
+
         async def lifespan_receive() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -170,7 +188,7 @@ class CaptureMiddleware:
                 await self._notify_shutdown()
             await send(message)
 
-        await self.app(scope, lifespan_receive, lifespan_send)
+        await app(scope, lifespan_receive, lifespan_send)
 
     async def _notify_startup(self, app: Any) -> None:
         if self._started:
@@ -208,6 +226,48 @@ class CaptureMiddleware:
                 _logger.exception("apitally-otel: shutdown hook failed")
 
 
+class CaptureMiddleware:
+    """The capture as a pure ASGI middleware, inside a SERVER span started outside of it."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        sink: RequestSink | None = None,
+        lifecycle: Lifecycle | None = None,
+        consumer_callback: ConsumerCallback | None = None,
+        request_logger: RequestLogger | None = None,
+        capture: Capture | None = None,
+    ) -> None:
+        self.app = app
+        self.capture = capture or Capture(
+            sink=sink, lifecycle=lifecycle, consumer_callback=consumer_callback, request_logger=request_logger
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.capture.lifespan(self.app, scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["method"] == "OPTIONS" or scope.get(_SCOPE_KEY):
+            await self.app(scope, receive, send)  # websockets, CORS preflights, nested apps
+            return
+        capture = self.capture
+        exchange = capture.start(scope, receive, send, trace.get_current_span())
+        token = current_request.set(exchange.record)
+        try:
+            await self.app(scope, exchange.receive if exchange.wrap_receive else receive, exchange.send)
+        except Exception as exc:
+            exchange.record.exception = exc
+            raise
+        finally:
+            # Inline rather than a helper coroutine: this runs for every request.
+            if capture.settle(exchange):
+                if capture.consumer_callback is not None:
+                    exchange.record.fallback_consumer = await capture.callback_consumer(scope)
+                capture.complete(exchange)
+            current_request.reset(token)
+
+
 def span_attributes(span: trace.Span) -> Mapping[str, Any]:
     """The span's attributes for reading. For SDK spans, the plain dict inside their
     ``BoundedAttributes``: each lookup through the public read-only view costs ~1 µs, on every request."""
@@ -223,7 +283,7 @@ def span_uses_new_semconv(span: trace.Span) -> bool:
     return "http.request.method" in attributes and "http.method" not in attributes
 
 
-class _Exchange:
+class Exchange:
     """The state of one request/response exchange, and the receive/send wrappers that fill it."""
 
     __slots__ = (
@@ -295,7 +355,8 @@ class _Exchange:
                 self.record.log.on_request_body(body)
         return message
 
-    async def send(self, message: Message) -> None:
+    def on_message(self, message: Message) -> bool:
+        """Account for one response message before it is sent; True for the last body chunk."""
         msg_type = message["type"]
         if msg_type == "http.response.start":
             self._on_start(message)
@@ -313,8 +374,14 @@ class _Exchange:
                     self.body_parts = None  # too large to be a validation error we parse
                 else:
                     self.body_parts.append(body)
-            if not message.get("more_body", False) and not self.finalized:
-                self.finalize()  # the contrib middleware ends the span when this chunk is sent
+            if not message.get("more_body", False):
+                if not self.finalized:
+                    self.finalize()  # the span ends when this chunk is sent: set its attributes now
+                return True
+        return False
+
+    async def send(self, message: Message) -> None:
+        self.on_message(message)
         await self._send(message)
 
     def finalize(self) -> None:
@@ -326,7 +393,9 @@ class _Exchange:
             record.status = 500  # the error response is sent outside of this middleware
             record.ttfb = perf_counter() - self.start
         if self.body_parts is not None:
-            record.validation_body = decode_body(b"".join(self.body_parts), self.content_encoding)
+            # Only the bytes here: decoding and parsing happen on the reader's thread, when folded.
+            record.validation_body = b"".join(self.body_parts)
+            record.validation_encoding = self.content_encoding
             self.body_parts = None
         span = self.span
         if record.route is None or not span.is_recording():

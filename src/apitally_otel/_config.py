@@ -99,6 +99,16 @@ def resolve_app_version(value: str | None = None) -> str | None:
     return value if value is not None else env(env_vars.APITALLY_APP_VERSION)
 
 
+def excluded_urls(framework: str) -> str:
+    """The contrib instrumentations' untraced URLs for ``framework`` (``STARLETTE``, ``FASTAPI``):
+    ``OTEL_PYTHON_<FRAMEWORK>_EXCLUDED_URLS``, else ``OTEL_PYTHON_STARLETTE_EXCLUDED_URLS``, else
+    ``OTEL_PYTHON_EXCLUDED_URLS`` (a comma-separated list of regexes; empty when unset)."""
+    for name in (f"OTEL_PYTHON_{framework}_EXCLUDED_URLS", "OTEL_PYTHON_STARLETTE_EXCLUDED_URLS"):
+        if name in os.environ:
+            return os.environ[name]
+    return os.environ.get("OTEL_PYTHON_EXCLUDED_URLS", "")
+
+
 def excluded_spans() -> list[str]:
     """The contrib middleware's internal spans left out: ``receive,send`` unless set (empty: none)."""
     name = env_vars.APITALLY_OTEL_EXCLUDE_SPANS

@@ -37,6 +37,7 @@ class RequestRecord:
         "trace_id",
         "ttfb",
         "validation_body",
+        "validation_encoding",
     )
 
     def __init__(self, method: str, trace_id: int, span_id: int) -> None:
@@ -49,7 +50,8 @@ class RequestRecord:
         self.request_size: int | None = None
         self.response_size: int | None = None
         self.exception: BaseException | None = None
-        self.validation_body: bytes | None = None
+        self.validation_body: bytes | None = None  # as sent: decoded and parsed off the event loop
+        self.validation_encoding: str | None = None  # its Content-Encoding
         self.consumer: Consumer | None = None  # from set_consumer(): wins over every other source
         self.fallback_consumer: Consumer | None = None  # callback / request.state: after span attributes
         self.log: LogCapture | None = None  # when this request is request-logged

@@ -1,8 +1,13 @@
 """``instrument_app``: one call to monitor a Starlette or FastAPI app through OpenTelemetry.
 
-It composes the contrib ``OpenTelemetryMiddleware`` (receive/send spans excluded, its own metrics
-off unless asked) with the capture middleware inside the SERVER span, registers an
-:class:`~apitally_otel.ApitallySpanProcessor` on the tracer provider and an
+Each HTTP request goes through one lean middleware of ours
+(:class:`~apitally_otel._server_span.ServerSpanMiddleware`) that starts the SERVER span — the
+same span contrib's ``OpenTelemetryMiddleware`` makes — and captures the request in the same
+frame. Contrib's middleware is composed with our capture middleware instead where it is the right
+tool: when its HTTP metrics are wanted (``otel_metrics=True``), and for websockets. An app that is
+already instrumented (``FastAPIInstrumentor``, ``StarletteInstrumentor``, ``OpenTelemetryMiddleware``
+by hand) only gets the capture middleware, inside its existing SERVER span. An
+:class:`~apitally_otel.ApitallySpanProcessor` goes on the tracer provider and an
 :class:`~apitally_otel.ApitallyMetricReader` on the meter provider.
 
 Providers: the ones passed in; else the global SDK providers when the app set them up. When there
@@ -21,16 +26,17 @@ from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 
 from apitally_otel import auto
-from apitally_otel._capture import CaptureMiddleware, ConsumerCallback
+from apitally_otel._capture import Capture, CaptureMiddleware, ConsumerCallback
 from apitally_otel._config import ConfigError, is_disabled, resolve_app_version, resolve_settings
+from apitally_otel._http_semconv import ServerSpanSettings
 from apitally_otel._lifecycle import Lifecycle, build_request_logger
 from apitally_otel._request_log import RequestLogger
+from apitally_otel._server_span import ServerRequestHook, ServerSpanMiddleware, quiet_fastapi_telemetry
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 from apitally_otel.request_logging import RequestLoggingConfig
@@ -81,6 +87,7 @@ def instrument_app(
     sync_interval: float | None = None,
     max_consumers: int | None = None,
     otel_metrics: bool = False,
+    server_request_hook: ServerRequestHook | None = None,
     request_logging: RequestLoggingConfig | None = None,
     proxy: str | None = None,
     shutdown_timeout: float | None = None,
@@ -100,6 +107,12 @@ def instrument_app(
     (``APITALLY_PROXY``) routes hub requests through a proxy; ``shutdown_timeout``
     (``APITALLY_SHUTDOWN_TIMEOUT``, 5 s) bounds the final delivery at shutdown; ``hub_timeout``
     (``APITALLY_HUB_TIMEOUT``, 10 s) is the deadline of each hub request, everything included.
+
+    ``server_request_hook(span, scope)`` is called with each request's SERVER span, as contrib's
+    hook of that name (an exception it raises is recorded on the span). ``otel_metrics=True`` keeps
+    contrib's HTTP metrics (on ``meter_provider``, else the global one). The SERVER span follows
+    ``OTEL_SEMCONV_STABILITY_OPT_IN``, ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*`` and
+    ``OTEL_PYTHON_{STARLETTE,FASTAPI}_EXCLUDED_URLS`` / ``OTEL_PYTHON_EXCLUDED_URLS``, read now.
     """
     if is_disabled(disabled):
         _logger.info("apitally-otel is disabled (APITALLY_DISABLED)")
@@ -147,9 +160,13 @@ def instrument_app(
         ),
         request_logger=request_logger,
     )
-    _add_middleware(
-        app, setup, consumer_callback, sdk_tracer_provider, meter_provider if otel_metrics else None
+    capture = Capture(
+        sink=processor,
+        lifecycle=setup.lifecycle,
+        consumer_callback=consumer_callback,
+        request_logger=request_logger,
     )
+    _add_middleware(app, capture, sdk_tracer_provider, server_request_hook, otel_metrics, meter_provider)
     _instrumented[app] = setup
     return setup
 
@@ -183,33 +200,54 @@ def _attach_reader(
 
 def _add_middleware(
     app: Any,
-    setup: Instrumentation,
-    consumer_callback: ConsumerCallback | None,
+    capture: Capture,
     tracer_provider: TracerProvider,
+    server_request_hook: ServerRequestHook | None,
+    otel_metrics: bool,
     meter_provider: metrics.MeterProvider | None,
 ) -> None:
-    capture = Middleware(
-        CaptureMiddleware,
-        sink=setup.span_processor,
-        lifecycle=setup.lifecycle,
-        consumer_callback=consumer_callback,
-        request_logger=setup.request_logger,
-    )
     stack: list[Middleware] = app.user_middleware
     otel_index = next((i for i, m in enumerate(stack) if m.cls is OpenTelemetryMiddleware), None)  # type: ignore[comparison-overlap]
     if otel_index is not None or getattr(app, "_is_instrumented_by_opentelemetry", False):
         # Already traced by hand or by the contrib instrumentor: only add what is missing, inside
         # the existing server span (no second SERVER span, no double counting).
-        stack.insert(otel_index + 1 if otel_index is not None else len(stack), capture)
+        if server_request_hook is not None:
+            _logger.warning("apitally-otel: the app is already instrumented; server_request_hook is not used")
+        index = otel_index + 1 if otel_index is not None else len(stack)
+        stack.insert(index, Middleware(CaptureMiddleware, capture=capture))
     else:
-        stack.insert(0, capture)
-        stack.insert(
-            0,
-            Middleware(
-                OpenTelemetryMiddleware,
-                tracer_provider=tracer_provider,
-                meter_provider=meter_provider if meter_provider is not None else NoOpMeterProvider(),
-                exclude_spans=["receive", "send"],
-            ),
-        )
+        settings = ServerSpanSettings.from_env("FASTAPI" if _is_fastapi(app) else "STARLETTE")
+        if otel_metrics:
+            # Contrib's middleware records its HTTP metrics; ours would not.
+            stack.insert(0, Middleware(CaptureMiddleware, capture=capture))
+            stack.insert(
+                0,
+                Middleware(
+                    OpenTelemetryMiddleware,
+                    excluded_urls=settings.excluded_urls,
+                    server_request_hook=server_request_hook,
+                    tracer_provider=tracer_provider,
+                    meter_provider=meter_provider,
+                    http_capture_headers_server_request=settings.capture_request_headers or None,
+                    http_capture_headers_server_response=settings.capture_response_headers or None,
+                    http_capture_headers_sanitize_fields=settings.sanitize_fields or None,
+                    exclude_spans=["receive", "send"],
+                ),
+            )
+        else:
+            stack.insert(
+                0,
+                Middleware(
+                    ServerSpanMiddleware,
+                    capture=capture,
+                    tracer_provider=tracer_provider,
+                    settings=settings,
+                    server_request_hook=server_request_hook,
+                ),
+            )
+            quiet_fastapi_telemetry(app)
     app.middleware_stack = None  # rebuilt on first call (Starlette builds it lazily)
+
+
+def _is_fastapi(app: Any) -> bool:
+    return any(c.__name__ == "FastAPI" and c.__module__.startswith("fastapi") for c in type(app).__mro__)

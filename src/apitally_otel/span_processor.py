@@ -131,7 +131,9 @@ class ApitallySpanProcessor(SpanProcessor):
         )
         if record.validation_body is not None and status in (400, 422):
             # Parsed when the interval is folded, on the reader's thread: not on the event loop.
-            self.aggregator.add_validation_body(consumer, record.method, record.route, record.validation_body)
+            self.aggregator.add_validation_body(
+                consumer, record.method, record.route, record.validation_body, record.validation_encoding
+            )
         if status == 500 and record.exception is not None:
             type_, msg, tb = server_error_details(record.exception)
             self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb)

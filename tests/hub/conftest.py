@@ -11,13 +11,20 @@ import pytest
 from hub_samples import settling_client
 
 from apitally_hub import HubServer
+from apitally_hub.storage import create_storage
 from apitally_hub.storage.base import Storage
-from apitally_hub.storage.sqlite.store import SQLiteStorage
+from backends import BACKENDS, fresh_db, new_postgres_database
+
+__all__ = ["BACKENDS"]
 
 
-@pytest.fixture(scope="session")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
-    with HubServer(tmp_path_factory.mktemp("hub") / "hub.sqlite") as server:
+@pytest.fixture(scope="session", params=BACKENDS)
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """One hub per backend for the session (every test using it runs on each backend)."""
+    db: str | Path = tmp_path_factory.mktemp("hub") / "hub.sqlite"
+    if request.param == "postgres":
+        db = new_postgres_database(request.getfixturevalue("pg_cluster"))[1]
+    with HubServer(db) as server:
         yield server
 
 
@@ -43,14 +50,10 @@ def db_file(tmp_path: Path) -> Path:
     return tmp_path / "hub.sqlite"
 
 
-BACKENDS = ["sqlite"]
-"""Every storage backend the conformance suite runs against."""
-
-
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """A fresh, open store of each backend."""
-    storage = SQLiteStorage(tmp_path / "hub.sqlite")
+    storage = create_storage(fresh_db(request, request.param, tmp_path))
     storage.open()
     try:
         yield storage

@@ -31,8 +31,8 @@ def client_id() -> str:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, client_id: str) -> Iterator[DrivenHub]:
-    with driven_hub(tmp_path / "hub.sqlite", client_id) as driven:
+def hub(tmp_path: Path, client_id: str, hub_db: str | Path) -> Iterator[DrivenHub]:
+    with driven_hub(hub_db, client_id) as driven:
         yield driven
 
 
@@ -188,11 +188,11 @@ def test_uptime_rule_fires_when_syncs_stop(hub: DrivenHub, receiver: tuple[Webho
 
 
 def test_no_duplicate_notification_across_a_restart(
-    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str]
+    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str], hub_db: str | Path
 ) -> None:
     hook, url = receiver
     clock = FakeClock()
-    db = tmp_path / "hub.sqlite"
+    db = hub_db
     with driven_hub(db, client_id, clock) as first:
         rule(first, [webhook(first, url + "/hook")])
         first.sync(traffic(status=500))
@@ -211,11 +211,11 @@ def test_no_duplicate_notification_across_a_restart(
 
 
 def test_an_undelivered_notification_survives_a_restart(
-    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str]
+    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str], hub_db: str | Path
 ) -> None:
     hook, url = receiver
     clock = FakeClock()
-    db = tmp_path / "hub.sqlite"
+    db = hub_db
     with driven_hub(db, client_id, clock) as first:
         rule(first, [webhook(first, url + "/hook")])
         first.sync(traffic(status=500))
@@ -229,11 +229,11 @@ def test_an_undelivered_notification_survives_a_restart(
 
 
 def test_one_evaluator_among_several_hub_processes(
-    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str]
+    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str], hub_db: str | Path
 ) -> None:
     hook, url = receiver
     clock = FakeClock()
-    db = tmp_path / "hub.sqlite"
+    db = hub_db
     with (
         driven_hub(db, client_id, clock, lease_seconds=30) as a,
         driven_hub(db, client_id, clock, lease_seconds=30) as b,
@@ -296,12 +296,12 @@ def test_email_slack_and_teams(hub: DrivenHub, receiver: tuple[WebhookReceiver, 
 
 
 def test_test_notifications_and_a_failing_webhook_retried(
-    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str]
+    tmp_path: Path, client_id: str, receiver: tuple[WebhookReceiver, str], hub_db: str | Path
 ) -> None:
     hook, url = receiver
     hook.fail_first = 2
     settings = {"enabled": True, "interval": 3600, "retry_base_seconds": 0.1, "retry_max_seconds": 0.2}
-    with driven_hub(tmp_path / "hub.sqlite", client_id, RealClock(), **settings) as hub:
+    with driven_hub(hub_db, client_id, RealClock(), **settings) as hub:
         channel = webhook(hub, url + "/hook")
         [notification_id] = hub.post(f"channels/{channel}/test", None, expect=202)["notification_ids"]
         [delivered] = hook.wait_for(lambda d: len(d) == 1, timeout=20)

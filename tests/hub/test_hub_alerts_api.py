@@ -26,8 +26,8 @@ def client_id() -> str:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, client_id: str) -> Iterator[DrivenHub]:
-    with driven_hub(tmp_path / "hub.sqlite", client_id) as driven:
+def hub(tmp_path: Path, client_id: str, hub_db: str | Path) -> Iterator[DrivenHub]:
+    with driven_hub(hub_db, client_id) as driven:
         yield driven
 
 
@@ -207,7 +207,7 @@ def test_health_check_up_down_and_redirects(hub: DrivenHub) -> None:
 
 
 def test_rules_file_is_loaded_at_start_and_read_only(
-    tmp_path: Path, client_id: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, client_id: str, monkeypatch: pytest.MonkeyPatch, hub_db: str | Path
 ) -> None:
     monkeypatch.setenv("HOOK_SECRET", "from-env")
     rules = tmp_path / "rules.toml"
@@ -220,7 +220,7 @@ def test_rules_file_is_loaded_at_start_and_read_only(
         'channels = ["ops"]\nscope = { path_pattern = "/api/*", for_each = "endpoint" }\n\n'
         '[[health_checks]]\nurl = "http://127.0.0.1:9/health"\n'
     )
-    db = tmp_path / "hub.sqlite"
+    db = hub_db
     with driven_hub(db, client_id, rules_file=rules) as hub:
         [rule] = hub.get("alert-rules")["rules"]
         [channel] = hub.get("channels")["channels"]
@@ -250,10 +250,12 @@ def test_hub_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "bad.toml" in err and "client_id" in err
 
 
-def test_alerts_cli(tmp_path: Path, client_id: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_alerts_cli(
+    tmp_path: Path, client_id: str, capsys: pytest.CaptureFixture[str], hub_db: str | Path
+) -> None:
     hook = WebhookReceiver()
     settings = {"enabled": True, "interval": 3600}
-    with ServerThread(hook.app()) as url, driven_hub(tmp_path / "hub.sqlite", client_id, **settings) as hub:
+    with ServerThread(hook.app()) as url, driven_hub(hub_db, client_id, **settings) as hub:
         common = ["--hub", hub.server.url, "--client-id", client_id, "--env", "prod"]
         assert (
             main(
@@ -304,11 +306,13 @@ def test_alerts_cli(tmp_path: Path, client_id: str, capsys: pytest.CaptureFixtur
         assert hub.get("alert-rules")["rules"] == [] and hub.get("channels")["channels"] == []
 
 
-def test_management_needs_the_token_when_one_is_configured(tmp_path: Path, client_id: str) -> None:
+def test_management_needs_the_token_when_one_is_configured(
+    tmp_path: Path, client_id: str, hub_db: str | Path
+) -> None:
     import httpx
 
     settings = AlertSettings(enabled=False)
-    with HubServer(tmp_path / "hub.sqlite", tokens=["tok-1"], alerting=settings) as server:
+    with HubServer(hub_db, tokens=["tok-1"], alerting=settings) as server:
         api = f"{server.url}/api/{client_id}/prod"
         body = {"name": "ops", "type": "webhook", "url": "http://127.0.0.1:9/h"}
         assert httpx.post(f"{api}/channels", json=body).status_code == 401

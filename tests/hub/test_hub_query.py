@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -182,9 +183,9 @@ class Clock:
 
 
 @pytest.fixture
-def clocked_hub() -> Iterator[tuple[HubServer, Clock]]:
+def clocked_hub(hub_db: str | Path) -> Iterator[tuple[HubServer, Clock]]:
     clock = Clock()
-    with HubServer(clock=clock) as hub:
+    with HubServer(hub_db, clock=clock) as hub:
         yield hub, clock
 
 

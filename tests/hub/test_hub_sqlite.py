@@ -1,5 +1,5 @@
 """The SQLite backend in particular: WAL, versioned migrations (from a database made by the
-schema-1 hub, data kept), and the hub's lifecycle on a file: restarts, pruning, temporary files."""
+schema-1 hub, data kept), temporary databases. (Restarts and pruning: test_hub_lifecycle.py.)"""
 
 from __future__ import annotations
 
@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_samples import gzip_lines, log_line, new_uuid, settling_client, sync
+from hub_samples import new_uuid, settling_client, sync
 
 from apitally_hub import HubServer
-from apitally_hub.settings import Retention
 from apitally_hub.storage.sqlite.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -44,27 +43,6 @@ def _tables(path: Path) -> list[tuple[str, str]]:
         conn.close()
 
 
-def test_data_survives_a_restart(db_file: Path) -> None:
-    client_id, message = new_uuid(), sync()
-    with HubServer(db_file) as hub, settling_client(hub) as http:
-        assert http.post(f"/v2/{client_id}/dev/sync", json=message).status_code == 202
-    with HubServer(db_file) as hub, settling_client(hub) as http:
-        endpoints = http.get(f"/api/{client_id}/dev/endpoints").json()["endpoints"]
-        assert [(e["path"], e["requests"]) for e in endpoints] == [("/api/items/{item_id}", 42)]
-        # deduplication is durable too: the resend after a restart is not counted again
-        assert http.post(f"/v2/{client_id}/dev/sync", json=message).status_code == 200
-        assert http.get(f"/api/{client_id}/dev/endpoints").json()["endpoints"][0]["requests"] == 42
-
-
-def test_a_message_accepted_before_a_stop_is_folded_after_the_restart(db_file: Path) -> None:
-    client_id = new_uuid()
-    with HubServer(db_file, fold_in_background=False) as hub, settling_client(hub) as http:
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
-        assert hub.context.store.queue_stats().pending == 1  # committed, not folded yet
-    with HubServer(db_file) as hub:
-        assert hub.query(client_id, "dev", "endpoints")["endpoints"][0]["requests"] == 42
-
-
 def test_database_uses_wal(db_file: Path) -> None:
     store = SQLiteStorage(db_file)
     store.open()
@@ -74,53 +52,6 @@ def test_database_uses_wal(db_file: Path) -> None:
     finally:
         store.close()
         store.close()  # safe twice
-
-
-def test_startup_prunes_data_past_each_retention(db_file: Path) -> None:
-    client_id, now = new_uuid(), time.time()
-    old = FakeClock(now - 40 * DAY)
-    with HubServer(db_file, clock=old, retention_days=365) as hub, settling_client(hub) as http:
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync(timestamp=old.now)).status_code == 202
-        body = gzip_lines([log_line(timestamp=old.now)])
-        assert (
-            http.post(f"/v2/{client_id}/dev/log", params={"uuid": new_uuid()}, content=body).status_code
-            == 202
-        )
-        assert http.get(f"/api/{client_id}/dev/requests", params={"since": "1d"}).json()["total"] == 1
-    with HubServer(db_file, retention=Retention(minutes=30, hours=35)) as hub, settling_client(hub) as http:
-        assert http.get(f"/api/{client_id}/dev/requests", params={"since": "60d"}).json()["total"] == 0
-        # minutes and hours are gone; the day rows (5 years by default) still answer, at day resolution
-        [endpoint] = http.get(f"/api/{client_id}/dev/endpoints", params={"since": "60d"}).json()["endpoints"]
-        assert endpoint["requests"] == 42
-        hourly = http.get(f"/api/{client_id}/dev/timeseries", params={"since": "60d", "bucket": "1h"}).json()
-        assert hourly["bucket_seconds"] == 86400 and sum(p["requests"] for p in hourly["points"]) == 42
-    conn = sqlite3.connect(db_file)
-    try:
-        for table, remaining in (
-            ("endpoint_traffic", 1),
-            ("request_log", 0),
-            ("queue", 0),
-            ("heartbeats", 0),
-        ):
-            assert conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] == remaining, table
-    finally:
-        conn.close()
-
-
-def test_periodic_pruning_removes_rows_as_they_age(db_file: Path) -> None:
-    client_id, clock = new_uuid(), FakeClock(time.time())
-    retention = Retention(minutes=1, hours=1, days=1)
-    with (
-        HubServer(db_file, clock=clock, retention=retention, prune_interval=0.05) as hub,
-        settling_client(hub) as http,
-    ):
-        assert http.post(f"/v2/{client_id}/dev/sync", json=sync(timestamp=clock.now)).status_code == 202
-        assert http.get(f"/api/{client_id}/dev/endpoints", params={"since": "3d"}).json()["endpoints"] != []
-        clock.now += 3 * DAY
-        deadline = time.monotonic() + 5
-        while http.get(f"/api/{client_id}/dev/endpoints", params={"since": "4d"}).json()["endpoints"]:
-            assert time.monotonic() < deadline, "not pruned"
-            time.sleep(0.05)
 
 
 # -- migrations -------------------------------------------------------------------------------

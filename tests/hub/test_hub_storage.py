@@ -179,6 +179,15 @@ def test_counters_saturate_instead_of_overflowing(store: Storage) -> None:
     assert rows[0].count >= 2**53  # two rows, each saturated: the sum is exact, no overflow error
 
 
+def test_one_batch_infers_the_sync_interval_as_one_by_one_folding_does(store: Storage) -> None:
+    instance = new_uuid()
+    for offset in (0.0, 10.0, 9.5):  # the last one is a late resend of an older sync
+        store.enqueue(raw_sync(sync(instance_uuid=instance, timestamp=T0 + offset)))
+    fold(store)  # one claim, one apply
+    [info] = store.instances(APP)
+    assert (info.sync_interval, info.last_sync_ts, info.syncs) == (10.0, T0 + 10.0, 3)
+
+
 # -- folding: chunks, claims, several workers -------------------------------------------------
 
 
@@ -295,6 +304,41 @@ def test_a_planned_summary_equals_the_sum_of_its_minutes(store: Storage) -> None
         minute_rows.response_times,
     )
     assert planned.request_count > 0
+
+
+def test_app_wide_traffic_equals_the_sum_of_its_endpoints(store: Storage) -> None:
+    """App-wide charts and totals read per-app rows: they must agree with the endpoint rows."""
+    for n in range(6):
+        requests = [
+            request_item(path=f"/api/p{i}", status_code=(200, 404, 500)[(n + i) % 3], request_count=n + i + 1)
+            for i in range(4)
+        ]
+        store.enqueue(raw_sync(sync(timestamp=T0 + n * 40, requests=requests)))
+    fold(store)
+    for segments in ((Segment(MINUTE, T0, T0 + 5 * MINUTE),), (Segment(HOUR, T0, T0),)):
+        app_wide = totals(
+            store, segments, group_by=("bucket", "status_code"), response_times=True, sizes=True
+        )
+        summed: dict[tuple[Any, ...], list[Any]] = {}
+        for row in totals(
+            store,
+            segments,
+            group_by=("bucket", "method", "path", "status_code"),
+            response_times=True,
+            sizes=True,
+        ):
+            entry = summed.setdefault((row.key[0], row.key[3]), [0, 0, 0, {}, {}])
+            entry[0] += row.request_count
+            entry[1] += row.server_errors
+            entry[2] += row.response_size_sum
+            for target, bins in ((entry[3], row.response_times), (entry[4], row.request_sizes)):
+                for edge, count in bins.items():
+                    target[edge] = target.get(edge, 0) + count
+        assert {
+            r.key: [r.request_count, r.server_errors, r.response_size_sum, r.response_times, r.request_sizes]
+            for r in app_wide
+        } == summed
+        assert len(summed) > 1
 
 
 def test_filters_by_consumer_group_status_and_endpoint(store: Storage) -> None:

@@ -1,5 +1,6 @@
-"""Admission of an ingest request, before its body is read: the client's rate limit (429) and the
-process-wide body budget (503), both with ``Retry-After``, which clients honour and retry.
+"""Admission of an ingest request, before its body is read: the client's rate limit (429), the
+folding backlog it caused (503, :mod:`~apitally_hub.limits.backlog`) and the process-wide body
+budget (503), all with ``Retry-After``, which clients honour and retry.
 
 ``async with admission.admit(client_id, request, limit) as ticket:`` wraps reading, parsing and
 storing one message; the ticket grows the budget reservation (chunked bodies, decompressed
@@ -15,6 +16,8 @@ from contextlib import asynccontextmanager
 from starlette.requests import Request
 
 from apitally_hub.errors import HubError
+from apitally_hub.limits import backlog
+from apitally_hub.limits.backlog import Backlog
 from apitally_hub.limits.budget import BodyBudget, BudgetExhausted, Reservation
 from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.log_throttle import LogThrottle
@@ -47,9 +50,12 @@ class Ticket:
 
 
 class Admission:
-    def __init__(self, budget: BodyBudget, rates: IngestRateLimiter | None) -> None:
+    def __init__(
+        self, budget: BodyBudget, rates: IngestRateLimiter | None, queue: Backlog | None = None
+    ) -> None:
         self.budget = budget
         self.rates = rates
+        self.queue = queue or Backlog()
         self.log = LogThrottle(_logger)
 
     def busy(self) -> HubError:
@@ -74,6 +80,13 @@ class Admission:
             self.log.warning("rate", "Answered 429: client %s is over its ingest rate", client_id)
             raise HubError(
                 429, "Ingest rate exceeded for this client id; retry later", {"Retry-After": str(retry_after)}
+            )
+        if self.queue.holds_back(client_id):
+            self.log.warning("backlog", "Answered 503: folding is behind on client %s's messages", client_id)
+            raise HubError(
+                503,
+                "The hub has not yet stored what this client id sent before; retry later",
+                {"Retry-After": str(backlog.RETRY_AFTER)},
             )
         declared = request.headers.get("content-length", "")
         size = int(declared) if declared.isascii() and declared.isdigit() and len(declared) < 19 else 0

@@ -65,13 +65,13 @@ def item_count(body: dict[str, Any]) -> int:
 def _add(target: dict[Any, Counts], key: Any, counts: Counts) -> None:
     existing = target.get(key)
     if existing is None:
-        target[key] = Counts(
+        target[key] = Counts(  # the histograms are shared: Counts.add never changes them in place
             counts.request_count,
             counts.request_size_sum,
             counts.response_size_sum,
-            dict(counts.response_times),
-            dict(counts.request_sizes),
-            dict(counts.response_sizes),
+            counts.response_times,
+            counts.request_sizes,
+            counts.response_sizes,
         )
     else:
         existing.add(counts)

@@ -21,15 +21,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from apitally_hub.ingest import folding
 from apitally_hub.storage.base import AppDelta, AppKey, ClaimedMessage, ClaimLost, FoldProgress, Storage
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_ITEMS = 500
-"""Items per apply: about 3 000 upserts, a few tens of milliseconds of write lock."""
-DEFAULT_CLAIM_LIMIT = 100
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_POLL_SECONDS = 1.0
 
@@ -76,15 +74,16 @@ class FoldingWorker:
         self,
         storage: Storage,
         *,
-        chunk_items: int = DEFAULT_CHUNK_ITEMS,
-        claim_limit: int = DEFAULT_CLAIM_LIMIT,
+        chunk_items: int | None = None,
+        claim_limit: int | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
-        self.chunk_items = chunk_items
-        self.claim_limit = claim_limit
+        # the store's own sizes by default (small batches where a write locks the whole store)
+        self.chunk_items = chunk_items or storage.fold_chunk_items
+        self.claim_limit = claim_limit or storage.fold_claim_limit
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         self.clock = clock
@@ -92,6 +91,9 @@ class FoldingWorker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.stopping: Callable[[], bool] = self._stop.is_set
+        """Checked between applies: a stop does not wait for a whole claimed batch (what is left of
+        it is claimed again once its lease expires, by this or another worker)."""
 
     # -- one round (also used directly by tests and benchmarks) -------------------------------
 
@@ -129,17 +131,25 @@ class FoldingWorker:
                     room -= max(stop - offset, 1)
                     offset = stop
                     if room <= 0:
-                        self.storage.apply(self.name, deltas, progress)
+                        self._apply(deltas, progress)
                         finished += sum(p.done for p in progress)
                         deltas, progress, room = {}, [], self.chunk_items
+                        if self.stopping():
+                            return finished
                     if done:
                         break
             if progress:
-                self.storage.apply(self.name, deltas, progress)
+                self._apply(deltas, progress)
                 finished += sum(p.done for p in progress)
         except ClaimLost:
             _logger.info("A folding claim expired and was taken over; another worker folds the rest")
         return finished
+
+    def _apply(self, deltas: dict[AppKey, AppDelta], progress: list[FoldProgress]) -> None:
+        self.storage.apply(self.name, deltas, progress)
+        pause = self.storage.fold_pause_seconds
+        if pause:  # let writers of other processes in (SQLite has one write lock per file)
+            time.sleep(pause)
 
     def drain(self, timeout: float = 10.0) -> None:
         """Fold until nothing is pending (tests, the demo, shutdown)."""
@@ -172,16 +182,42 @@ class FoldingWorker:
             self._thread = None
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.clear()
-            try:
-                busy = self.fold_pending() > 0
-                failures = 0
-            except Exception:  # a database error: keep the hub serving, retry with backoff
-                failures += 1
-                busy = False
-                if failures <= 3 or failures % 60 == 0:
-                    _logger.exception("Folding failed (%d in a row); retrying", failures)
-            if not busy:
-                self._wake.wait(min(self.poll_seconds * 2 ** min(failures, 5), 30.0))
+        run_until(self, self._stop.is_set, self._wake)
+
+    def __repr__(self) -> str:
+        return f"FoldingWorker({self.storage.url!r}, name={self.name!r})"
+
+
+class Folder(Protocol):
+    """What runs folding for a hub: a :class:`FoldingWorker`'s thread, or a
+    :class:`~.fold_process.FoldingProcess`."""
+
+    def start(self) -> None: ...
+
+    def notify(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class _Event(Protocol):
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def clear(self) -> None: ...
+
+
+def run_until(worker: FoldingWorker, stopped: Callable[[], bool], wake: _Event) -> None:
+    """Fold until ``stopped()``, waking on ``wake`` or every poll period (a thread's or a process's
+    loop alike)."""
+    failures = 0
+    while not stopped():
+        wake.clear()
+        try:
+            busy = worker.fold_pending() > 0
+            failures = 0
+        except Exception:  # a database error: keep the hub serving, retry with backoff
+            failures += 1
+            busy = False
+            if failures <= 3 or failures % 60 == 0:
+                _logger.exception("Folding failed (%d in a row); retrying", failures)
+        if not busy:
+            wake.wait(min(worker.poll_seconds * 2 ** min(failures, 5), 30.0))

@@ -270,33 +270,31 @@ class QueryService:
         bucket, segments = planner.chart_segments(
             window.since, window.until, bucket, self.clock(), self.retention
         )
-        rows = self.storage.traffic(
-            TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket, response_times=percentiles)
+        # bins per bucket, and only the counts per status code: a third of the rows to sum and
+        # nothing to merge in Python (a 24-hour chart of minutes has 1 440 buckets)
+        totals = self.storage.traffic(
+            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=percentiles)
         )
-        by_bucket: dict[int, list[TrafficRow]] = {}
-        for row in rows:
-            by_bucket.setdefault(int(row.key[0]), []).append(row)
+        by_status = self.storage.traffic(TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket))
+        status_codes: dict[int, dict[str, int]] = {}
+        for row in sorted(by_status, key=lambda r: r.key):
+            status_codes.setdefault(int(row.key[0]), {})[str(row.key[1])] = row.request_count
         points = []
-        for start in sorted(by_bucket):
-            parts = by_bucket[start]
-            merged = stats.merge_rows(parts, (start,))
+        for row in sorted(totals, key=lambda r: r.key):
+            codes = status_codes.get(int(row.key[0]), {})
             classes: dict[str, int] = {}
-            for r in parts:
-                name = f"{int(r.key[1]) // 100}xx"
-                classes[name] = classes.get(name, 0) + r.request_count
-            points.append(
-                {
-                    "bucket": start,
-                    **stats.traffic_stats(merged, apdex_ms=apdex_ms),
-                    "requests_per_minute": round(merged.request_count * MINUTE / bucket, 3),
-                    "status_codes": {
-                        str(r.key[1]): r.request_count for r in sorted(parts, key=lambda r: r.key[1])
-                    },
-                    "status_classes": dict(sorted(classes.items())),
-                }
-            )
+            for code, count in codes.items():
+                classes[f"{code[0]}xx"] = classes.get(f"{code[0]}xx", 0) + count
+            point = {
+                "bucket": int(row.key[0]),
+                **stats.traffic_stats(row, apdex_ms=apdex_ms),
+                "requests_per_minute": round(row.request_count * MINUTE / bucket, 3),
+                "status_codes": codes,
+                "status_classes": dict(sorted(classes.items())),
+            }
             if not percentiles:
-                points[-1].update(p50_ms=None, p75_ms=None, p95_ms=None, p99_ms=None, apdex=None)
+                point.update(p50_ms=None, p75_ms=None, p95_ms=None, p99_ms=None, apdex=None)
+            points.append(point)
         return {"bucket_seconds": bucket, "points": points}
 
     def percentiles(

@@ -30,7 +30,7 @@ def create_storage(db: str | Path) -> Storage:
     """The backend for ``db`` (not opened yet)."""
     if is_postgres_url(db):
         try:
-            from apitally_hub.storage.postgres.store import PostgresStorage  # type: ignore[import-not-found]
+            from apitally_hub.storage.postgres.store import PostgresStorage
         except ImportError as exc:
             raise RuntimeError(
                 f"a PostgreSQL --db needs the postgres extra ({exc.name} is missing):"

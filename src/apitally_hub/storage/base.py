@@ -120,16 +120,24 @@ class Counts:
     response_sizes: Bins = field(default_factory=dict)
 
     def add(self, other: Counts) -> None:
+        """Add ``other``'s counts. The histograms are replaced by merged copies, never changed in
+        place: folding shares one item's histograms between its rows (every resolution, per
+        endpoint and per consumer), and the store serialises each shared histogram once."""
         self.request_count += other.request_count
         self.request_size_sum += other.request_size_sum
         self.response_size_sum += other.response_size_sum
-        for target, source in (
-            (self.response_times, other.response_times),
-            (self.request_sizes, other.request_sizes),
-            (self.response_sizes, other.response_sizes),
-        ):
-            for key, count in source.items():
-                target[key] = target.get(key, 0) + count
+        self.response_times = _merged(self.response_times, other.response_times)
+        self.request_sizes = _merged(self.request_sizes, other.request_sizes)
+        self.response_sizes = _merged(self.response_sizes, other.response_sizes)
+
+
+def _merged(first: Bins, second: Bins) -> Bins:
+    if not second:
+        return first
+    merged = dict(first)
+    for key, count in second.items():
+        merged[key] = merged.get(key, 0) + count
+    return merged
 
 
 EndpointKey = tuple[int, int, str, str, int]
@@ -252,6 +260,14 @@ class FoldProgress:
     offset: int
     done: bool
     error: str | None = None
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or is too busy right now (a database server gone away, a lock
+    not granted in time). The call that raised it must be taken as not committed (it rarely may
+    have been, when a connection broke during ``COMMIT``: retrying is safe, as enqueue
+    deduplicates and an apply checks its claim). The hub answers 503 with ``Retry-After``; the
+    backend reconnects by itself."""
 
 
 class ClaimLost(Exception):
@@ -490,6 +506,16 @@ class Storage(abc.ABC):
     url: str
     """Where the data lives, for messages (never includes a password)."""
 
+    fold_chunk_items: int = 500
+    """Items a folding worker applies per transaction, and messages it claims at once: small
+    where a write transaction locks the whole store (SQLite: 500 items are about 3 000 upserts, a
+    few tens of milliseconds that ingest may wait), larger where it locks only the rows it
+    touches (each apply has a cost of its own, whatever its size)."""
+    fold_claim_limit: int = 100
+    fold_pause_seconds: float = 0.0
+    """A folding worker's pause after each apply, so that writers in other processes get the
+    store's write lock in between (SQLite: one lock per file, no queue across processes)."""
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -525,6 +551,10 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def queue_stats(self) -> QueueStats: ...
+
+    @abc.abstractmethod
+    def pending_by_client(self) -> dict[str, tuple[int, float]]:
+        """Client id -> (stored bytes of its pending messages, when the oldest was received)."""
 
     # -- background jobs ----------------------------------------------------------------------
 

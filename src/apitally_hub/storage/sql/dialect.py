@@ -3,11 +3,22 @@
 Statements in :mod:`..sql` are written with ``?`` placeholders; :meth:`Dialect.sql` turns them
 into the driver's style. Everything else (``ON CONFLICT ... DO UPDATE``, ``RETURNING``,
 ``UNION ALL``, window-free aggregates) is the same in both.
+
+Portable DDL (tables that shared SQL owns, created by each backend's migrations) names its column
+types through :meth:`Dialect.ddl`: ``{id}`` (an auto-increment primary key), ``{int}`` (64-bit),
+``{float}`` (double precision), ``{blob}`` and ``{json}``; everything else is written as is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyformat(text: str) -> str:
+    # a literal % must be doubled once the driver expands %s placeholders
+    return text.replace("%", "%%").replace("?", "%s")
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,22 @@ class Dialect:
     """Appended to a claim's ``SELECT`` so concurrent workers skip each other's rows."""
     insert_ignore: str
     """``INSERT`` that skips rows conflicting with a unique key (with ``ON CONFLICT DO NOTHING``)."""
+    for_update: str
+    """Appended to a ``SELECT`` whose rows the transaction goes on to update (a SQLite write
+    transaction has the whole database already)."""
+    types: dict[str, str] = field(default_factory=dict)
+    """Column types for :meth:`ddl`."""
     consumer_index: str = ""
     """Put after ``FROM consumer_traffic`` when the rows of given consumers are read: SQLite's
     planner, without statistics, would rather scan every consumer's rows of the window."""
 
     def sql(self, text: str) -> str:
-        return text if self.placeholder == "?" else text.replace("?", self.placeholder)
+        """``text`` with the driver's placeholders (the ``?`` of the shared SQL)."""
+        return text if self.placeholder == "?" else _pyformat(text)
+
+    def ddl(self, template: str) -> str:
+        """Portable DDL for this backend: ``{id}``, ``{int}``, ``{float}``, ``{blob}``, ``{json}``."""
+        return template.format(**self.types)
 
 
 SQLITE = Dialect(
@@ -45,6 +66,8 @@ SQLITE = Dialect(
     lock_rows="",
     insert_ignore="INSERT",
     consumer_index=" INDEXED BY consumer_traffic_consumer",
+    for_update="",
+    types={"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL", "blob": "BLOB", "json": "TEXT"},
 )
 
 POSTGRES = Dialect(
@@ -57,4 +80,12 @@ POSTGRES = Dialect(
     bins_value="j.value::bigint",
     lock_rows=" FOR UPDATE SKIP LOCKED",
     insert_ignore="INSERT",
+    for_update=" FOR UPDATE",
+    types={
+        "id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "int": "BIGINT",
+        "float": "DOUBLE PRECISION",
+        "blob": "BYTEA",
+        "json": "JSONB",
+    },
 )

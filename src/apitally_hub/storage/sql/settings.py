@@ -16,7 +16,8 @@ CREATE TABLE app_settings (
 """,
     "CREATE INDEX consumers_by_app_last_seen ON consumers (client_id, env, last_seen)",
 )
-"""The migration of the dashboard's reads (SQLite schema 4; the same statements for PostgreSQL):
+"""The migration of the dashboard's reads (SQLite schema 5, PostgreSQL schema 4: the same
+statements):
 the settings table, and the index of the consumers list ordered by last sighting."""
 
 

@@ -101,6 +101,16 @@ class SQLStorage(Storage):
 
         return self.read(work)
 
+    def pending_by_client(self) -> dict[str, tuple[int, float]]:
+        def work(tx: Tx) -> dict[str, tuple[int, float]]:
+            rows = tx.execute(
+                "SELECT client_id, SUM(body_size), MIN(received_at) FROM queue WHERE folded_at IS NULL"
+                " GROUP BY client_id"
+            ).fetchall()
+            return {client: (int(size), float(oldest)) for client, size, oldest in rows}
+
+        return self.read(work)
+
     # -- background jobs ----------------------------------------------------------------------
 
     def try_lease(self, name: str, holder: str, *, seconds: float, now: float) -> bool:

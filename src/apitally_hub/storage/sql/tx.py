@@ -20,4 +20,5 @@ class Cursor(Protocol):
 class Tx(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> object: ...
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
+        """``rowcount`` of the cursor returned: the rows all the statements changed."""

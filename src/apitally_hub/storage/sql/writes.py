@@ -18,6 +18,7 @@ from apitally_hub.storage.base import (
     Bins,
     ClaimedMessage,
     ClaimLost,
+    Counts,
     FoldProgress,
     RawMessage,
     Rejection,
@@ -139,12 +140,14 @@ def claim(
 
 
 def record_progress(tx: Tx, worker: str, progress: Sequence[FoldProgress], now: float) -> None:
-    for step in progress:
-        cursor = tx.execute(
-            "UPDATE queue SET fold_offset = ?, folded_at = ?, fold_error = ?,"
-            " claimed_by = CASE WHEN ? = 1 THEN NULL ELSE claimed_by END"
-            " WHERE client_id = ? AND kind = ? AND message_uuid = ? AND claimed_by = ? AND fold_offset = ?"
-            " AND folded_at IS NULL",
+    if not progress:
+        return
+    cursor = tx.executemany(
+        "UPDATE queue SET fold_offset = ?, folded_at = ?, fold_error = ?,"
+        " claimed_by = CASE WHEN ? = 1 THEN NULL ELSE claimed_by END"
+        " WHERE client_id = ? AND kind = ? AND message_uuid = ? AND claimed_by = ? AND fold_offset = ?"
+        " AND folded_at IS NULL",
+        [
             (
                 step.offset,
                 now if step.done else None,
@@ -155,10 +158,12 @@ def record_progress(tx: Tx, worker: str, progress: Sequence[FoldProgress], now: 
                 step.message_uuid,
                 worker,
                 step.expected_offset,
-            ),
-        )
-        if cursor.rowcount != 1:
-            raise ClaimLost(step.message_uuid)
+            )
+            for step in progress
+        ],
+    )
+    if cursor.rowcount != len(progress):  # one step did not match: its claim was taken over
+        raise ClaimLost(", ".join(step.message_uuid for step in progress))
 
 
 # -- applying deltas --------------------------------------------------------------------------
@@ -186,7 +191,19 @@ _APP = ("client_id", "env")
 
 
 def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    # Rows are upserted in key order, so concurrent applies (workers of several processes on one
+    # PostgreSQL) lock shared rows in the same order and do not deadlock.
     a = (app.client_id, app.env)
+    serialised: dict[int, str] = {}
+
+    def bins(histogram: Bins) -> str:
+        # folding shares an item's histograms between its rows: serialise each object once
+        # (the delta holds them all while this runs, so their ids are stable)
+        text = serialised.get(id(histogram))
+        if text is None:
+            text = serialised[id(histogram)] = bins_json(histogram)
+        return text
+
     if delta.endpoints:
         tx.executemany(
             _upsert(
@@ -203,11 +220,37 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.request_count),
                     cap(c.request_size_sum),
                     cap(c.response_size_sum),
-                    bins_json(c.response_times),
-                    bins_json(c.request_sizes),
-                    bins_json(c.response_sizes),
+                    bins(c.response_times),
+                    bins(c.request_sizes),
+                    bins(c.response_sizes),
                 )
-                for key, c in delta.endpoints.items()
+                for key, c in sorted(delta.endpoints.items())
+            ],
+        )
+    if delta.endpoints:
+        totals: dict[tuple[int, int, int], Counts] = {}
+        for (resolution, bucket, _, _, status_code), counts in delta.endpoints.items():
+            totals.setdefault((resolution, bucket, status_code), Counts()).add(counts)
+        tx.executemany(
+            _upsert(
+                dialect,
+                "app_traffic",
+                (*_APP, "resolution", "bucket", "status_code"),
+                _TRAFFIC_COUNTERS,
+                _TRAFFIC_BINS,
+            ),
+            [
+                (
+                    *a,
+                    *key,
+                    cap(c.request_count),
+                    cap(c.request_size_sum),
+                    cap(c.response_size_sum),
+                    bins(c.response_times),
+                    bins(c.request_sizes),
+                    bins(c.response_sizes),
+                )
+                for key, c in sorted(totals.items())
             ],
         )
     if delta.consumer_traffic:
@@ -226,9 +269,9 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     cap(c.request_count),
                     cap(c.request_size_sum),
                     cap(c.response_size_sum),
-                    bins_json(c.response_times),
+                    bins(c.response_times),
                 )
-                for key, c in delta.consumer_traffic.items()
+                for key, c in sorted(delta.consumer_traffic.items())
             ],
         )
     if delta.validation_errors:
@@ -239,7 +282,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                 (*_APP, "resolution", "bucket", "consumer", "method", "path", "loc", "msg", "type"),
                 ("error_count",),
             ),
-            [(*a, *key, cap(count)) for key, count in delta.validation_errors.items()],
+            [(*a, *key, cap(count)) for key, count in sorted(delta.validation_errors.items())],
         )
     if delta.server_error_groups:
         tx.executemany(
@@ -262,7 +305,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     g.seen_at,
                     g.seen_at,
                 )
-                for g in delta.server_error_groups.values()
+                for _, g in sorted(delta.server_error_groups.items())
             ],
         )
     if delta.server_errors:
@@ -273,12 +316,12 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                 (*_APP, "resolution", "bucket", "error_hash", "consumer"),
                 ("error_count",),
             ),
-            [(*a, *key, cap(count)) for key, count in delta.server_errors.items()],
+            [(*a, *key, cap(count)) for key, count in sorted(delta.server_errors.items())],
         )
     if delta.heartbeats:
         tx.executemany(
             _upsert(dialect, "heartbeats", (*_APP, "minute"), ("syncs",)),
-            [(*a, minute, syncs) for minute, syncs in delta.heartbeats.items()],
+            [(*a, minute, syncs) for minute, syncs in sorted(delta.heartbeats.items())],
         )
     _apply_instances(tx, dialect, app, delta)
     _apply_consumers(tx, dialect, app, delta)
@@ -313,6 +356,23 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
 
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 3600.0
 
+_CHUNK = 500
+"""Keys per ``IN (...)`` list."""
+
+
+def _rows_by_key(
+    tx: Tx, dialect: Dialect, sql: str, app: AppKey, keys: Sequence[str]
+) -> dict[str, Sequence[Any]]:
+    """``sql`` (``... WHERE client_id = ? AND env = ? AND <key> IN ({marks})``, the key selected
+    first) for every key, locking the rows it returns until the transaction ends."""
+    found: dict[str, Sequence[Any]] = {}
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        statement = sql.format(marks=", ".join("?" * len(chunk))) + dialect.for_update
+        for row in tx.execute(statement, (app.client_id, app.env, *chunk)).fetchall():
+            found[row[0]] = row
+    return found
+
 
 def _apply_instances(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
     a = (app.client_id, app.env)
@@ -337,55 +397,98 @@ def _apply_instances(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> 
                 startup.openapi,
             ),
         )
-    for beat in sorted(delta.instance_syncs, key=lambda b: b.timestamp):
-        row = tx.execute(
-            "SELECT last_sync_ts, sync_interval FROM instances"
+    if not delta.instance_syncs:
+        return
+    # One read of every instance the syncs name, the syncs applied to it in Python in the order
+    # they were received (as if folded one by one: sorting by timestamp would take a late resend
+    # for the newest sync and shrink the inferred interval), then one write per instance.
+    uuids = sorted({beat.instance_uuid for beat in delta.instance_syncs})
+    stored = _rows_by_key(
+        tx,
+        dialect,
+        "SELECT instance_uuid, last_sync_ts, sync_interval, last_seen, last_sync_at FROM instances"
+        " WHERE client_id = ? AND env = ? AND instance_uuid IN ({marks})",
+        app,
+        uuids,
+    )
+    state: dict[str, dict[str, Any]] = {}
+    for beat in delta.instance_syncs:
+        current = state.get(beat.instance_uuid)
+        if current is None:
+            row = stored.get(beat.instance_uuid)
+            current = state[beat.instance_uuid] = {
+                "exists": row is not None,
+                "last_ts": row[1] if row else None,
+                "interval": row[2] if row else None,
+                "first_seen": beat.received_at,
+                "seen": max(row[3], beat.received_at) if row else beat.received_at,
+                "sync_at": row[4] if row else None,
+                "syncs": 0,
+                "cpu": None,
+                "memory": None,
+            }
+        current["syncs"] += 1
+        current["first_seen"] = min(current["first_seen"], beat.received_at)
+        current["seen"] = max(current["seen"], beat.received_at)
+        last_ts = current["last_ts"]
+        if last_ts is not None and beat.timestamp <= last_ts:
+            continue  # a late resend: it proves the instance was alive, but says nothing newer
+        if last_ts is not None:
+            current["interval"] = min(MAX_INTERVAL, max(MIN_INTERVAL, beat.timestamp - last_ts))
+        current["last_ts"] = beat.timestamp
+        current["sync_at"] = max(current["sync_at"] or 0.0, beat.received_at)
+        current["cpu"] = beat.cpu_percent if beat.cpu_percent is not None else current["cpu"]
+        current["memory"] = beat.memory_rss if beat.memory_rss is not None else current["memory"]
+    updates = [(uuid, s) for uuid, s in sorted(state.items()) if s["exists"]]
+    if updates:
+        tx.executemany(
+            # the rows are locked since the read: the values computed from it still hold
+            "UPDATE instances SET last_seen = ?, last_sync_at = ?, last_sync_ts = ?, sync_interval = ?,"
+            " syncs = syncs + ?, cpu_percent = coalesce(?, cpu_percent), memory_rss = coalesce(?, memory_rss)"
             " WHERE client_id = ? AND env = ? AND instance_uuid = ?",
-            (*a, beat.instance_uuid),
-        ).fetchone()
-        if row is None:
-            tx.execute(
-                "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, last_sync_at,"
-                " last_sync_ts, syncs, cpu_percent, memory_rss) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            [
+                (
+                    s["seen"],
+                    s["sync_at"],
+                    s["last_ts"],
+                    s["interval"],
+                    s["syncs"],
+                    s["cpu"],
+                    s["memory"],
+                    *a,
+                    uuid,
+                )
+                for uuid, s in updates
+            ],
+        )
+    inserts = [(uuid, s) for uuid, s in sorted(state.items()) if not s["exists"]]
+    if inserts:
+        # ON CONFLICT: another process's worker may insert the same new instance concurrently
+        tx.executemany(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, last_sync_at,"
+            " last_sync_ts, sync_interval, syncs, cpu_percent, memory_rss)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (client_id, env, instance_uuid) DO UPDATE SET"
+            f" last_seen = {dialect.greatest}(instances.last_seen, excluded.last_seen),"
+            f" last_sync_at = {dialect.greatest}(coalesce(instances.last_sync_at, 0), excluded.last_sync_at),"
+            f" last_sync_ts = {dialect.greatest}(coalesce(instances.last_sync_ts, 0), excluded.last_sync_ts),"
+            " syncs = instances.syncs + excluded.syncs",
+            [
                 (
                     *a,
-                    beat.instance_uuid,
-                    beat.received_at,
-                    beat.received_at,
-                    beat.received_at,
-                    beat.timestamp,
-                    beat.cpu_percent,
-                    beat.memory_rss,
-                ),
-            )
-            continue
-        last_ts, interval = row
-        newest = last_ts is None or beat.timestamp > last_ts
-        if last_ts is not None and beat.timestamp > last_ts:
-            interval = min(MAX_INTERVAL, max(MIN_INTERVAL, beat.timestamp - last_ts))
-        if newest:
-            tx.execute(
-                f"UPDATE instances SET last_seen = {dialect.greatest}(last_seen, ?),"
-                f" last_sync_at = {dialect.greatest}(coalesce(last_sync_at, 0), ?), last_sync_ts = ?,"
-                " sync_interval = ?, syncs = syncs + 1, cpu_percent = coalesce(?, cpu_percent),"
-                " memory_rss = coalesce(?, memory_rss) WHERE client_id = ? AND env = ? AND instance_uuid = ?",
-                (
-                    beat.received_at,
-                    beat.received_at,
-                    beat.timestamp,
-                    interval,
-                    beat.cpu_percent,
-                    beat.memory_rss,
-                    *a,
-                    beat.instance_uuid,
-                ),
-            )
-        else:  # a late resend: it proves the instance was alive, but says nothing newer
-            tx.execute(
-                f"UPDATE instances SET last_seen = {dialect.greatest}(last_seen, ?), syncs = syncs + 1"
-                " WHERE client_id = ? AND env = ? AND instance_uuid = ?",
-                (beat.received_at, *a, beat.instance_uuid),
-            )
+                    uuid,
+                    s["first_seen"],
+                    s["seen"],
+                    s["sync_at"],
+                    s["last_ts"],
+                    s["interval"],
+                    s["syncs"],
+                    s["cpu"],
+                    s["memory"],
+                )
+                for uuid, s in inserts
+            ],
+        )
 
 
 def _apply_consumers(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
@@ -401,26 +504,41 @@ def _apply_consumers(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> 
                 for s in sorted(delta.consumers_seen.values(), key=lambda s: s.identifier)
             ],
         )
+    if not delta.consumers_named:
+        return
+    identifiers = sorted({named.identifier for named in delta.consumers_named})
+    current: dict[str, Sequence[Any]] = dict(
+        _rows_by_key(
+            tx,
+            dialect,
+            "SELECT identifier, name, group_name, named_at FROM consumers"
+            " WHERE client_id = ? AND env = ? AND identifier IN ({marks})",
+            app,
+            identifiers,
+        )
+    )
+    changes: list[tuple[Any, ...]] = []
     for named in sorted(delta.consumers_named, key=lambda n: n.at):
-        current = tx.execute(
-            "SELECT name, group_name, named_at FROM consumers"
-            " WHERE client_id = ? AND env = ? AND identifier = ?",
-            (*a, named.identifier),
-        ).fetchone()
-        if current is not None and current[2] is not None and current[2] > named.at:
+        row = current.get(named.identifier)
+        if row is not None and row[3] is not None and row[3] > named.at:
             continue  # an older sync arriving late must not undo a newer name
-        if current is not None and (current[0], current[1]) == (named.name, named.group):
+        if row is not None and (row[1], row[2]) == (named.name, named.group):
             continue
-        tx.execute(
-            "UPDATE consumers SET name = ?, group_name = ?, named_at = ?"
-            " WHERE client_id = ? AND env = ? AND identifier = ?",
-            (named.name, named.group, named.at, *a, named.identifier),
-        )
-        tx.execute(
-            "INSERT INTO consumer_history (client_id, env, identifier, name, group_name, changed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (*a, named.identifier, named.name, named.group, named.at),
-        )
+        current[named.identifier] = (named.identifier, named.name, named.group, named.at)
+        changes.append((named.identifier, named.name, named.group, named.at))
+    if not changes:
+        return
+    final = {identifier: (name, group, at) for identifier, name, group, at in changes}
+    tx.executemany(
+        "UPDATE consumers SET name = ?, group_name = ?, named_at = ?"
+        " WHERE client_id = ? AND env = ? AND identifier = ?",
+        [(*final[identifier], *a, identifier) for identifier in sorted(final)],
+    )
+    tx.executemany(
+        "INSERT INTO consumer_history (client_id, env, identifier, name, group_name, changed_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(*a, *change) for change in changes],
+    )
 
 
 # -- leases and retention ---------------------------------------------------------------------
@@ -442,7 +560,13 @@ def release_lease(tx: Tx, name: str, holder: str) -> None:
     tx.execute("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?", (name, holder))
 
 
-AGGREGATE_TABLES = ("endpoint_traffic", "consumer_traffic", "validation_errors", "server_errors")
+AGGREGATE_TABLES = (
+    "app_traffic",
+    "endpoint_traffic",
+    "consumer_traffic",
+    "validation_errors",
+    "server_errors",
+)
 
 # (table, time column) of what is pruned by time outside the aggregates
 _TIMED: tuple[tuple[str, str, str], ...] = (

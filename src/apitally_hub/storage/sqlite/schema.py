@@ -291,14 +291,51 @@ def _v3_alerting(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-def _v4_app_settings(conn: sqlite3.Connection) -> None:
-    """Schema 4: named settings per app (the dashboard's Apdex threshold, the session secret), and
+_V4 = """
+CREATE TABLE app_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    request_count INTEGER NOT NULL, request_size_sum INTEGER NOT NULL, response_size_sum INTEGER NOT NULL,
+    response_times TEXT NOT NULL, request_sizes TEXT NOT NULL, response_sizes TEXT NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, status_code)
+) WITHOUT ROWID
+"""
+
+
+def _v4_app_traffic(conn: sqlite3.Connection) -> None:
+    """Schema 4: traffic per app and status at every resolution (what app-wide charts and totals
+    read: one row per status instead of one per endpoint), filled from ``endpoint_traffic``."""
+    conn.execute(_V4)
+    conn.create_aggregate("v4_merge_bins", 1, _CappedMergeBins)  # type: ignore[arg-type]
+    conn.execute(
+        "INSERT INTO app_traffic SELECT client_id, env, resolution, bucket, status_code,"
+        f" min(SUM(request_count), {MAX_STORED_COUNT}), min(SUM(request_size_sum), {MAX_STORED_COUNT}),"
+        f" min(SUM(response_size_sum), {MAX_STORED_COUNT}), v4_merge_bins(response_times),"
+        " v4_merge_bins(request_sizes), v4_merge_bins(response_sizes) FROM endpoint_traffic"
+        " GROUP BY client_id, env, resolution, bucket, status_code"
+    )
+
+
+class _CappedMergeBins(_MergeBins):
+    def finalize(self) -> str:
+        capped = {str(k): min(self.bins[k], MAX_STORED_COUNT) for k in sorted(self.bins)}
+        return json.dumps(capped, separators=(",", ":"))
+
+
+def _v5_app_settings(conn: sqlite3.Connection) -> None:
+    """Schema 5: named settings per app (the dashboard's Apdex threshold, the session secret), and
     the consumers by app and last sighting (the dashboard's consumer list)."""
     for statement in APP_SETTINGS_DDL:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_alerting, _v4_app_settings)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_queue_and_rollups,
+    _v3_alerting,
+    _v4_app_traffic,
+    _v5_app_settings,
+)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

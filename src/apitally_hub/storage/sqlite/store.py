@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from apitally_hub.storage.base import StoreUnavailable
 from apitally_hub.storage.sql.dialect import SQLITE
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Tx
@@ -24,6 +26,10 @@ _logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
+WRITE_LOCK_POLL = 0.001
+"""How often a writer asks again for a write lock another process holds. SQLite's own busy
+handler backs off to 100 ms between tries, so it would rarely catch the short gap a folding
+process leaves between its applies; asking every millisecond does."""
 
 
 class FairLock:
@@ -52,6 +58,7 @@ class FairLock:
 
 class SQLiteStorage(SQLStorage):
     dialect = SQLITE
+    fold_pause_seconds = 0.005
 
     def __init__(self, path: str | Path, *, read_pool_size: int = 4) -> None:
         self.path = Path(path)
@@ -77,6 +84,9 @@ class SQLiteStorage(SQLStorage):
             register_functions(conn)
             with self._write_lock:
                 version = migrate(conn)
+            # from now on the writer asks for the write lock itself (see _begin_immediate); its
+            # statements inside a transaction never wait
+            conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
             conn.close()
             raise
@@ -113,7 +123,7 @@ class SQLiteStorage(SQLStorage):
             conn = self._writer
             if conn is None:
                 raise RuntimeError("database is not open")
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 result = work(conn)
             except BaseException:
@@ -121,6 +131,21 @@ class SQLiteStorage(SQLStorage):
                 raise
             conn.execute("COMMIT")
             return result
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``, asking again every millisecond while another process holds the
+        write lock, for at most the busy timeout (then the store is unavailable: a 503)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:  # another process held the write lock too long
+                    raise StoreUnavailable(f"{self.url}: {exc}") from exc
+                time.sleep(WRITE_LOCK_POLL)
 
     def read(self, work: Callable[[Tx], T]) -> T:
         conn = self._acquire_reader()
