@@ -181,6 +181,23 @@ ENDPOINT_INSERT = (
 )
 
 
+APP_INSERT = (
+    "INSERT INTO app_traffic (client_id, env, resolution, bucket, status_code, request_count,"
+    " request_size_sum, response_size_sum, response_times, request_sizes, response_sizes)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _app_rows(endpoint_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The per-app rows (``app_traffic``): the endpoint rows summed per bucket and status."""
+    sums: dict[tuple[Any, ...], Counts] = {}
+    for cid, env, resolution, bucket, _, _, status, n, rq, rs, times, rq_sizes, rs_sizes in endpoint_rows:
+        bins = [{int(k): v for k, v in json.loads(text).items()} for text in (times, rq_sizes, rs_sizes)]
+        counts = Counts(n, rq, rs, *bins)
+        sums.setdefault((cid, env, resolution, bucket, status), Counts()).add(counts)
+    return [(*key, *_endpoint_values(counts)) for key, counts in sums.items()]
+
+
 def _consumer_values(counts: Counts) -> tuple[Any, ...]:
     return (
         counts.request_count,
@@ -278,12 +295,15 @@ class Generator:
         self._a = a
 
     def _insert(self, consumer_rows: list[tuple[Any, ...]], endpoint_rows: list[tuple[Any, ...]]) -> None:
+        app_rows = _app_rows(endpoint_rows)
+
         def work(tx: Any) -> None:
             tx.executemany(CONSUMER_INSERT, consumer_rows)
             tx.executemany(ENDPOINT_INSERT, endpoint_rows)
+            tx.executemany(APP_INSERT, app_rows)
 
         self.store.write(work)
-        self.applied += len(consumer_rows) + len(endpoint_rows)
+        self.applied += len(consumer_rows) + len(endpoint_rows) + len(app_rows)
 
     def _apply(self, delta: AppDelta) -> None:
         self.store.apply("bench-generator", {APP: delta}, [])
