@@ -27,6 +27,7 @@ import bench_overhead
 import bench_request_log
 import bench_throughput
 import common
+import dashboard
 import hostile_hub
 import hub_abuse
 import hub_storage
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
     "hub_storage": ("Hub storage: SQLite and PostgreSQL", hub_storage.run, hub_storage.report),
+    "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),
 }
 
 

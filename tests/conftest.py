@@ -64,6 +64,8 @@ def stalled_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledDns]:
         any(t.name == "apitally-otel-resolve" for t in threading.enumerate()) and time.monotonic() < deadline
     ):
         time.sleep(0.01)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL server for the session (started on first use, removed at the end)."""

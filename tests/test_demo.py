@@ -74,6 +74,7 @@ def test_json_report_counts_exactly_what_was_sent(capsys: pytest.CaptureFixture[
     [instance] = report["instances"]
     assert instance["versions"]["app"] == "1.0.0" and "fastapi" in instance["versions"]
     assert "exact match" in err and "requests sent" in err
+    assert "dashboard: http://127.0.0.1:" in err and f"/apps/{report['client_id']}/demo" in err
     assert leftovers() == []
 
 
@@ -139,3 +140,56 @@ def test_without_the_hub_extra_every_command_says_how_to_install(
         assert captured.out == ""
         [line] = captured.err.splitlines()
         assert "pip install 'apitally-otel[hub]'" in line and argv[0] in line
+
+
+def test_serve_keeps_the_hub_and_the_app_running_until_stopped(tmp_path: Path) -> None:
+    """``demo --serve``: the dashboard answers on live data until SIGTERM (or Ctrl+C), then
+    everything stops cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("APITALLY_", "OTEL_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "apitally_hub.cli", "demo", "--serve", "--duration", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 60
+        while "The dashboard: " not in line and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, process.stderr.read() if process.stderr else ""
+        url = line.split("The dashboard: ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:") and "/apps/" in url and url.endswith("/demo")
+        first = httpx.get(url, timeout=10)
+        assert first.status_code == 200 and 'data-kpi="requests"' in first.text
+
+        def requests_shown() -> int:
+            page = httpx.get(url, params={"range": "15m"}, timeout=10).text
+            return int(page.split('data-kpi="requests" data-value="', 1)[1].split('"', 1)[0])
+
+        before = requests_shown()
+        deadline = time.monotonic() + 30  # the background traffic goes on
+        while requests_shown() <= before and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert requests_shown() > before
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        assert "stopping" in (process.stderr.read() if process.stderr else "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+    assert leftovers() == []

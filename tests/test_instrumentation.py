@@ -229,7 +229,11 @@ def test_otel_prefixed_aliases_configure_it(monkeypatch: pytest.MonkeyPatch) -> 
     setup = instrument_app(make_app(), tracer_provider=TracerProvider(), sync_interval=3600)
     assert setup is not None and setup.exporter.settings is not None
     settings = setup.exporter.settings
-    assert (settings.client_id, settings.env, settings.hub_base_url) == (client_id, "edge", "http://127.0.0.1:9")
+    assert (settings.client_id, settings.env, settings.hub_base_url) == (
+        client_id,
+        "edge",
+        "http://127.0.0.1:9",
+    )
     setup.shutdown()
 
 

@@ -412,4 +412,7 @@ def test_a_query_string_that_is_not_utf8_is_served(recording_hub: tuple[Recordin
             setup.shutdown()
     assert error is None and sent[0]["status"] == 200
     (span,) = lean.exporter.get_finished_spans()
-    assert span.attributes is not None and span.attributes["http.url"] == "http://api.example.com:8000/items/7?q=\ufffd"
+    assert (
+        span.attributes is not None
+        and span.attributes["http.url"] == "http://api.example.com:8000/items/7?q=\ufffd"
+    )

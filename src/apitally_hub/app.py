@@ -1,6 +1,6 @@
-"""The hub's Starlette application: ingest routes, query API, and a lifespan that opens the store
-(running its migrations), starts the folding worker and runs the background jobs — behind the
-Host check and the read gate (:mod:`apitally_hub.security`)."""
+"""The hub's Starlette application: ingest routes, query API, the dashboard, and a lifespan that
+opens the store (running its migrations), starts the folding worker and runs the background jobs
+— behind the Host check and the read gate (:mod:`apitally_hub.security`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -22,17 +22,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.alerting.api import AlertEndpoints
-from apitally_hub.alerting.pages import AlertPages
 from apitally_hub.alerting.service import Alerting
 from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.context import HubContext
+from apitally_hub.dashboard.site import Dashboard
 from apitally_hub.errors import HubError, http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.ingest.fold_process import FoldingProcess
 from apitally_hub.ingest.routes import IngestEndpoints
 from apitally_hub.ingest.worker import Folder, FoldingWorker
 from apitally_hub.query.api import QueryEndpoints
-from apitally_hub.security.access import AccessMiddleware, Authenticator
+from apitally_hub.security.access import PUBLIC_PATHS, PUBLIC_PREFIXES, AccessMiddleware, Authenticator
 from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
 from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import (
@@ -113,9 +113,17 @@ def create_app(
         body_timeout=body_timeout,
         max_queue_lag=max_queue_lag,
     )
-    context = HubContext(settings=settings, faults=faults or FaultPlan())
+    context = HubContext(settings=settings, faults=faults or FaultPlan(), tokens=TokenSet(tokens))
     if clock is not None:
         context.clock = clock
+    dashboard = Dashboard(context)
+    authenticator = Authenticator(
+        context.tokens,
+        public_paths=PUBLIC_PATHS | dashboard.public_paths,
+        public_prefixes=PUBLIC_PREFIXES + dashboard.public_prefixes,
+        credential_checks=[dashboard.authenticates],
+        login_path=dashboard.login_path,
+    )
 
     async def health(request: Request) -> Response:
         """Up, and how far folding lags behind ingest (pending messages, age of the oldest)."""
@@ -136,15 +144,15 @@ def create_app(
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
         *AlertEndpoints(context).routes(),
-        *AlertPages(context).routes(),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,
         middleware=[
             Middleware(HostCheckMiddleware, policy=HostPolicy(allowed_hosts)),
-            Middleware(AccessMiddleware, authenticator=Authenticator(TokenSet(tokens))),
+            Middleware(AccessMiddleware, authenticator=authenticator),
         ],
-        lifespan=_lifespan(context),
+        lifespan=_lifespan(context, startup=[dashboard.start]),
         exception_handlers={
             HubError: hub_error_handler,
             HTTPException: http_exception_handler,
@@ -155,7 +163,9 @@ def create_app(
     return app
 
 
-def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    context: HubContext, startup: Sequence[Callable[[], Awaitable[None]]] = ()
+) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         storage = create_storage(context.settings.db)
@@ -166,6 +176,8 @@ def _lifespan(context: HubContext) -> Callable[[Starlette], AbstractAsyncContext
             worker = FoldingProcess(context.settings.db)
         context.storage, context.worker = storage, worker
         try:
+            for hook in startup:
+                await hook()
             await prune_now(context)
             if context.settings.fold_in_background:
                 await anyio.to_thread.run_sync(worker.start)

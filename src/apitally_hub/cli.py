@@ -20,7 +20,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "apitally_hub.demo.cli",  # demo
 )
 
-HUB_REQUIREMENTS: tuple[str, ...] = ("uvicorn",)
+HUB_REQUIREMENTS: tuple[str, ...] = ("uvicorn", "jinja2")
 """Import names the ``hub`` extra provides; every subcommand needs them."""
 
 INSTALL_HINT = "pip install 'apitally-otel[hub]'"

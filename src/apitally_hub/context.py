@@ -1,6 +1,6 @@
-"""What the endpoints share: settings, the store and the query layer (both set up by the app's
-lifespan), the folding worker, the ingest admission (body budget, per-client rate), faults and
-the clock."""
+"""What the endpoints share: settings, the read tokens, the store and the query layer (both set
+up by the app's lifespan), the folding worker, the ingest admission (body budget, per-client
+rate), faults and the clock."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from apitally_hub.limits.backlog import Backlog
 from apitally_hub.limits.budget import BodyBudget
 from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
+from apitally_hub.security.tokens import TokenSet
 from apitally_hub.settings import HubSettings
 from apitally_hub.storage.base import Storage
 
@@ -41,6 +42,8 @@ class HubContext:
     worker: Folder | None = None
     alerting: Alerting | None = None
     _limiter: anyio.CapacityLimiter | None = None
+    tokens: TokenSet = field(default_factory=TokenSet)
+    """The read tokens (none: reads are open, on loopback only)."""
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import os
 import random
 import time
@@ -28,11 +29,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
+from opentelemetry import trace
 from pydantic import BaseModel, Field
 
 import apitally_otel
 
 APP_VERSION = "1.0.0"
+logger = logging.getLogger("demo.items")
+logger.setLevel(logging.INFO)
+tracer = trace.get_tracer("demo")
+"""Spans and log records inside requests, which request logging captures (the dashboard shows
+them with each logged request)."""
 
 
 def _consumer_tables() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, str]]]:
@@ -104,14 +111,22 @@ router = APIRouter(prefix="/api/items", tags=["items"])
 
 @router.get("/")
 async def list_items(limit: Annotated[int, Query(ge=1, le=100)] = 10) -> list[Item]:
-    await _work(3, 20, slow_share=0.03)
-    return [_item(i) for i in range(1, limit + 1)]
+    with tracer.start_as_current_span("db.query items"):
+        await _work(3, 20, slow_share=0.03)
+    with tracer.start_as_current_span("serialize"):
+        items = [_item(i) for i in range(1, limit + 1)]
+    logger.info("Listed %d items", len(items))
+    return items
 
 
 @router.get("/{item_id}")
 async def get_item(item_id: int) -> Item:
-    await _work(1, 8, slow_share=0.05)
+    with tracer.start_as_current_span("cache.get item"):
+        await _work(0.2, 1)
+    with tracer.start_as_current_span("db.query item"):
+        await _work(1, 8, slow_share=0.05)
     if not 1 <= item_id <= CATALOG_SIZE:
+        logger.warning("Item %d not found", item_id)
         raise HTTPException(status_code=404, detail="Item not found")
     return _item(item_id)
 
@@ -148,7 +163,9 @@ async def stream() -> StreamingResponse:
 
 @app.get("/api/fail")
 async def fail() -> None:
-    await _work(5, 15)
+    with tracer.start_as_current_span("db.connect"):
+        await _work(5, 15)
+    logger.error("Cannot reach the database")
     raise RuntimeError("the database is on fire")
 
 

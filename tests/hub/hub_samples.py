@@ -178,11 +178,11 @@ def gzip_lines(lines: list[dict[str, Any]]) -> bytes:
 
 
 def settling_client(hub: HubServer) -> httpx.Client:
-    """A client whose reads of the query API first wait until what the hub accepted is folded
-    (ingest commits messages to a queue; aggregates follow within milliseconds)."""
+    """A client whose reads of the query API and the dashboard first wait until what the hub
+    accepted is folded (ingest commits messages to a queue; aggregates follow within milliseconds)."""
 
     def settle(request: httpx.Request) -> None:
-        if request.method == "GET" and request.url.path.startswith("/api/"):
+        if request.method == "GET" and not request.url.path.startswith(("/v2/", "/static/", "/health")):
             hub.settle()
 
     return httpx.Client(base_url=hub.url, timeout=10.0, event_hooks={"request": [settle]})

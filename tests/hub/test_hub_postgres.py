@@ -143,9 +143,10 @@ def _raw(message: dict[str, Any], app: AppKey, kind: str = "sync") -> RawMessage
 def _answers(store: PostgresStorage, app: AppKey) -> dict[str, Any]:
     queries = QueryService(store, Retention(minutes=3650).by_resolution, clock=lambda: T0 + 3600)
     window = Window(T0 - 60, T0 + 600)
+    apdex_ms = 500  # the default threshold, given: a schema-1 store has no app settings to read it from
     return {
-        "endpoints": queries.endpoints(app, window),
-        "timeseries": queries.timeseries(app, window, bucket_seconds=60),
+        "endpoints": queries.endpoints(app, window, apdex_ms=apdex_ms),
+        "timeseries": queries.timeseries(app, window, bucket_seconds=60, apdex_ms=apdex_ms),
         "consumers": queries.consumers(app, window),
         "validation": queries.validation_errors(app, window),
         "server": queries.server_errors(app, window),

@@ -276,3 +276,127 @@ def test_hub_server_query_helper(hub: HubServer, http: httpx.Client, app_path: s
     [endpoint] = hub.query(client_id, "dev", "endpoints", since="10m")["endpoints"]
     assert endpoint["requests"] == 42
     assert hub.hub_url(client_id, "dev") == f"{hub.url}{app_path}"
+
+
+def test_endpoints_sort_by_any_column_in_either_order(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    requests = [
+        item(path="/a", request_count=5, response_times={"10": 5}, request_sizes={}, response_sizes={}),
+        item(path="/b", request_count=9, response_times={"300": 9}, request_sizes={}, response_sizes={}),
+        item(path="/c", request_count=1, response_times={"50": 1}, request_sizes={}, response_sizes={}),
+    ]
+    message = sync(requests=requests)
+    message["consumers"] = []
+    assert http.post(f"{app_path}/startup", json=startup()).status_code == 202
+    assert http.post(f"{app_path}/sync", json=message).status_code == 202
+
+    def paths(**params: Any) -> list[str]:
+        return [
+            e["path"] for e in get(http, client_id, "endpoints", include_idle="true", **params)["endpoints"]
+        ]
+
+    assert paths() == ["/a", "/api/items/{item_id}", "/b", "/c"]
+    assert paths(sort="requests") == ["/b", "/a", "/c", "/api/items/{item_id}"]
+    assert paths(sort="requests", order="asc") == ["/api/items/{item_id}", "/c", "/a", "/b"]
+    assert paths(sort="p95") == ["/b", "/c", "/a", "/api/items/{item_id}"]  # no traffic: no p95, last
+    assert paths(sort="p95", order="asc") == ["/a", "/c", "/b", "/api/items/{item_id}"]
+    assert paths(sort="path", order="desc") == ["/c", "/b", "/api/items/{item_id}", "/a"]
+    for bad in ({"sort": "nope"}, {"order": "up"}, {"apdex_ms": "0"}):
+        assert http.get(f"/api/{client_id}/dev/endpoints", params=bad).status_code == 422
+
+
+def test_apdex_uses_the_apps_stored_threshold(
+    hub: HubServer, http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    from apitally_hub.storage.base import AppKey
+
+    requests = [item(response_times={"0": 30, "10": 9, "300": 3}, request_sizes={}, response_sizes={})]
+    assert http.post(f"{app_path}/sync", json=sync(requests=requests)).status_code == 202
+    assert get(http, client_id, "settings")["settings"] == {"apdex_ms": 500}
+    assert get(http, client_id, "overview")["apdex"] == 1.0
+    hub.context.store.put_app_setting(AppKey(client_id, "dev"), "apdex_ms", "100", now=time.time())
+    assert get(http, client_id, "settings")["settings"] == {"apdex_ms": 100}
+    overview = get(http, client_id, "overview")
+    # 39 satisfied (bins ending by 100 ms), 3 tolerating (ending by 400 ms): (39 + 1.5) / 42
+    assert (overview["apdex"], overview["apdex_ms"]) == (round(40.5 / 42, 4), 100)
+    [endpoint] = get(http, client_id, "endpoints")["endpoints"]
+    assert endpoint["apdex"] == overview["apdex"]
+    assert get(http, client_id, "overview", apdex_ms=500)["apdex"] == 1.0
+    assert get(http, client_id, "timeseries")["points"][0]["apdex"] == overview["apdex"]
+
+
+def test_timeseries_points_carry_status_classes_and_rate(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    requests = [
+        item(),
+        item(status_code=503, request_count=2, response_times={"0": 2}, request_sizes={}, response_sizes={}),
+    ]
+    assert http.post(f"{app_path}/sync", json=sync(requests=requests)).status_code == 202
+    [point] = get(http, client_id, "timeseries", bucket="5m")["points"]
+    assert point["status_classes"] == {"2xx": 42, "5xx": 2}
+    assert point["requests_per_minute"] == round(44 / 5, 3)
+    errors = get(http, client_id, "error-status-codes")["error_status_codes"]
+    assert errors == [{"method": "GET", "path": "/api/items/{item_id}", "status_code": 503, "requests": 2}]
+
+
+def test_one_consumer_and_size_histograms(http: httpx.Client, app_path: str, client_id: str) -> None:
+    assert http.post(f"{app_path}/sync", json=sync(requests=[item(consumer="acme-corp")])).status_code == 202
+    consumer = get(http, client_id, "consumers/acme-corp")
+    assert (consumer["name"], consumer["group"], consumer["requests"]) == ("Acme Corp", "Enterprise", 42)
+    assert [h["name"] for h in consumer["history"]] == ["Acme Corp"]
+    assert http.get(f"/api/{client_id}/dev/consumers/nobody").status_code == 404
+    sizes = get(http, client_id, "sizes")
+    assert sizes["request_sizes"] == {"0": 40, "12": 2} and sizes["response_sizes"] == {"1": 42}
+    assert get(http, client_id, "sizes", consumer="acme-corp")["request_sizes"] == {"0": 40, "12": 2}
+
+
+def test_apps_with_stats_carry_the_overview_and_the_status(http: httpx.Client, client_id: str) -> None:
+    assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
+    body = http.get("/api/apps", params={"stats": "true", "limit": 1000}).json()
+    [mine] = [a for a in body["apps"] if a["client_id"] == client_id]
+    assert mine["overview"]["requests"] == 42 and mine["status"]["status"] == "up"
+    assert body["window"]["until"] - body["window"]["since"] == 86400
+    assert get(http, client_id, "status")["status"] == "up"
+
+
+def test_consumers_by_last_sighting_and_percentiles_over_time(
+    http: httpx.Client, app_path: str, client_id: str
+) -> None:
+    now = time.time()
+    first = sync(timestamp=now - 120, requests=[item(consumer="old")], consumers=[])
+    second = sync(
+        timestamp=now,
+        requests=[
+            item(
+                consumer="new", request_count=1, response_times={"20": 1}, request_sizes={}, response_sizes={}
+            )
+        ],
+        consumers=[],
+    )
+    for message in (first, second):
+        assert http.post(f"{app_path}/sync", json=message).status_code == 202
+        time.sleep(0.01)  # last seen in this order
+    by_requests = get(http, client_id, "consumers")
+    assert by_requests["sort"] == "requests" and [c["identifier"] for c in by_requests["consumers"]] == [
+        "old",
+        "new",
+    ]
+    by_sighting = get(http, client_id, "consumers", sort="last_seen")
+    assert by_sighting["sort"] == "last_seen" and [c["identifier"] for c in by_sighting["consumers"]] == [
+        "new",
+        "old",
+    ]
+    assert {c["identifier"]: c["requests"] for c in by_sighting["consumers"]} == {"new": 1, "old": 42}
+    assert by_sighting["total"] == 2
+    one = get(http, client_id, "consumers", sort="last_seen", consumer="old")
+    assert [c["identifier"] for c in one["consumers"]] == ["old"]
+    # with an endpoint filter the registry cannot tell: by requests
+    assert get(http, client_id, "consumers", sort="last_seen", method="GET")["sort"] == "requests"
+    assert http.get(f"/api/{client_id}/dev/consumers", params={"sort": "name"}).status_code == 422
+    points = get(http, client_id, "percentiles", bucket="1h")["points"]
+    assert sum(p["requests"] for p in points) == 43 and points[-1]["p50_ms"] is not None
+    plain = get(http, client_id, "timeseries", bucket="1h", percentiles="false")["points"]
+    assert sum(p["requests"] for p in plain) == 43
+    assert all(p["p50_ms"] is None and p["apdex"] is None for p in plain)

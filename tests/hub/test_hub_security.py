@@ -108,7 +108,11 @@ def test_ingest_and_health_need_no_token(guarded: HubServer) -> None:
 
 def test_unknown_paths_are_denied_by_default(guarded: HubServer) -> None:
     for path in ("/", "/dashboard", "//api/apps", "/v2"):
-        assert httpx.get(f"{guarded.url}{path}").status_code == 401
+        # a page read is sent to the dashboard's login form, with nothing of the hub's data
+        response = httpx.get(f"{guarded.url}{path}")
+        assert response.status_code == 303 and response.headers["location"].startswith("/login")
+        assert response.content == b""
+        assert httpx.post(f"{guarded.url}{path}").status_code == 401
 
 
 def test_hub_server_query_sends_its_token(guarded: HubServer, ingested: str) -> None:
@@ -248,6 +252,7 @@ def test_loopback_host_headers_are_served(hub: HubServer) -> None:
 
 def test_allowed_hosts_and_suffixes() -> None:
     with HubServer(allowed_hosts=["hub.example.com", ".corp.example"]) as hub, httpx.Client() as http:
+
         def status(host: str) -> int:
             return http.get(f"{hub.url}/api/apps", headers={"Host": host}).status_code
 

@@ -388,6 +388,19 @@ def test_filters_by_consumer_group_status_and_endpoint(store: Storage) -> None:
     assert [(r.key, r.request_count, r.server_errors) for r in page] == [(("b",), 1, 1)]
     assert store.count_traffic_groups(TrafficQuery(APP, day, ("consumer",))) == 3
     assert store.consumer_groups(APP) == [("Free", 1), ("Gold", 1)]
+    by_group = store.traffic(TrafficQuery(APP, day, ("consumer_group",)))
+    assert [(r.key, r.request_count, r.server_errors) for r in by_group] == [
+        (("Free",), 1, 1),
+        (("Gold",), 42, 0),
+    ]
+    assert by_group[1].request_size_sum == count_bytes(store, day, "Gold")
+    with pytest.raises(ValueError):
+        store.traffic(TrafficQuery(APP, day, ("consumer_group",), response_times=True))
+
+
+def count_bytes(store: Storage, segments: tuple[Segment, ...], group: str) -> int:
+    [row] = totals(store, segments, filter=TrafficFilter(consumer_group=group))
+    return row.request_size_sum
 
 
 # -- request log ------------------------------------------------------------------------------
@@ -469,3 +482,20 @@ def test_the_background_worker_folds_new_messages_promptly(
         assert time.monotonic() - start < 5, "not folded within 5 s"
         time.sleep(0.005)
     assert totals(store, (Segment(MINUTE, T0, T0),))[0].request_count == 42
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_app_settings_are_kept_per_app_and_can_be_created_once(store: Storage) -> None:
+    other = AppKey(APP.client_id, "staging")
+    assert store.app_settings(APP) == {}
+    assert store.put_app_setting(APP, "apdex_ms", "250", now=T0) == "250"
+    assert store.put_app_setting(APP, "apdex_ms", "300", now=T0 + 1) == "300"  # replaced
+    assert store.put_app_setting(APP, "apdex_ms", "900", now=T0 + 2, keep_existing=True) == "300"
+    assert store.put_app_setting(other, "apdex_ms", "100", now=T0) == "100"
+    assert store.app_settings(APP) == {"apdex_ms": "300"} and store.app_settings(other) == {"apdex_ms": "100"}
+    store.delete_app_setting(other, "apdex_ms")
+    assert store.app_settings(other) == {}
+    store.prune(Retention(minutes=1, hours=1, days=1).policy(), T0 + 10 * 365 * DAY)
+    assert store.app_settings(APP) == {"apdex_ms": "300"}  # never pruned

@@ -216,7 +216,11 @@ class AlertEndpoints:
             (f"{base}/health-check", ["PUT"], self.put_health_check),
             (f"{base}/health-check", ["DELETE"], self.delete_health_check),
         ]
-        return [Route(path, self._endpoint(handler), methods=methods) for path, methods, handler in table]
+        endpoint = self._endpoint
+        return [
+            Route(path, endpoint(handler), methods=methods, name=f"alerting:{path}")
+            for path, methods, handler in table
+        ]
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:

@@ -28,7 +28,8 @@ def register(subparsers: Subparsers) -> None:
             "Start a local hub and a demo FastAPI app (under uvicorn, in a subprocess) instrumented"
             " with apitally-otel, send it realistic mixed traffic from several consumers, stop it"
             " (final sync), print the hub's report and check that the hub counted exactly what was"
-            " sent. Needs FastAPI: pip install 'apitally-otel[fastapi]'."
+            " sent. With --serve, keep the hub and the app running with gentle background traffic"
+            " until Ctrl+C, and browse the dashboard. Needs FastAPI: pip install 'apitally-otel[fastapi]'."
         ),
     )
     demo.add_argument(
@@ -42,10 +43,27 @@ def register(subparsers: Subparsers) -> None:
         help="how long to send traffic (default: 20)",
     )
     demo.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the first traffic, keep the hub and the app running with gentle traffic until"
+        " Ctrl+C (to browse the dashboard on live data)",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the hub's port on 127.0.0.1 (default: any free port)"
+    )
     demo.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from .run import run_demo
 
-    return run_demo(db=args.db, duration=args.duration, as_json=args.json, out=sys.stdout, err=sys.stderr)
+    return run_demo(
+        db=args.db,
+        duration=args.duration,
+        as_json=args.json,
+        serve=args.serve,
+        port=args.port,
+        out=sys.stdout,
+        err=sys.stderr,
+    )

@@ -1,14 +1,19 @@
 """``apitally-otel demo``: hub, app, traffic, final sync, report.
 
-1. a local hub (:class:`~apitally_hub.HubServer`) on a free loopback port, with a temporary
-   database or ``--db``;
+1. a local hub (:class:`~apitally_hub.HubServer`) on a free loopback port (or ``--port``), with a
+   temporary database or ``--db``; its dashboard URL is printed;
 2. the demo app (:mod:`.app`) under ``python -m uvicorn --fd N`` in a subprocess, instrumented
-   through APITALLY_* variables (a fresh client id, env ``demo``, a sync every 2 s);
+   through APITALLY_* variables (a fresh client id, env ``demo``, a sync every 2 s, request
+   logging with headers, bodies, log records and spans);
 3. :mod:`.traffic` for ``--duration`` seconds, with a progress line;
 4. SIGTERM to the app: its lifespan shutdown makes the final sync; then wait until the hub's counts
    are complete;
 5. the report (as ``apitally-otel report`` prints it) and a check that the hub counted exactly
    what was sent, per endpoint and status and per consumer.
+
+With ``--serve`` (:func:`serve_demo`), steps 4 and 5 wait: after the first traffic the hub and
+the app keep running with gentle background traffic until Ctrl+C, so the dashboard shows live
+data.
 
 Everything started is stopped and temporary files are removed, also on Ctrl+C or SIGTERM.
 """
@@ -42,7 +47,7 @@ from apitally_hub.report.text import render_text
 from apitally_hub.server import HubServer
 
 from .consumers import consumer_tables_json
-from .traffic import CONCURRENCY, Ledger, generate_traffic
+from .traffic import CONCURRENCY, GENTLE_THINK_SECONDS, Ledger, generate_traffic
 
 ENV = "demo"
 SYNC_INTERVAL = 2.0
@@ -52,6 +57,18 @@ APP_START_TIMEOUT = 30.0
 APP_STOP_TIMEOUT = 20.0
 FINAL_SYNC_TIMEOUT = 10.0
 INSTALL_HINT = "pip install 'apitally-otel[hub,fastapi]'"
+REQUEST_LOGGING = {
+    "APITALLY_REQUEST_LOGGING_ENABLED": "true",
+    "APITALLY_REQUEST_LOGGING_LOG_REQUEST_HEADERS": "true",
+    "APITALLY_REQUEST_LOGGING_LOG_REQUEST_BODY": "true",
+    "APITALLY_REQUEST_LOGGING_LOG_RESPONSE_BODY": "true",
+    "APITALLY_REQUEST_LOGGING_CAPTURE_LOGS": "true",
+    "APITALLY_REQUEST_LOGGING_CAPTURE_TRACES": "true",
+}
+"""The demo app logs every request with everything the client can capture (masking the API
+keys), so the dashboard's request log has something to show."""
+SERVE_ROUND_SECONDS = 60.0
+"""``--serve`` sends its background traffic in rounds of this length (a line after each)."""
 
 
 class DemoError(Exception):
@@ -107,6 +124,7 @@ class DemoApp:
                 APITALLY_DEMO_CONSUMERS=consumer_tables_json(),
                 PYTHONUNBUFFERED="1",
                 TMPDIR=str(app_tmp),
+                **REQUEST_LOGGING,
             )
             python_path = _python_path()
             if python_path:
@@ -252,9 +270,17 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_demo(
-    *, db: str | None = None, duration: float = 20.0, as_json: bool = False, out: TextIO, err: TextIO
+    *,
+    db: str | None = None,
+    duration: float = 20.0,
+    as_json: bool = False,
+    serve: bool = False,
+    port: int = 0,
+    out: TextIO,
+    err: TextIO,
 ) -> int:
-    """Run the demo; returns the exit code (0 ok, 1 failed, 2 FastAPI missing, 130 interrupted)."""
+    """Run the demo; returns the exit code (0 ok, 1 failed, 2 FastAPI missing, 130 interrupted).
+    ``serve``: keep running with background traffic until Ctrl+C (then 0)."""
     missing = missing_requirements()
     if missing:
         print(
@@ -265,7 +291,9 @@ def run_demo(
         return 2
     try:
         with _sigterm_as_interrupt():
-            return _run(db, duration, as_json, out, err)
+            if serve:
+                return serve_demo(db, duration, port, out, err)
+            return _run(db, duration, as_json, port, out, err)
     except KeyboardInterrupt:
         print("\ninterrupted: the app and the hub are stopped", file=err)
         return 130
@@ -274,8 +302,15 @@ def run_demo(
         return 1
 
 
-def _run(db: str | None, duration: float, as_json: bool, out: TextIO, err: TextIO) -> int:
-    client_id = str(uuid.uuid4())
+def dashboard_url(hub_url: str, client_id: str) -> str:
+    return f"{hub_url}/apps/{client_id}/{ENV}"
+
+
+@contextlib.contextmanager
+def _hub_and_app(
+    db: str | None, port: int, client_id: str, err: TextIO
+) -> Iterator[tuple[HubServer, DemoApp, Path]]:
+    """The hub and the running demo app (stopped, and temporary files removed, on exit)."""
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="apitally-demo-")))
         if db is not None:
@@ -284,10 +319,11 @@ def _run(db: str | None, duration: float, as_json: bool, out: TextIO, err: TextI
         else:
             db_path = workdir / "hub.sqlite"
         try:
-            hub = stack.enter_context(HubServer(db_path))
-        except RuntimeError as exc:
-            raise DemoError(str(exc)) from exc
+            hub = stack.enter_context(HubServer(db_path, port=port))
+        except (RuntimeError, OSError) as exc:
+            raise DemoError(f"cannot start the hub: {exc}") from exc
         print(f"apitally-otel demo: local hub on {hub.url} (database: {db_path})", file=err)
+        print(f"  dashboard: {dashboard_url(hub.url, client_id)}", file=err)
         print(
             f"  starting the demo app (FastAPI under uvicorn; client id {client_id}, env {ENV},"
             f" sync every {SYNC_INTERVAL:g} s)",
@@ -297,17 +333,49 @@ def _run(db: str | None, duration: float, as_json: bool, out: TextIO, err: TextI
         app = DemoApp(hub.url, client_id, workdir)
         stack.callback(app.stop)
         took = app.wait_ready()
+        print(f"  app ready on {app.url} in {took:.1f} s", file=err, flush=True)
+        yield hub, app, db_path
+
+
+def _first_traffic(app: DemoApp, duration: float, err: TextIO) -> Ledger:
+    print(f"  sending traffic for {duration:g} s from {CONCURRENCY} concurrent clients", file=err, flush=True)
+    progress = ProgressLine(err, duration)
+    started = time.monotonic()
+    ledger = generate_traffic(app.url, duration, progress=progress)
+    progress.finish(time.monotonic() - started, ledger)
+    return ledger
+
+
+def serve_demo(db: str | None, duration: float, port: int, out: TextIO, err: TextIO) -> int:
+    """``demo --serve``: the first traffic, then gentle background traffic until Ctrl+C."""
+    client_id = str(uuid.uuid4())
+    with _hub_and_app(db, port, client_id, err) as (hub, app, _):
+        _first_traffic(app, duration, err)
+        url = dashboard_url(hub.url, client_id)
         print(
-            f"  app ready on {app.url} in {took:.1f} s; sending traffic for {duration:g} s"
-            f" from {CONCURRENCY} concurrent clients",
-            file=err,
+            f"\nThe dashboard: {url}\n(all apps: {hub.url}/)  Ctrl+C stops the hub and the app.",
+            file=out,
             flush=True,
         )
+        sent = 0
+        try:
+            while True:
+                if app.proc.poll() is not None:
+                    raise DemoError(f"the demo app exited with code {app.proc.returncode}" + app.log_tail())
+                ledger = generate_traffic(
+                    app.url, SERVE_ROUND_SECONDS, concurrency=2, think=GENTLE_THINK_SECONDS
+                )
+                sent += ledger.sent
+                print(f"  background traffic: {sent} requests so far", file=err, flush=True)
+        except KeyboardInterrupt:
+            print("\nstopping: the app makes its final sync, then the hub stops", file=err, flush=True)
+    return 0
 
-        progress = ProgressLine(err, duration)
-        started = time.monotonic()
-        ledger = generate_traffic(app.url, duration, progress=progress)
-        progress.finish(time.monotonic() - started, ledger)
+
+def _run(db: str | None, duration: float, as_json: bool, port: int, out: TextIO, err: TextIO) -> int:
+    client_id = str(uuid.uuid4())
+    with _hub_and_app(db, port, client_id, err) as (hub, app, db_path):
+        ledger = _first_traffic(app, duration, err)
 
         print("  stopping the app (SIGTERM: its shutdown makes the final sync)", file=err, flush=True)
         if not app.stop():
@@ -355,8 +423,8 @@ def _run(db: str | None, duration: float, as_json: bool, out: TextIO, err: TextI
         info = out
     if database is not None:
         print(
-            f"database: {database}  (to browse it again: apitally-otel hub --db {database}, then"
-            f" apitally-otel report --client-id {client_id} --env {ENV})",
+            f"database: {database}  (to browse it again: apitally-otel hub --db {database}, then open"
+            f" http://127.0.0.1:8250/ or run apitally-otel report --client-id {client_id} --env {ENV})",
             file=info,
         )
     print(summary, file=info, flush=True)

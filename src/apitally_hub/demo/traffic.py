@@ -187,10 +187,23 @@ Progress = Callable[[float, Ledger], None]
 """Called as ``progress(elapsed_seconds, ledger)`` while the traffic runs."""
 
 
+THINK_SECONDS = (0.0, 0.01)
+"""Pause of a simulated client between two requests (uniform in this range)."""
+GENTLE_THINK_SECONDS = (0.3, 1.2)
+"""The pause of ``demo --serve``'s background traffic: a few requests per second."""
+
+
 class _Traffic:
-    def __init__(self, client: httpx.AsyncClient, duration: float, rng: random.Random) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        duration: float,
+        rng: random.Random,
+        think: tuple[float, float] = THINK_SECONDS,
+    ) -> None:
         self.client = client
         self.rng = rng
+        self.think = think
         self.ledger = Ledger()
         self.started = time.monotonic()
         self.deadline = self.started + duration
@@ -224,7 +237,7 @@ class _Traffic:
                 self.ledger.failures.append(f"{call.method} {call.url}: {exc!r}")
                 return
             self.ledger.record(call, caller, response.status_code)
-            await asyncio.sleep(self.rng.uniform(0, 0.01))  # think time
+            await asyncio.sleep(self.rng.uniform(*self.think))
 
     async def report(self, progress: Progress, interval: float) -> None:
         while True:
@@ -240,14 +253,16 @@ async def drive(
     progress: Progress | None = None,
     progress_interval: float = 0.25,
     seed: int | None = None,
+    think: tuple[float, float] = THINK_SECONDS,
 ) -> Ledger:
-    """Send traffic to ``base_url`` for ``duration`` seconds from ``concurrency`` clients at a time.
+    """Send traffic to ``base_url`` for ``duration`` seconds (may be ``math.inf``) from
+    ``concurrency`` clients at a time, each pausing ``think`` seconds between requests.
 
     Stops early at the first request without a response (recorded in ``Ledger.failures``).
     """
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=10.0, limits=limits) as client:
-        traffic = _Traffic(client, duration, random.Random(seed))
+        traffic = _Traffic(client, duration, random.Random(seed), think)
         reporter = asyncio.ensure_future(traffic.report(progress, progress_interval)) if progress else None
         try:
             await asyncio.gather(*(traffic.worker() for _ in range(concurrency)))
@@ -267,6 +282,9 @@ def generate_traffic(
     concurrency: int = CONCURRENCY,
     progress: Progress | None = None,
     seed: int | None = None,
+    think: tuple[float, float] = THINK_SECONDS,
 ) -> Ledger:
     """:func:`drive` in a fresh event loop."""
-    return asyncio.run(drive(base_url, duration, concurrency=concurrency, progress=progress, seed=seed))
+    return asyncio.run(
+        drive(base_url, duration, concurrency=concurrency, progress=progress, seed=seed, think=think)
+    )

@@ -1,15 +1,22 @@
 """Read-only JSON query API under ``/api/`` (GET only), a thin HTTP face on
 :class:`~apitally_hub.query.service.QueryService`.
 
-``/api/apps`` lists the apps. Per app, under ``/api/{client_id}/{env}/``: ``overview``,
-``endpoints``, ``timeseries``, ``histogram``, ``consumers``, ``consumer-groups``,
-``validation-errors``, ``server-errors``, ``uptime``, ``instances`` and
+``/api/apps`` lists the apps (``stats=true``: each with its ``overview`` over the window —
+default the last 24 h — and its ``status`` now). Per app, under ``/api/{client_id}/{env}/``:
+``overview``, ``settings``, ``endpoints``, ``timeseries`` (``percentiles=false``: without them),
+``percentiles`` (per bucket), ``histogram``, ``sizes``,
+``error-status-codes``, ``consumers`` and ``consumers/{identifier}``, ``consumer-groups``,
+``validation-errors``, ``server-errors``, ``status``, ``uptime``, ``instances`` and
 ``instances/{instance_uuid}``, ``requests`` (the request log) and ``requests/{uuid}``, and
 ``rejections`` (messages the hub refused, for debugging a client).
 
 Common parameters: ``since``/``until`` (see :mod:`.timewindow`; default the last hour), the
 filters ``method``, ``path``, ``consumer``, ``group`` and ``status`` (``404`` or ``4xx``), and for
 lists ``limit`` (1-1000, default 100) and ``cursor`` (the ``next_cursor`` of the previous page).
+``endpoints`` takes ``sort`` (a key of :data:`~.service.ENDPOINT_SORTS`) and ``order``
+(``asc``/``desc``; default: the key's natural order); ``consumers`` takes ``sort=requests``
+(default) or ``last_seen`` (cheap over long windows: :meth:`~.service.QueryService.consumers`).
+``apdex_ms`` defaults to the app's setting.
 Bad parameters give 422 naming ``["query", <name>]``.
 """
 
@@ -25,16 +32,23 @@ from starlette.routing import Route
 from apitally_hub.context import HubContext
 from apitally_hub.errors import HubError, field_error
 from apitally_hub.protocol.messages import is_valid_env
-from apitally_hub.query.params import bool_param, int_param, status_param, text_param, window_params
+from apitally_hub.query.params import (
+    MAX_TEXT,
+    bool_param,
+    int_param,
+    status_param,
+    text_param,
+    window_params,
+)
 from apitally_hub.query.planner import CHART_STEPS
-from apitally_hub.query.service import BadCursor, Page, QueryService
-from apitally_hub.query.stats import DEFAULT_APDEX_MS
+from apitally_hub.query.service import ENDPOINT_SORTS, BadCursor, Page, QueryService
+from apitally_hub.query.settings import APDEX_MS_RANGE
 from apitally_hub.query.timewindow import Window
 from apitally_hub.settings import normalize_client_id
 from apitally_hub.storage.base import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 
-_SORTS = ("path", "requests", "errors", "error_rate", "p95")
 MAX_LIMIT = 1000
+CONSUMER_SORTS = ("requests", "last_seen")
 
 
 def status_filter(request: Request) -> tuple[int | None, int | None]:
@@ -91,6 +105,23 @@ def bucket_param(request: Request) -> int | None:
     return seconds
 
 
+def apdex_param(request: Request) -> int | None:
+    """``apdex_ms``, or None for the app's own threshold."""
+    value = int_param(request, "apdex_ms", -1, *APDEX_MS_RANGE)
+    return None if value < 0 else value
+
+
+def sort_param(request: Request) -> tuple[str, bool | None]:
+    """(``sort`` key, descending: None for the key's natural order)."""
+    sort = text_param(request, "sort") or "path"
+    if sort not in ENDPOINT_SORTS:
+        raise field_error(("query", "sort"), f"Should be one of {', '.join(ENDPOINT_SORTS)}", "enum")
+    order = text_param(request, "order")
+    if order not in (None, "asc", "desc"):
+        raise field_error(("query", "order"), "Should be asc or desc", "enum")
+    return sort, None if order is None else order == "desc"
+
+
 Handler = Callable[[QueryService, Request], Any]
 
 
@@ -101,18 +132,24 @@ class QueryEndpoints:
     def routes(self) -> list[Route]:
         app = "/api/{client_id}/{env}"
         table: list[tuple[str, Handler]] = [
-            ("/api/apps", lambda q, r: q.apps(page_param(r))),
+            ("/api/apps", self._apps),
             (f"{app}/overview", self._overview),
+            (f"{app}/settings", lambda q, r: {"settings": q.settings(app_param(r))}),
             (f"{app}/endpoints", self._endpoints),
             (f"{app}/timeseries", self._timeseries),
+            (f"{app}/percentiles", self._percentiles),
             (f"{app}/histogram", self._histogram),
+            (f"{app}/sizes", self._sizes),
+            (f"{app}/error-status-codes", self._error_status_codes),
             (f"{app}/consumers", self._consumers),
+            (f"{app}/consumers/{{identifier:path}}", self._consumer),
             (
                 f"{app}/consumer-groups",
                 lambda q, r: {"groups": q.consumer_groups(app_param(r), self._window(r))},
             ),
             (f"{app}/validation-errors", self._validation_errors),
             (f"{app}/server-errors", self._server_errors),
+            (f"{app}/status", lambda q, r: q.uptime_status(app_param(r))),
             (f"{app}/uptime", self._uptime),
             (f"{app}/instances", lambda q, r: q.instances(app_param(r), page_param(r))),
             (f"{app}/instances/{{instance_uuid}}", self._instance),
@@ -120,7 +157,10 @@ class QueryEndpoints:
             (f"{app}/requests/{{request_uuid}}", self._request_item),
             (f"{app}/rejections", lambda q, r: q.rejections(app_param(r), self._window(r), page_param(r))),
         ]
-        return [Route(path, self._endpoint(handler), methods=["GET"]) for path, handler in table]
+        endpoint = self._endpoint
+        return [
+            Route(path, endpoint(handler), methods=["GET"], name=f"api:{path}") for path, handler in table
+        ]
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -144,37 +184,75 @@ class QueryEndpoints:
     def _windowed(self, request: Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"window": self._window(request).as_dict(), **body}
 
+    def _apps(self, q: QueryService, r: Request) -> dict[str, Any]:
+        if not bool_param(r, "stats"):
+            return q.apps(page_param(r))
+        now = self.context.clock()
+        window = window_params(r, now) if r.query_params.get("since") else Window(now - 86400.0, now)
+        return {"window": window.as_dict(), **q.apps(page_param(r), window=window)}
+
     def _overview(self, q: QueryService, r: Request) -> dict[str, Any]:
-        apdex_ms = int_param(r, "apdex_ms", DEFAULT_APDEX_MS, 1, 60_000)
-        return self._windowed(r, q.app_overview(app_param(r), self._window(r), apdex_ms=apdex_ms))
+        body = q.app_overview(app_param(r), self._window(r), flt=traffic_filter(r), apdex_ms=apdex_param(r))
+        return self._windowed(r, body)
 
     def _endpoints(self, q: QueryService, r: Request) -> dict[str, Any]:
-        sort = text_param(r, "sort") or "path"
-        if sort not in _SORTS:
-            raise field_error(("query", "sort"), f"Should be one of {', '.join(_SORTS)}", "enum")
+        sort, descending = sort_param(r)
         body = q.endpoints(
             app_param(r),
             self._window(r),
             flt=traffic_filter(r),
             include_idle=bool_param(r, "include_idle"),
-            apdex_ms=int_param(r, "apdex_ms", DEFAULT_APDEX_MS, 1, 60_000),
+            apdex_ms=apdex_param(r),
             sort=sort,
+            descending=descending,
             page=page_param(r),
         )
         return self._windowed(r, body)
 
     def _timeseries(self, q: QueryService, r: Request) -> dict[str, Any]:
         body = q.timeseries(
+            app_param(r),
+            self._window(r),
+            flt=traffic_filter(r),
+            bucket_seconds=bucket_param(r),
+            apdex_ms=apdex_param(r),
+            percentiles=bool_param(r, "percentiles", default=True),
+        )
+        return self._windowed(r, body)
+
+    def _percentiles(self, q: QueryService, r: Request) -> dict[str, Any]:
+        body = q.percentiles(
             app_param(r), self._window(r), flt=traffic_filter(r), bucket_seconds=bucket_param(r)
         )
         return self._windowed(r, body)
+
+    def _sizes(self, q: QueryService, r: Request) -> dict[str, Any]:
+        return self._windowed(r, q.size_histograms(app_param(r), self._window(r), flt=traffic_filter(r)))
+
+    def _error_status_codes(self, q: QueryService, r: Request) -> dict[str, Any]:
+        rows = q.error_status_codes(app_param(r), self._window(r), flt=traffic_filter(r))
+        return self._windowed(r, {"error_status_codes": rows})
+
+    def _consumer(self, q: QueryService, r: Request) -> dict[str, Any] | None:
+        identifier = r.path_params["identifier"]
+        if len(identifier) > MAX_TEXT:
+            raise field_error(
+                ("path", "identifier"), f"Should have at most {MAX_TEXT} characters", "string_too_long"
+            )
+        found = q.consumer(app_param(r), identifier, self._window(r))
+        return None if found is None else self._windowed(r, found)
 
     def _histogram(self, q: QueryService, r: Request) -> dict[str, Any]:
         bins = q.response_time_histogram(app_param(r), self._window(r), flt=traffic_filter(r))
         return self._windowed(r, {"response_times": bins})
 
     def _consumers(self, q: QueryService, r: Request) -> dict[str, Any]:
-        body = q.consumers(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+        sort = text_param(r, "sort") or "requests"
+        if sort not in CONSUMER_SORTS:
+            raise field_error(("query", "sort"), f"Should be one of {', '.join(CONSUMER_SORTS)}", "enum")
+        body = q.consumers(
+            app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r), sort=sort
+        )
         return self._windowed(r, body)
 
     def _validation_errors(self, q: QueryService, r: Request) -> dict[str, Any]:

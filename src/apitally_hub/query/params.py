@@ -29,8 +29,8 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     return int(raw)
 
 
-def bool_param(request: Request, name: str) -> bool:
-    value = _BOOLEANS.get(request.query_params.get(name, "false").lower())
+def bool_param(request: Request, name: str, *, default: bool = False) -> bool:
+    value = _BOOLEANS.get(request.query_params.get(name, str(default)).lower())
     if value is None:
         raise field_error(("query", name), "Should be a boolean", "bool_parsing")
     return value

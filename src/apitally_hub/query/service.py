@@ -18,8 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from apitally_hub.query import planner, stats, uptime
+from apitally_hub.query.percentiles import percentiles as percentile_values
+from apitally_hub.query.settings import APDEX_MS, read_settings
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.base import (
+    MINUTE,
     NO_CONSUMER,
     AppKey,
     EventQuery,
@@ -82,6 +85,7 @@ class Page:
 
 
 ALL_TRAFFIC = TrafficFilter()
+IDENTIFIED = TrafficFilter(identified_only=True)
 
 
 class QueryService:
@@ -110,33 +114,65 @@ class QueryService:
 
     # -- apps ---------------------------------------------------------------------------------
 
-    def apps(self, page: Page = Page()) -> dict[str, Any]:
+    def apps(self, page: Page = Page(), *, window: Window | None = None) -> dict[str, Any]:
+        """The apps (client id and env); with ``window``, each with its ``overview`` over the
+        window and its ``status`` now (what the dashboard's apps page shows)."""
         infos = self.storage.list_apps()
         offset = _offset(page.cursor)
         shown = infos[offset : offset + page.limit]
-        return {
-            "apps": [
-                {
-                    "client_id": info.app.client_id,
-                    "env": info.app.env,
-                    "instances": info.instances,
-                    "first_seen": info.first_seen,
-                    "last_seen": info.last_seen,
-                    "last_sync_at": info.last_sync_at,
-                }
-                for info in shown
-            ],
-            "total": len(infos),
-            "next_cursor": _next_offset(offset, len(shown), len(infos)),
-        }
+        apps = []
+        for info in shown:
+            entry: dict[str, Any] = {
+                "client_id": info.app.client_id,
+                "env": info.app.env,
+                "instances": info.instances,
+                "first_seen": info.first_seen,
+                "last_seen": info.last_seen,
+                "last_sync_at": info.last_sync_at,
+            }
+            if window is not None:
+                entry["overview"] = self.app_overview(info.app, window)
+                entry["status"] = self.uptime_status(info.app)
+            apps.append(entry)
+        next_cursor = _next_offset(offset, len(shown), len(infos))
+        return {"apps": apps, "total": len(infos), "next_cursor": next_cursor}
+
+    def envs(self, client_id: str) -> list[str]:
+        """The envs of a client id."""
+        return [info.app.env for info in self.storage.list_apps() if info.app.client_id == client_id]
+
+    def endpoint_keys(self, app: AppKey, window: Window) -> list[tuple[str, str]]:
+        """(method, path) of every endpoint with traffic in the window or announced at startup,
+        by path (cheap: no percentiles; for pickers)."""
+        rows = self._traffic(app, window, group_by=("method", "path"))
+        keys = {(str(r.key[0]), str(r.key[1])) for r in rows} | set(self.app_paths(app))
+        return sorted(keys, key=lambda mp: (mp[1], mp[0]))
+
+    def group_names(self, app: AppKey) -> list[str]:
+        return sorted(group for group, _ in self.storage.consumer_groups(app))
+
+    def settings(self, app: AppKey) -> dict[str, Any]:
+        """The app's settings (``apdex_ms``), defaults filled in."""
+        return read_settings(self.storage, app)
+
+    def _apdex_ms(self, app: AppKey, apdex_ms: int | None) -> int:
+        return int(self.settings(app)[APDEX_MS]) if apdex_ms is None else apdex_ms
 
     def app_overview(
-        self, app: AppKey, window: Window, *, apdex_ms: int = stats.DEFAULT_APDEX_MS
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC, apdex_ms: int | None = None
     ) -> dict[str, Any]:
-        """Totals of one app over the window, and its instances online now."""
-        [row] = self._traffic(app, window, response_times=True)
+        """Totals of one app over the window, and its instances online now. ``apdex_ms`` None:
+        the app's own threshold (its settings)."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
+        [row] = self._traffic(app, window, filter=flt, response_times=True)
         online = sum(1 for instance in self.instances(app)["instances"] if instance["online"])
-        return {**stats.traffic_stats(row, apdex_ms=apdex_ms), "instances_online": online}
+        minutes = max((window.until - window.since) / MINUTE, 1.0)
+        return {
+            **stats.traffic_stats(row, apdex_ms=apdex_ms),
+            "apdex_ms": apdex_ms,
+            "requests_per_minute": round(row.request_count / minutes, 3),
+            "instances_online": online,
+        }
 
     # -- traffic ------------------------------------------------------------------------------
 
@@ -147,17 +183,21 @@ class QueryService:
         *,
         flt: TrafficFilter = ALL_TRAFFIC,
         include_idle: bool = False,
-        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+        apdex_ms: int | None = None,
         sort: str = "path",
+        descending: bool | None = None,
         page: Page = Page(),
     ) -> dict[str, Any]:
+        """One entry per endpoint (method, path) with traffic in the window — and with
+        ``include_idle`` those the app announced at startup without any — sorted by ``sort`` (a
+        key of :data:`ENDPOINT_SORTS`; ``descending`` None: the key's natural order)."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
         rows = self._traffic(
             app,
             window,
             group_by=("method", "path", "status_code"),
             filter=flt,
             response_times=True,
-            sizes=True,
         )
         by_endpoint: dict[tuple[str, str], list[TrafficRow]] = {}
         for row in rows:
@@ -181,14 +221,28 @@ class QueryService:
                     },
                 }
             )
-        result.sort(key=_ENDPOINT_SORTS.get(sort, _ENDPOINT_SORTS["path"]))
+        result = sort_endpoints(result, sort, descending)
         offset = _offset(page.cursor)
         shown = result[offset : offset + page.limit]
         return {
+            "apdex_ms": apdex_ms,
             "endpoints": shown,
             "total": len(result),
             "next_cursor": _next_offset(offset, len(shown), len(result)),
         }
+
+    def error_status_codes(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC
+    ) -> list[dict[str, Any]]:
+        """Responses 400-599 per (method, path, status code), most frequent first."""
+        rows = self._traffic(app, window, group_by=("method", "path", "status_code"), filter=flt)
+        errors = [
+            {"method": r.key[0], "path": r.key[1], "status_code": int(r.key[2]), "requests": r.request_count}
+            for r in rows
+            if 400 <= int(r.key[2]) <= 599 and r.request_count
+        ]
+        errors.sort(key=lambda e: (-e["requests"], e["status_code"], e["path"], e["method"]))
+        return errors
 
     def app_paths(self, app: AppKey) -> list[tuple[str, str]]:
         """Endpoints the app's instances announced at startup."""
@@ -204,8 +258,14 @@ class QueryService:
         *,
         flt: TrafficFilter = ALL_TRAFFIC,
         bucket_seconds: int | None = None,
-        apdex_ms: int = stats.DEFAULT_APDEX_MS,
+        apdex_ms: int | None = None,
+        percentiles: bool = True,
     ) -> dict[str, Any]:
+        """Per bucket of ``bucket_seconds`` (None: chosen for the window) the traffic numbers,
+        requests per status code and per class (``2xx`` ...) and the rate per minute.
+        ``percentiles=False``: without percentiles and Apdex (None), which need every row's
+        histogram — the cost of a fine chart over a long window; see :meth:`percentiles`."""
+        apdex_ms = self._apdex_ms(app, apdex_ms)
         bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
         bucket, segments = planner.chart_segments(
             window.since, window.until, bucket, self.clock(), self.retention
@@ -213,20 +273,57 @@ class QueryService:
         # bins per bucket, and only the counts per status code: a third of the rows to sum and
         # nothing to merge in Python (a 24-hour chart of minutes has 1 440 buckets)
         totals = self.storage.traffic(
-            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=True)
+            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=percentiles)
         )
         by_status = self.storage.traffic(TrafficQuery(app, segments, ("bucket", "status_code"), flt, bucket))
         status_codes: dict[int, dict[str, int]] = {}
         for row in sorted(by_status, key=lambda r: r.key):
             status_codes.setdefault(int(row.key[0]), {})[str(row.key[1])] = row.request_count
-        points = [
-            {
+        points = []
+        for row in sorted(totals, key=lambda r: r.key):
+            codes = status_codes.get(int(row.key[0]), {})
+            classes: dict[str, int] = {}
+            for code, count in codes.items():
+                classes[f"{code[0]}xx"] = classes.get(f"{code[0]}xx", 0) + count
+            point = {
                 "bucket": int(row.key[0]),
                 **stats.traffic_stats(row, apdex_ms=apdex_ms),
-                "status_codes": status_codes.get(int(row.key[0]), {}),
+                "requests_per_minute": round(row.request_count * MINUTE / bucket, 3),
+                "status_codes": codes,
+                "status_classes": dict(sorted(classes.items())),
             }
-            for row in sorted(totals, key=lambda r: r.key)
-        ]
+            if not percentiles:
+                point.update(p50_ms=None, p75_ms=None, p95_ms=None, p99_ms=None, apdex=None)
+            points.append(point)
+        return {"bucket_seconds": bucket, "points": points}
+
+    def percentiles(
+        self,
+        app: AppKey,
+        window: Window,
+        *,
+        flt: TrafficFilter = ALL_TRAFFIC,
+        bucket_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """Response-time percentiles (p50/p75/p95/p99) and requests per bucket: a chart of
+        percentiles, which can take coarser buckets than the chart of requests."""
+        bucket = planner.chart_bucket(window.since, window.until, bucket_seconds)
+        bucket, segments = planner.chart_segments(
+            window.since, window.until, bucket, self.clock(), self.retention
+        )
+        rows = self.storage.traffic(
+            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=True)
+        )
+        points = []
+        for row in sorted(rows, key=lambda r: int(r.key[0])):
+            ps = percentile_values(row.response_times, (50, 75, 95, 99))
+            points.append(
+                {
+                    "bucket": int(row.key[0]),
+                    "requests": row.request_count,
+                    **{f"{name}_ms": value for name, value in ps.items()},
+                }
+            )
         return {"bucket_seconds": bucket, "points": points}
 
     def response_time_histogram(
@@ -234,6 +331,18 @@ class QueryService:
     ) -> dict[str, int]:
         [row] = self._traffic(app, window, filter=flt, response_times=True)
         return {str(edge): row.response_times[edge] for edge in sorted(row.response_times)}
+
+    def size_histograms(
+        self, app: AppKey, window: Window, *, flt: TrafficFilter = ALL_TRAFFIC
+    ) -> dict[str, dict[str, int]]:
+        """Request and response sizes: kB bin (lower edge) -> requests. Per endpoint and status only
+        (the store keeps size bins per endpoint, not per consumer): consumer filters are ignored."""
+        flt = replace(flt, consumer=None, consumer_group=None, identified_only=False)
+        [row] = self._traffic(app, window, filter=flt, sizes=True)
+        return {
+            name: {str(edge): bins[edge] for edge in sorted(bins)}
+            for name, bins in (("request_sizes", row.request_sizes), ("response_sizes", row.response_sizes))
+        }
 
     # -- consumers ----------------------------------------------------------------------------
 
@@ -245,22 +354,74 @@ class QueryService:
         flt: TrafficFilter = ALL_TRAFFIC,
         page: Page = Page(),
         history: bool = True,
+        sort: str = "requests",
+        count: bool = True,
     ) -> dict[str, Any]:
+        """The identified consumers with traffic in the window, with their numbers, paged.
+
+        ``sort="requests"``: most requests first. ``sort="last_seen"``: most recently seen first,
+        from the registry — only the page's consumers' traffic is read, so a long window over
+        many consumers stays cheap; it applies to windows that end now and filters by consumer or
+        group only (else the list is by requests; ``sort`` in the answer says which).
+        ``count=False``: no ``total`` (None) — a second pass over the window's rows saved, for a
+        top-N list.
+        """
         offset = _offset(page.cursor)
-        flt = TrafficFilter(
-            method=flt.method,
-            path=flt.path,
-            consumer=flt.consumer,
-            consumer_group=flt.consumer_group,
-            identified_only=True,
+        flt = replace(flt, identified_only=True)
+        endpoint_filter = any(
+            v is not None for v in (flt.method, flt.path, flt.status_code, flt.status_class, flt.consumers)
         )
+        if sort == "last_seen" and not endpoint_filter and window.until >= self.clock() - MINUTE:
+            return self._recent_consumers(app, window, flt, page, offset, history)
         query = TrafficQuery(
-            app, self._segments(window), ("consumer",), flt, order="requests", limit=page.limit, offset=offset
+            app,
+            self._segments(window),
+            ("consumer",),
+            flt,
+            order="requests",
+            limit=page.limit + (0 if count else 1),
+            offset=offset,
         )
         rows = self.storage.traffic(query)
-        total = self.storage.count_traffic_groups(query)
+        total: int | None = None
+        if count:
+            total = self.storage.count_traffic_groups(query)
+            next_cursor = _next_offset(offset, len(rows), total)
+        else:
+            more, rows = len(rows) > page.limit, rows[: page.limit]
+            next_cursor = encode_cursor({"o": offset + len(rows)}) if more else None
+        infos = self.storage.consumers_info(app, [row.key[0] for row in rows])
+        result = self._consumer_entries(app, rows, infos, history)
+        return {"sort": "requests", "consumers": result, "total": total, "next_cursor": next_cursor}
+
+    def _recent_consumers(
+        self, app: AppKey, window: Window, flt: TrafficFilter, page: Page, offset: int, history: bool
+    ) -> dict[str, Any]:
+        if flt.consumer is not None:
+            found = self.storage.consumers_info(app, [flt.consumer])
+            shown = [info for info in found.values() if info.last_seen >= window.since]
+            shown = [i for i in shown if flt.consumer_group is None or i.group == flt.consumer_group]
+            total = len(shown)
+        else:
+            shown, total = self.storage.recent_consumers(
+                app, window.since, group=flt.consumer_group, limit=page.limit, offset=offset
+            )
+        ids = tuple(info.identifier for info in shown)
+        query = TrafficQuery(app, self._segments(window), ("consumer",), TrafficFilter(consumers=ids))
+        traffic = {row.key[0]: row for row in self.storage.traffic(query)}
+        rows = [traffic.get(i) or TrafficRow((i,), 0, 0, 0, 0, 0, {}, {}, {}) for i in ids]
+        result = self._consumer_entries(app, rows, {info.identifier: info for info in shown}, history)
+        return {
+            "sort": "last_seen",
+            "consumers": result,
+            "total": total,
+            "next_cursor": _next_offset(offset, len(shown), total),
+        }
+
+    def _consumer_entries(
+        self, app: AppKey, rows: list[TrafficRow], infos: Mapping[str, Any], history: bool
+    ) -> list[dict[str, Any]]:
         identifiers = [row.key[0] for row in rows]
-        infos = self.storage.consumers_info(app, identifiers)
         changes: dict[str, list[dict[str, Any]]] = {}
         if history:
             for change in self.storage.consumer_history(app, identifiers):
@@ -285,13 +446,17 @@ class QueryService:
                     **({"history": changes.get(identifier, [])} if history else {}),
                 }
             )
-        return {"consumers": result, "total": total, "next_cursor": _next_offset(offset, len(rows), total)}
+        return result
 
     def consumer_groups(self, app: AppKey, window: Window) -> list[dict[str, Any]]:
         sizes = dict(self.storage.consumer_groups(app))
+        rows = {
+            row.key[0]: row
+            for row in self._traffic(app, window, group_by=("consumer_group",), filter=IDENTIFIED)
+        }
         result = []
         for group, members in sorted(sizes.items()):
-            [row] = self._traffic(app, window, filter=TrafficFilter(consumer_group=group))
+            row = rows.get(group) or TrafficRow((group,), 0, 0, 0, 0, 0, {}, {}, {})
             traffic = stats.traffic_stats(row)
             result.append(
                 {
@@ -304,6 +469,27 @@ class QueryService:
                 }
             )
         return result
+
+    def consumer(self, app: AppKey, identifier: str, window: Window) -> dict[str, Any] | None:
+        """One consumer: its registry entry, name/group history and traffic over the window;
+        None when the app never saw it."""
+        info = self.storage.consumers_info(app, [identifier]).get(identifier)
+        if info is None:
+            return None
+        [row] = self._traffic(app, window, filter=TrafficFilter(consumer=identifier), response_times=True)
+        history = [
+            {"name": c.name, "group": c.group, "changed_at": c.changed_at}
+            for c in self.storage.consumer_history(app, [identifier])
+        ]
+        return {
+            "identifier": identifier,
+            "name": info.name,
+            "group": info.group,
+            "first_seen": info.first_seen,
+            "last_seen": info.last_seen,
+            **stats.traffic_stats(row),
+            "history": history,
+        }
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -620,16 +806,39 @@ def _log_summary(item: LogSummary) -> dict[str, Any]:
     }
 
 
-def _none_last(value: Any) -> tuple[bool, Any]:
-    return (value is None, value)
+def _field(name: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda e: e[name]
 
 
-_ENDPOINT_SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "path": lambda e: (e["path"], e["method"]),
-    "requests": lambda e: (-e["requests"], e["path"], e["method"]),
-    "errors": lambda e: (-(e["client_errors"] + e["server_errors"]), e["path"], e["method"]),
-    "error_rate": lambda e: (-e["error_rate"], e["path"], e["method"]),
-    "p95": lambda e: (_none_last(-e["p95_ms"] if e["p95_ms"] is not None else None), e["path"], e["method"]),
+ENDPOINT_SORTS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {
+    "path": (_field("path"), False),
+    "method": (_field("method"), False),
+    "requests": (_field("requests"), True),
+    "client_errors": (_field("client_errors"), True),
+    "server_errors": (_field("server_errors"), True),
+    "errors": (lambda e: e["client_errors"] + e["server_errors"], True),
+    "error_rate": (_field("error_rate"), True),
+    "p50": (_field("p50_ms"), True),
+    "p75": (_field("p75_ms"), True),
+    "p95": (_field("p95_ms"), True),
+    "p99": (_field("p99_ms"), True),
+    "apdex": (_field("apdex"), False),
+    "request_bytes": (_field("request_bytes"), True),
+    "response_bytes": (_field("response_bytes"), True),
 }
+"""Sort keys of :meth:`QueryService.endpoints`: (value, descending by default). Ties go by path
+and method; endpoints without a value (no traffic: no percentiles, no Apdex) come last."""
 
-__all__ = ["NO_CONSUMER", "BadCursor", "Page", "QueryService"]
+
+def sort_endpoints(
+    endpoints: list[dict[str, Any]], sort: str, descending: bool | None = None
+) -> list[dict[str, Any]]:
+    value, natural = ENDPOINT_SORTS.get(sort, ENDPOINT_SORTS["path"])
+    ordered = sorted(endpoints, key=lambda e: (e["path"], e["method"]))
+    present = [e for e in ordered if value(e) is not None]
+    # a stable sort: ties keep the path order
+    present.sort(key=value, reverse=natural if descending is None else descending)
+    return present + [e for e in ordered if value(e) is None]
+
+
+__all__ = ["ENDPOINT_SORTS", "NO_CONSUMER", "BadCursor", "Page", "QueryService", "sort_endpoints"]

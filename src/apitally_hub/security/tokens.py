@@ -97,11 +97,21 @@ class TokenSet:
         return len(self._digests)
 
     def matches(self, candidate: str | bytes) -> bool:
+        return self.index(candidate) is not None
+
+    def index(self, candidate: str | bytes) -> int | None:
+        """Which token ``candidate`` is (its position), comparing with all of them (no early exit)."""
         digest = _digest(candidate)
-        matched = False
-        for expected in self._digests:
-            matched |= self._compare(digest, expected)  # no early exit
-        return matched
+        found = None
+        for position, expected in enumerate(self._digests):
+            if self._compare(digest, expected):
+                found = position
+        return found
+
+    @property
+    def digests(self) -> tuple[bytes, ...]:
+        """The tokens' SHA-256 digests, in order (what the dashboard derives session keys from)."""
+        return self._digests
 
     def matches_authorization(self, header: str | None) -> bool:
         """True for ``Authorization: Bearer <one of the tokens>`` (the scheme is case-insensitive)."""

@@ -15,6 +15,8 @@ The data model, common to every backend:
   once per group), and heartbeats (syncs per minute). Histogram bins are additive, so a coarser
   row equals the sum of the finer rows it covers.
 - registries: instances, consumers (with name/group history), the request log, rejections.
+- settings: a few named values per app (e.g. the dashboard's Apdex threshold), and the hub's own
+  under :data:`HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
 - alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
   history, silences, the notification outbox, health checks.
 
@@ -59,6 +61,10 @@ Bins = dict[int, int]
 class AppKey:
     client_id: str
     env: str
+
+
+HUB_SETTINGS = AppKey("", "")
+"""The key under which the hub keeps its own settings (no app has an empty client id)."""
 
 
 # -- the queue ---------------------------------------------------------------------------------
@@ -281,7 +287,9 @@ class Segment:
     end: int
 
 
-TrafficDim = Literal["bucket", "method", "path", "status_code", "consumer"]
+TrafficDim = Literal["bucket", "method", "path", "status_code", "consumer", "consumer_group"]
+"""``consumer_group`` (the consumers' current group; requests without a group are left out) is
+grouped by alone, without histograms."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +299,8 @@ class TrafficFilter:
     consumer: str | None = None
     """An identifier; ``NO_CONSUMER`` selects requests without one."""
     consumer_group: str | None = None
+    consumers: tuple[str, ...] | None = None
+    """Only these identifiers (a page of a consumer list)."""
     status_class: int | None = None
     """1-5: only 1xx ... 5xx."""
     status_code: int | None = None
@@ -299,7 +309,12 @@ class TrafficFilter:
 
     @property
     def needs_consumers(self) -> bool:
-        return self.consumer is not None or self.consumer_group is not None or self.identified_only
+        return (
+            self.consumer is not None
+            or self.consumer_group is not None
+            or self.consumers is not None
+            or self.identified_only
+        )
 
 
 @dataclass(frozen=True)
@@ -596,6 +611,13 @@ class Storage(abc.ABC):
         """(group, consumers in it) for every named group."""
 
     @abc.abstractmethod
+    def recent_consumers(
+        self, app: AppKey, seen_since: float, *, group: str | None, limit: int, offset: int
+    ) -> tuple[list[ConsumerInfo], int]:
+        """The consumers last seen at or after ``seen_since`` (of ``group``), most recent first:
+        a page and the number of them (from the registry, without reading traffic)."""
+
+    @abc.abstractmethod
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]: ...
 
     @abc.abstractmethod
@@ -610,6 +632,22 @@ class Storage(abc.ABC):
     def rejections(
         self, app: AppKey, since: float, until: float, *, limit: int, before: tuple[float, int] | None
     ) -> list[RejectionRow]: ...
+
+    # -- settings -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def app_settings(self, app: AppKey) -> dict[str, str]:
+        """The named settings stored for ``app`` (:data:`HUB_SETTINGS`: the hub's own)."""
+
+    @abc.abstractmethod
+    def put_app_setting(
+        self, app: AppKey, name: str, value: str, *, now: float, keep_existing: bool = False
+    ) -> str:
+        """Store ``value`` under ``name`` (``keep_existing``: only when there is none yet, so that
+        concurrent hub processes agree on one); returns the value stored now."""
+
+    @abc.abstractmethod
+    def delete_app_setting(self, app: AppKey, name: str) -> None: ...
 
 
 StorageFactory = Callable[[str], Storage]

@@ -21,6 +21,7 @@ import psycopg
 
 from apitally_hub.storage.base import MAX_STORED_COUNT
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
+from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     script(_V1_TABLES),  # 1: the tables, keys and merge_bins
     script(_V2_INDEXES),  # 2: the indexes that the queue, pruning and reads need to stay fast
     statements(ALERTING_DDL),  # 3: alerting (portable DDL, SQLite's schema 3)
+    statements(APP_SETTINGS_DDL),  # 4: the dashboard's settings and consumer list (SQLite's schema 5)
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

@@ -42,6 +42,9 @@ class Dialect:
     transaction has the whole database already)."""
     types: dict[str, str] = field(default_factory=dict)
     """Column types for :meth:`ddl`."""
+    consumer_index: str = ""
+    """Put after ``FROM consumer_traffic`` when the rows of given consumers are read: SQLite's
+    planner, without statistics, would rather scan every consumer's rows of the window."""
 
     def sql(self, text: str) -> str:
         """``text`` with the driver's placeholders (the ``?`` of the shared SQL)."""
@@ -62,6 +65,7 @@ SQLITE = Dialect(
     bins_value="j.value",
     lock_rows="",
     insert_ignore="INSERT",
+    consumer_index=" INDEXED BY consumer_traffic_consumer",
     for_update="",
     types={"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL", "blob": "BLOB", "json": "TEXT"},
 )

@@ -52,6 +52,9 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
     if consumers and flt.consumer is not None:
         sql += " AND consumer = ?"
         params.append(flt.consumer)
+    if consumers and flt.consumers is not None:
+        sql += f" AND consumer IN ({', '.join('?' * len(flt.consumers))})" if flt.consumers else " AND 1 = 0"
+        params += list(flt.consumers)
     if consumers and flt.identified_only:
         sql += " AND consumer != ?"
         params.append(NO_CONSUMER)
@@ -65,12 +68,20 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
 
 
 def _union(
-    table: str, columns: str, app: AppKey, segments: Sequence[Segment], where: str, params: Sequence[Any]
+    table: str,
+    columns: str,
+    app: AppKey,
+    segments: Sequence[Segment],
+    where: str,
+    params: Sequence[Any],
+    *,
+    hint: str = "",
 ) -> tuple[str, list[Any]]:
+    """``hint``: the backend's way to name the index to read (see :attr:`Dialect.consumer_index`)."""
     parts, values = [], []
     for segment in segments:
         parts.append(
-            f"SELECT {columns} FROM {table} WHERE client_id = ? AND env = ? AND resolution = ?"
+            f"SELECT {columns} FROM {table}{hint} WHERE client_id = ? AND env = ? AND resolution = ?"
             f" AND bucket >= ? AND bucket <= ?{where}"
         )
         values += [app.client_id, app.env, segment.resolution, segment.start, segment.end, *params]
@@ -104,7 +115,9 @@ def _traffic_table(query: TrafficQuery) -> str:
     return "endpoint_traffic"
 
 
-def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, str, list[Any]]:
+def _traffic_source(
+    query: TrafficQuery, bins_column: str | None, dialect: Dialect | None = None
+) -> tuple[str, str, list[Any]]:
     table = _traffic_table(query)
     columns = ["bucket", "status_code", "request_count", "request_size_sum", "response_size_sum"]
     if table != "app_traffic":
@@ -114,12 +127,45 @@ def _traffic_source(query: TrafficQuery, bins_column: str | None) -> tuple[str, 
     if bins_column:
         columns.append(bins_column)
     where, params = _filters(query.filter, query.app, consumers=table == "consumer_traffic")
-    sql, values = _union(table, ", ".join(columns), query.app, query.segments, where, params)
+    # the rows of given consumers: read through the index that starts with the consumer, not every
+    # consumer's rows of the window
+    flt = query.filter
+    by_consumer = table == "consumer_traffic" and (flt.consumer is not None or flt.consumers is not None)
+    hint = dialect.consumer_index if by_consumer and dialect is not None else ""
+    sql, values = _union(table, ", ".join(columns), query.app, query.segments, where, params, hint=hint)
     return table, sql, values
 
 
+def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
+    """Traffic per consumer group: summed per consumer first, then the (fewer) consumer rows are
+    joined with the registry — one lookup per consumer, not per aggregate row."""
+    if query.group_by != ("consumer_group",) or query.response_times or query.sizes:
+        raise ValueError("consumer_group is grouped alone and without histograms")
+    per_consumer = TrafficQuery(query.app, query.segments, ("consumer",), query.filter)
+    _, source, values = _traffic_source(per_consumer, None, dialect)
+    s = dialect.sum
+    inner = (
+        f"SELECT s.consumer AS consumer, {s}(request_count) AS n,"
+        f" {s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END) AS c4,"
+        f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END) AS c5,"
+        f" {s}(request_size_sum) AS rq, {s}(response_size_sum) AS rs FROM ({source}) AS s GROUP BY s.consumer"
+    )
+    sql = (
+        f"SELECT g.group_name, {s}(t.n), {s}(t.c4), {s}(t.c5), {s}(t.rq), {s}(t.rs) FROM ({inner}) AS t"
+        " JOIN consumers AS g ON g.client_id = ? AND g.env = ? AND g.identifier = t.consumer"
+        " WHERE g.group_name IS NOT NULL GROUP BY g.group_name ORDER BY g.group_name"
+    )
+    rows = tx.execute(sql, [*values, query.app.client_id, query.app.env]).fetchall()
+    return [
+        TrafficRow((group,), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {})
+        for group, n, c4, c5, rq, rs in rows
+    ]
+
+
 def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
-    _, source, values = _traffic_source(query, None)
+    if "consumer_group" in query.group_by:
+        return _group_traffic(tx, dialect, query)
+    _, source, values = _traffic_source(query, None, dialect)
     dims, aliases, dim_params = _dims(query)
     s = dialect.sum
     select = [
@@ -164,7 +210,7 @@ def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
 
 
 def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tuple[Any, ...], Bins]:
-    _, source, values = _traffic_source(query, column)
+    _, source, values = _traffic_source(query, column, dialect)
     dims, aliases, dim_params = _dims(query)
     join = dialect.bins_join.format(col=f"s.{column}")
     sql = (
@@ -181,13 +227,15 @@ def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tu
 
 
 def count_traffic_groups(tx: Tx, dialect: Dialect, query: TrafficQuery) -> int:
-    _, source, values = _traffic_source(query, None)
+    _, source, values = _traffic_source(query, None, dialect)
     dims, aliases, dim_params = _dims(query)
     if not dims:
         return 1
+    # the sum keeps the plan on the window's key range: without it SQLite may count groups by
+    # scanning the whole of an index that covers the grouped columns (every bucket ever stored)
     sql = (
-        f"SELECT COUNT(*) FROM (SELECT {', '.join(dims)} FROM ({source}) AS s"
-        f" GROUP BY {', '.join(aliases)}) AS g"
+        f"SELECT COUNT(*) FROM (SELECT {', '.join(dims)}, {dialect.sum}(request_count) AS n"
+        f" FROM ({source}) AS s GROUP BY {', '.join(aliases)}) AS g"
     )
     return int(tx.execute(sql, [*dim_params, *values]).fetchone()[0])
 
@@ -338,6 +386,23 @@ def consumers_info(tx: Tx, app: AppKey, identifiers: Sequence[str]) -> dict[str,
         ).fetchall():
             result[identifier] = ConsumerInfo(identifier, name, group, first, last)
     return result
+
+
+def recent_consumers(
+    tx: Tx, app: AppKey, seen_since: float, group: str | None, limit: int, offset: int
+) -> tuple[list[ConsumerInfo], int]:
+    where = "client_id = ? AND env = ? AND last_seen >= ?"
+    params: list[Any] = [app.client_id, app.env, seen_since]
+    if group is not None:
+        where += " AND group_name = ?"
+        params.append(group)
+    rows = tx.execute(
+        f"SELECT identifier, name, group_name, first_seen, last_seen FROM consumers WHERE {where}"
+        " ORDER BY last_seen DESC, identifier LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    ).fetchall()
+    total = tx.execute(f"SELECT COUNT(*) FROM consumers WHERE {where}", params).fetchone()[0]
+    return [ConsumerInfo(i, n, g, f, last) for i, n, g, f, last in rows], int(total)
 
 
 def consumer_groups(tx: Tx, app: AppKey) -> list[tuple[str, int]]:

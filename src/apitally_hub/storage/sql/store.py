@@ -35,7 +35,7 @@ from apitally_hub.storage.base import (
     TrafficRow,
     ValidationErrorRow,
 )
-from apitally_hub.storage.sql import reads, writes
+from apitally_hub.storage.sql import reads, settings, writes
 from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -164,6 +164,11 @@ class SQLStorage(Storage):
     def consumer_groups(self, app: AppKey) -> list[tuple[str, int]]:
         return self.read(lambda tx: reads.consumer_groups(tx, app))
 
+    def recent_consumers(
+        self, app: AppKey, seen_since: float, *, group: str | None, limit: int, offset: int
+    ) -> tuple[list[ConsumerInfo], int]:
+        return self.read(lambda tx: reads.recent_consumers(tx, app, seen_since, group, limit, offset))
+
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]:
         return self.read(lambda tx: reads.consumer_history(tx, app, identifiers))
 
@@ -177,3 +182,16 @@ class SQLStorage(Storage):
         self, app: AppKey, since: float, until: float, *, limit: int, before: tuple[float, int] | None
     ) -> list[RejectionRow]:
         return self.read(lambda tx: reads.rejections(tx, app, since, until, limit, before))
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def app_settings(self, app: AppKey) -> dict[str, str]:
+        return self.read(lambda tx: settings.app_settings(tx, app))
+
+    def put_app_setting(
+        self, app: AppKey, name: str, value: str, *, now: float, keep_existing: bool = False
+    ) -> str:
+        return self.write(lambda tx: settings.put_app_setting(tx, app, name, value, now, keep_existing))
+
+    def delete_app_setting(self, app: AppKey, name: str) -> None:
+        self.write(lambda tx: settings.delete_app_setting(tx, app, name))

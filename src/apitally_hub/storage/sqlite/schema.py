@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
+from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -321,7 +322,20 @@ class _CappedMergeBins(_MergeBins):
         return json.dumps(capped, separators=(",", ":"))
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_queue_and_rollups, _v3_alerting, _v4_app_traffic)
+def _v5_app_settings(conn: sqlite3.Connection) -> None:
+    """Schema 5: named settings per app (the dashboard's Apdex threshold, the session secret), and
+    the consumers by app and last sighting (the dashboard's consumer list)."""
+    for statement in APP_SETTINGS_DDL:
+        conn.execute(statement)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_queue_and_rollups,
+    _v3_alerting,
+    _v4_app_traffic,
+    _v5_app_settings,
+)
 """Ordered migrations; the schema version is the number applied."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
