@@ -34,6 +34,7 @@ from apitally_otel._errors import MAX_BODY_BYTES
 from apitally_otel._log_capture import LogCapture
 from apitally_otel._request_log import RequestLogger
 from apitally_otel._routes import RouteTemplates, route_key
+from apitally_otel._sampling import DROP, KEEP
 
 _logger = logging.getLogger(__name__)
 
@@ -103,12 +104,11 @@ class Capture:
         if self.sink is not None and span.is_recording():
             self.sink.claim_span(record)
         request_logger = self.request_logger
-        if (
-            request_logger is not None
-            and request_logger.active
-            and not request_logger.builder.excluded_path(scope["path"])
-        ):
-            record.log = LogCapture(request_logger.config, scope)
+        if request_logger is not None and request_logger.active:
+            # Decided now: a request that is not logged captures nothing (see _sampling).
+            decision = request_logger.sampler.on_request(scope, span)
+            if decision is not DROP:
+                record.log = LogCapture(request_logger.config, scope, sampled=decision is KEEP)
         return (exchange or Exchange)(record, receive, send, scope, span, self._template_for)
 
     def settle(self, exchange: Exchange) -> bool:
@@ -133,10 +133,12 @@ class Capture:
             assert self.sink is not None
             consumer = self.sink.record_request(record, span_attributes(exchange.span))
             request_logger = self.request_logger
-            if record.log is not None and request_logger is not None:
-                item = record.log.finish(record, perf_counter() - exchange.start)
+            log = record.log
+            if log is not None and request_logger is not None:
+                item = log.finish(record, perf_counter() - exchange.start)
                 item.consumer = consumer.identifier if consumer is not None else None
-                request_logger.submit(item)
+                if request_logger.sampler.on_response(exchange.scope, item, log.sampled):
+                    request_logger.submit(item)
         except Exception:  # our own bookkeeping must never fail the request
             _logger.exception("apitally-otel: failed to capture request details")
 

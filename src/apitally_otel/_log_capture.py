@@ -89,10 +89,14 @@ class _Body:
 
 
 class LogCapture:
-    __slots__ = ("_request_body", "_response_body", "config", "item")
+    __slots__ = ("_request_body", "_response_body", "config", "item", "sampled")
 
-    def __init__(self, config: RequestLoggingConfig, scope: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, config: RequestLoggingConfig, scope: MutableMapping[str, Any], sampled: bool = True
+    ) -> None:
         self.config = config
+        # False: captured only because sample_on_response may still keep it.
+        self.sampled = sampled
         self.item = RawLogItem(time.time(), scope["method"], None, dict(scope))
         self._request_body: _Body | None = None
         self._response_body: _Body | None = None

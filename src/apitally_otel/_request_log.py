@@ -35,6 +35,7 @@ from apitally_otel._http import HubConnection, HubUnreachable
 from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
+from apitally_otel._sampling import LogSampler
 from apitally_otel.request_logging import RequestLoggingConfig
 
 _logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class RequestLogger:
         self.max_files = max_files
         self.max_disk_bytes = max_disk_bytes
         self.builder = ItemBuilder(config)  # compiles the patterns: a bad user regex fails here
+        self.sampler = LogSampler(config, self.builder.excluded_path)
         self._queue: deque[RawLogItem] = deque()
         self._queued_bytes = 0
         self._lock = threading.Lock()
