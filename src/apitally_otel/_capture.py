@@ -28,6 +28,7 @@ from opentelemetry import trace
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apitally_otel import _sentry
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
 from apitally_otel._errors import MAX_BODY_BYTES
@@ -186,7 +187,9 @@ class Capture:
             return message
 
         async def lifespan_send(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if message["type"] == "lifespan.startup.complete":
+                self._app_started()  # the app's own startup (e.g. sentry_sdk.init) has run
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self._notify_shutdown()
             await send(message)
 
@@ -203,11 +206,19 @@ class Capture:
             except Exception:  # never fail the app's startup because of monitoring
                 _logger.exception("apitally-otel: startup hook failed")
 
+    def _app_started(self) -> None:
+        """What needs the app's modules imported and configured: Sentry's processor."""
+        try:
+            _sentry.install()
+        except Exception:  # never fail the app's startup because of monitoring
+            _logger.exception("apitally-otel: startup hook failed")
+
     def _startup_in_background(self, app: Any) -> None:
         # No lifespan: describe the app from a thread; the first request does not wait for it.
         if self._started:
             return
         self._started = True
+        self._app_started()
         if self.lifecycle is not None:
             threading.Thread(
                 target=self._startup_guarded, args=(app,), name="apitally-otel-startup", daemon=True

@@ -14,6 +14,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apitally_otel import _sentry
 from apitally_otel.request_logging import RequestLoggingConfig
 
 MAX_BODY_BYTES = 50_000
@@ -47,6 +48,7 @@ class RawLogItem:
     response_body: bytes | None = None
     response_body_too_large: bool = False
     exception: BaseException | None = None
+    sentry: _sentry.SentryLink | None = None  # the exception's Sentry event, when there is one
     logs: list[dict[str, Any]] | None = None
     spans: list[dict[str, Any]] | None = None
     trace_id: int = 0
@@ -160,7 +162,13 @@ class LogCapture:
         item.response_time = duration
         item.request_size = record.request_size
         item.response_size = record.response_size
-        item.exception = record.exception if self.config.log_exception else None
+        if self.config.log_exception:
+            # The exception that escaped, else the first one the app reported (capture_exception).
+            if record.exception is not None:
+                item.exception = record.exception
+                item.sentry = _sentry.link(record.exception)  # Sentry's middleware captures it next
+            elif record.handled:
+                item.exception, item.sentry = record.handled[0].exception, record.handled[0].sentry
         item.trace_id = record.trace_id
         if self._request_body is not None:
             item.request_body = self._request_body.value()

@@ -92,7 +92,12 @@ class ItemBuilder:
         }
         if item.exception is not None:
             type_, message, traceback = server_error_details(item.exception)
-            line["exception"] = {"type": type_, "message": message, "traceback": traceback}
+            exception = {"type": type_, "message": message, "traceback": traceback}
+            # On this thread, so waiting a moment for Sentry to capture the exception costs the app nothing.
+            sentry_event_id = item.sentry.wait() if item.sentry is not None else None
+            if sentry_event_id is not None:
+                exception["sentry_event_id"] = sentry_event_id
+            line["exception"] = exception
         if item.logs:
             line["logs"] = item.logs
         if item.spans:
