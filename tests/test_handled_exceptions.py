@@ -1,10 +1,11 @@
-"""capture_exception and Sentry event ids, end to end through the local hub."""
+"""capture_exception, Sentry event ids and Loguru records, end to end through the local hub."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -20,7 +21,7 @@ from starlette.routing import Route
 
 import apitally_otel
 from apitally_hub import HubServer
-from apitally_otel import instrument_app
+from apitally_otel import RequestLoggingConfig, instrument_app
 from servers import ServerThread, app_process
 
 
@@ -141,6 +142,31 @@ def test_sentry_event_ids_on_server_errors_and_log_items(hub: HubServer) -> None
     assert failed["exception"]["sentry_event_id"] == unhandled
 
 
+def test_loguru_records_land_on_their_own_request(hub: HubServer) -> None:
+    def traffic(base: str) -> None:
+        def get(n: int) -> None:
+            with httpx.Client(base_url=base) as client:
+                assert client.get(f"/logs/{n}").json() == {"n": n}
+
+        with ThreadPoolExecutor(20) as pool:  # all in flight at once: their records interleave
+            list(pool.map(get, range(20)))
+
+    env = {"APITALLY_REQUEST_LOGGING_CAPTURE_LOGS": "true", "LOGURU": "1"}
+    client_id, _, output = run(hub, traffic, **env)
+    items = log_items(hub, client_id)["/logs/{n}"]
+    assert len(items) == 20, output
+    for item in items:
+        n = int(item["request"]["url"].rsplit("/", 1)[1])
+        assert [(r["logger"], r["level"], r["message"]) for r in item["logs"]] == [
+            ("tests.apps.handled_app", "INFO", f"loguru record of request {n}"),
+            ("tests.apps.handled_app", "WARNING", f"second loguru record of request {n}"),
+            ("app.handled", "INFO", f"stdlib record of request {n}"),
+        ]
+        loguru_record = item["logs"][0]
+        assert loguru_record["file"].endswith("handled_app.py") and loguru_record["line"] > 0
+        assert abs(loguru_record["timestamp"] - item["request"]["timestamp"]) < 60
+
+
 # -- in-process -----------------------------------------------------------------------------------
 
 
@@ -180,3 +206,57 @@ def test_capture_exception_outside_a_request(caplog: pytest.LogCaptureFixture) -
         apitally_otel.capture_exception("not an exception")  # type: ignore[arg-type]
     outside = [r for r in caplog.records if "outside of a monitored request" in r.getMessage()]
     assert len(outside) == 1 and outside[0].levelno == logging.DEBUG
+
+
+def test_the_loguru_sink_is_added_once_and_removed() -> None:
+    from loguru import logger
+
+    from apitally_otel import _log_sinks
+    from apitally_otel._config import HubSettings
+    from apitally_otel._request_log import RequestLogger
+
+    def handlers() -> set[int]:
+        return set(logger._core.handlers)  # type: ignore[attr-defined]  # replaced on every add/remove
+
+    before = handlers()
+    settings = HubSettings(str(uuid.uuid4()), "dev", "http://127.0.0.1:9", 60.0, 10)
+    config = RequestLoggingConfig(enabled=True, capture_logs=True)
+    loggers = [RequestLogger(config, settings) for _ in range(2)]
+    for request_logger in loggers:
+        request_logger.on_app_started()
+        request_logger.on_app_started()
+    assert len(handlers() - before) == 1 and _log_sinks.loguru_attached()
+    root_handlers = [h for h in logging.getLogger().handlers if isinstance(h, _log_sinks._RootHandler)]
+    assert len(root_handlers) == 1
+    loggers[0].shutdown(0.1)
+    assert len(handlers() - before) == 1  # still used by the other one
+    loggers[1].shutdown(0.1)
+    assert handlers() == before and not _log_sinks.loguru_attached()
+    assert not [h for h in logging.getLogger().handlers if isinstance(h, _log_sinks._RootHandler)]
+
+
+def test_a_record_bridged_between_logging_and_loguru_is_captured_once() -> None:
+    from apitally_otel._log_capture import LogCapture
+
+    capture = LogCapture(RequestLoggingConfig(enabled=True, capture_logs=True), {"method": "GET"})
+    record = logging.LogRecord("app", logging.WARNING, "/app/x.py", 7, "disk %s", ("full",), None)
+    capture.add_log_record(record)
+
+    class Level:
+        name = "WARNING"
+
+    class When:
+        def timestamp(self) -> float:
+            return record.created + 0.001
+
+    loguru_record = {
+        "time": When(),
+        "name": "app",
+        "level": Level(),
+        "message": "disk full",
+        "file": None,
+        "line": 7,
+    }
+    capture.add_loguru_record(loguru_record)  # InterceptHandler: the same record, through Loguru
+    capture.add_loguru_record(loguru_record)  # logged again, through Loguru only: kept
+    assert [r["message"] for r in capture.item.logs or []] == ["disk full", "disk full"]

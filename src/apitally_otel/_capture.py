@@ -188,7 +188,7 @@ class Capture:
 
         async def lifespan_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                self._app_started()  # the app's own startup (e.g. sentry_sdk.init) has run
+                self._app_started()  # the app's own startup (e.g. its logging setup) has run
             elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self._notify_shutdown()
             await send(message)
@@ -207,8 +207,10 @@ class Capture:
                 _logger.exception("apitally-otel: startup hook failed")
 
     def _app_started(self) -> None:
-        """What needs the app's modules imported and configured: Sentry's processor."""
+        """What needs the app's modules imported and configured: Loguru's sink, Sentry's processor."""
         try:
+            if self.request_logger is not None:
+                self.request_logger.on_app_started()
             _sentry.install()
         except Exception:  # never fail the app's startup because of monitoring
             _logger.exception("apitally-otel: startup hook failed")

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from apitally_otel import _log_sinks
 from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
-from apitally_otel._context import current_request
 from apitally_otel._http import HubConnection, HubUnreachable
 from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
@@ -90,15 +90,6 @@ class _GzipWriter:
         os.unlink(self.path)
 
 
-class _LogRecordHandler(logging.Handler):
-    """Adds log records emitted while a logged request is handled to that request's log item."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        request = current_request.get()
-        if request is not None and request.log is not None:
-            request.log.add_log_record(record)
-
-
 class RequestLogger:
     def __init__(
         self,
@@ -146,12 +137,11 @@ class RequestLogger:
         self.uploaded_files = 0
         self._last_upload = clock()
         atexit.register(self.shutdown)  # final upload and temp files removed at interpreter exit
-        self._handler: logging.Handler | None = None
+        # Opt-in capture of the app's log records (stdlib, and Loguru once the app has started):
+        # shared sinks that only look at records emitted inside a logged request, released at shutdown.
+        self._captures_logs = config.capture_logs
         if config.capture_logs:
-            # Opt-in capture of the app's log records: a handler on the root logger that only
-            # looks at records emitted inside a logged request (removed again at shutdown).
-            self._handler = _LogRecordHandler()
-            logging.getLogger().addHandler(self._handler)
+            _log_sinks.acquire()
 
     @property
     def request_timeout(self) -> float:
@@ -161,6 +151,11 @@ class RequestLogger:
     @property
     def active(self) -> bool:
         return not self._closing and self._clock() >= self.suspended_until
+
+    def on_app_started(self) -> None:
+        """The app has started (its modules imported, its lifespan startup done): Loguru's sink."""
+        if self._captures_logs:
+            _log_sinks.attach_loguru()
 
     # -- request path ----------------------------------------------------------------------
     def submit(self, item: RawLogItem) -> None:
@@ -202,9 +197,9 @@ class RequestLogger:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
-            self._handler = None
+        if self._captures_logs:
+            self._captures_logs = False
+            _log_sinks.release()
         if self._writer is not None:
             self._writer.discard()
             self._writer = None

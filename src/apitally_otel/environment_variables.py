@@ -164,7 +164,8 @@ APITALLY_REQUEST_LOGGING_CAPTURE_LOGS = "APITALLY_REQUEST_LOGGING_CAPTURE_LOGS"
 """
 .. envvar:: APITALLY_REQUEST_LOGGING_CAPTURE_LOGS
 
-Add the log records emitted while a request is handled (at most 1 000) to its log item.
+Add the log records emitted while a request is handled (at most 1 000) to its log item: the
+standard library's ``logging`` records, and Loguru's when the app uses Loguru.
 ``export APITALLY_REQUEST_LOGGING_CAPTURE_LOGS=true``. Default: ``false``.
 """
 
