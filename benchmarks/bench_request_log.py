@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import sys
 import time
@@ -95,21 +96,50 @@ async def call(app: Any) -> None:
     await app(scope, receive, send)
 
 
+def variant(setup: Any, rate: float | None, **callbacks: Any) -> Any:
+    """Prepares ``setup``'s request logger before a batch: logging at ``rate`` (with ``callbacks``),
+    or suspended (None: the app runs as with logging off, the logger's ``active`` check aside)."""
+    from dataclasses import replace
+
+    from apitally_otel._sampling import LogSampler
+
+    logger = setup.request_logger
+    sampler = None
+    if rate is not None:
+        config = replace(logger.config, sample_rate=rate, **callbacks)
+        sampler = LogSampler(config, logger.builder.excluded_path)
+
+    def prepare() -> None:
+        if sampler is None:
+            logger.suspended_until = math.inf
+        else:
+            logger.sampler, logger.suspended_until = sampler, 0.0
+
+    return prepare
+
+
 async def per_request_cost(sink_url: str, rounds: int, batch: int) -> dict[str, dict[str, float]]:
     """Median µs/request of each variant over ``rounds`` interleaved rounds (in a shuffled order
     each round), in wall time and in CPU time of all the process's threads (the writer's included;
-    less moved by other processes on the machine)."""
+    less moved by other processes on the machine).
+
+    Two app instances, one per set of options; each variant switches its instance's logger (off,
+    sampling at 1.0, 0.1, 0). Comparing variants of one instance matters: identical instances of
+    the app differ by up to ~20 µs/request here (memory layout), more than what is measured."""
+    defaults = build(sink_url, {"enabled": True})
+    everything = build(sink_url, LOG_ALL)
     variants = {
-        "logging off": build(sink_url, None),
-        "logging on (defaults)": build(sink_url, {"enabled": True}),
-        "logging on (everything)": build(sink_url, LOG_ALL),
-        "logging on (defaults), sample_rate=0.1": build(sink_url, {"enabled": True, "sample_rate": 0.1}),
-        "logging on (everything), sample_rate=0.1": build(sink_url, {**LOG_ALL, "sample_rate": 0.1}),
-        "logging on (everything), sample_rate=0 (every request dropped)": build(
-            sink_url, {**LOG_ALL, "sample_rate": 0.0}
-        ),
-        "logging on (everything), sample_rate=0.1 + sample_on_response": build(
-            sink_url, {**LOG_ALL, "sample_rate": 0.1, "sample_on_response": keep_server_errors}
+        "defaults: logging off": (defaults, variant(defaults[1], None)),
+        "defaults: sample_rate=1.0": (defaults, variant(defaults[1], 1.0)),
+        "defaults: sample_rate=0.1": (defaults, variant(defaults[1], 0.1)),
+        "defaults: sample_rate=0 (every request dropped)": (defaults, variant(defaults[1], 0.0)),
+        "everything: logging off": (everything, variant(everything[1], None)),
+        "everything: sample_rate=1.0": (everything, variant(everything[1], 1.0)),
+        "everything: sample_rate=0.1": (everything, variant(everything[1], 0.1)),
+        "everything: sample_rate=0 (every request dropped)": (everything, variant(everything[1], 0.0)),
+        "everything: sample_rate=0.1 + sample_on_response": (
+            everything,
+            variant(everything[1], 0.1, sample_on_response=keep_server_errors),
         ),
     }
     wall: dict[str, list[float]] = {name: [] for name in variants}
@@ -119,16 +149,16 @@ async def per_request_cost(sink_url: str, rounds: int, batch: int) -> dict[str, 
     for round_ in range(rounds + 1):  # round 0 warms up
         shuffle(order)
         for name in order:
-            app, setup = variants[name]
+            (app, setup), prepare = variants[name]
+            prepare()
             start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(batch):
                 await call(app)
-            if setup.request_logger is not None:
-                setup.request_logger.flush(30)  # the writer's work is paid for in the timing
+            setup.request_logger.flush(30)  # the writer's work is paid for in the timing
             if round_:
                 wall[name].append((time.perf_counter() - start) / batch * 1e6)
                 cpu[name].append((time.process_time() - start_cpu) / batch * 1e6)
-    for _, setup in variants.values():
+    for _, setup in (defaults, everything):
         setup.shutdown()
     return {
         "wall": {name: median(wall[name]) for name in variants},
@@ -138,8 +168,7 @@ async def per_request_cost(sink_url: str, rounds: int, batch: int) -> dict[str, 
 
 def decision_cost(calls: int) -> dict[str, float]:
     """µs per sampling decision at the start of a request, alone: what a dropped request costs the
-    request path beyond logging off (between two identical app instances the in-app figures above
-    differ by up to ~10 µs, more than this)."""
+    request path beyond logging off (too little to see in the in-app figures)."""
     from opentelemetry.sdk.trace import TracerProvider
 
     from apitally_otel import RequestLoggingConfig
@@ -189,7 +218,7 @@ def run(*, quick: bool) -> dict[str, Any]:
     with sink() as sink_url:
         # Large batches: each ends with a flush (a file written and uploaded, ~4 ms of CPU and ~45 ms
         # of wall time here whatever its size), paid once per sync interval in real use.
-        rounds, batch = (3, 200) if quick else (10, 5000)
+        rounds, batch = (3, 200) if quick else (10, 3000)
         cost = asyncio.run(per_request_cost(sink_url, rounds=rounds, batch=batch))
         rate = asyncio.run(sustained(sink_url, rate=1000.0, seconds=2.0 if quick else 60.0))
     return {
@@ -200,44 +229,45 @@ def run(*, quick: bool) -> dict[str, Any]:
     }
 
 
+def overheads(cost: dict[str, float]) -> dict[str, float]:
+    """Each variant's µs/request over logging off on the same app instance."""
+    return {
+        name: value - cost[name.split(":")[0] + ": logging off"]
+        for name, value in cost.items()
+        if not name.endswith("logging off")
+    }
+
+
 def report(result: dict[str, Any]) -> str:
     wall, cpu = result["per_request_us"], result.get("per_request_cpu_us", {})
+    wall_over, cpu_over = overheads(wall), overheads(cpu) if cpu else {}
     s = result["sustained"]
+    rows = []
+    for name, value in wall.items():
+        row = [name, f"{value:.1f}", f"{cpu.get(name, 0.0):.1f}"]
+        if name in wall_over:
+            row[1] += f" ({wall_over[name]:+.1f})"
+            row[2] += f" ({cpu_over.get(name, 0.0):+.1f})"
+        rows.append(row)
     lines = [
         "Request logging, FastAPI POST /items with a JSON body (in-process, µs/request, median of "
-        "interleaved rounds; the overhead over logging off in brackets):",
+        "interleaved rounds; in brackets the overhead over logging off on the same app instance):",
         "",
-        table(
-            ["variant", "wall µs/request", "CPU µs/request"],
-            [
-                [
-                    name,
-                    f"{value:.1f} ({value - wall['logging off']:+.1f})",
-                    f"{cpu[name]:.1f} ({cpu[name] - cpu['logging off']:+.1f})" if name in cpu else "-",
-                ]
-                for name, value in wall.items()
-            ],
-        ),
+        table(["variant", "wall µs/request", "CPU µs/request"], rows),
         "",
     ]
-    for label, cost in (("wall", wall), ("CPU", cpu)):
-        if not cost:
-            continue
-        off = cost["logging off"]
-
-        def over(name: str, cost: dict[str, float] = cost, off: float = off) -> str:
-            return f"{cost[name] - off:+.1f}" if name in cost else "-"
-
-        lines.append(
-            f"{label}: logging costs {over('logging on (defaults)')} µs/request with the defaults and "
-            f"{over('logging on (everything)')} with everything on (headers, bodies, log records, "
-            f"spans), the writer thread's work included; sampling at 0.1: "
-            f"{over('logging on (defaults), sample_rate=0.1')} with the defaults, "
-            f"{over('logging on (everything), sample_rate=0.1')} with everything on; a dropped "
-            f"request {over('logging on (everything), sample_rate=0 (every request dropped)')}; "
-            f"0.1 with a sample_on_response callback (every request captured until its response) "
-            f"{over('logging on (everything), sample_rate=0.1 + sample_on_response')}"
-        )
+    for label, over in (("wall", wall_over), ("CPU", cpu_over)):
+        if over:
+            lines.append(
+                f"{label}: logging costs {over['defaults: sample_rate=1.0']:+.1f} µs/request with the "
+                f"defaults and {over['everything: sample_rate=1.0']:+.1f} with everything on (headers, "
+                f"bodies, log records, spans), the writer thread's work included; sampling at 0.1: "
+                f"{over['defaults: sample_rate=0.1']:+.1f} and {over['everything: sample_rate=0.1']:+.1f}; "
+                f"every request dropped: {over['defaults: sample_rate=0 (every request dropped)']:+.1f} and "
+                f"{over['everything: sample_rate=0 (every request dropped)']:+.1f}; 0.1 with a "
+                f"sample_on_response callback (every request captured until its response): "
+                f"{over['everything: sample_rate=0.1 + sample_on_response']:+.1f}"
+            )
     if "decision" in result:
         lines.append(
             f"the sampling decision of a dropped request, alone: "
