@@ -1,14 +1,15 @@
 """RequestLogger: turns captured requests into gzip NDJSON files and uploads them (hub-protocol §5).
 
-Off the request path: the capture middleware appends raw items to a bounded in-memory queue; one
-background thread applies exclusions and masking (before anything is written anywhere), writes
-NDJSON lines into gzip files of at most 1 MB in a private temp directory (mode 0700), bounded in
-count and bytes on disk, and uploads finished files to ``{hub}/log?uuid=`` — at most 10 per cycle,
-each file's uuid stable across retries, through the same HTTP client as the hub client
-(:mod:`apitally_otel._http`: one deadline per upload, at most 64 kB of an answer read). A 402 with
-``Retry-After`` suspends logging for that long and drops what is queued. A failed upload keeps its
-file for the next cycle (one warning per outage). Whatever a bound drops is counted and reported in
-one warning per cycle.
+Which requests get an item is decided when each starts, by the logger's
+:class:`~apitally_otel._sampling.LogSampler`. Off the request path: the capture middleware appends
+raw items to a bounded in-memory queue; one background thread applies exclusions and masking
+(before anything is written anywhere), writes NDJSON lines into gzip files of at most 1 MB in a
+private temp directory (mode 0700), bounded in count and bytes on disk, and uploads finished files
+to ``{hub}/log?uuid=`` — at most 10 per cycle, each file's uuid stable across retries, through the
+same HTTP client as the hub client (:mod:`apitally_otel._http`: one deadline per upload, at most
+64 kB of an answer read). A 402 with ``Retry-After`` suspends logging for that long and drops what
+is queued. A failed upload keeps its file for the next cycle (one warning per outage). Whatever a
+bound drops is counted and reported in one warning per cycle.
 """
 
 from __future__ import annotations
