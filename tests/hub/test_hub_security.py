@@ -324,7 +324,11 @@ def test_hub_serves_https_with_a_token(
             client_id = new_uuid()
             assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
             assert http.get("/api/apps").status_code == 401
-            assert client_id in http.get("/api/apps", headers=bearer(TOKEN)).text
+            # A 2xx means queued; the app is listed once the background worker has folded it.
+            deadline = time.monotonic() + 10
+            while client_id not in (listed := http.get("/api/apps", headers=bearer(TOKEN)).text):
+                assert time.monotonic() < deadline, listed
+                time.sleep(0.02)
         with pytest.raises(httpx.ConnectError):  # the certificate is checked
             httpx.get(f"{url}/health", timeout=5)
         with pytest.raises(httpx.TransportError):  # plain HTTP is not served on the TLS port
