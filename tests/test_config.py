@@ -25,7 +25,7 @@ from apitally_otel._config import (
 )
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
-from apitally_otel.request_logging import RequestLoggingConfig
+from apitally_otel.request_logging import CALLBACKS, RequestLoggingConfig
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "apitally_otel"
 
@@ -47,8 +47,7 @@ def test_every_variable_read_is_documented() -> None:
     for path in client_modules():
         read |= set(re.findall(r'"(APITALLY_[A-Z_]*[A-Z])"', path.read_text()))
     prefix = "APITALLY_REQUEST_LOGGING_"
-    callbacks = ("mask_request_body", "mask_response_body", "exclude_callback")
-    read |= {prefix + f.upper() for f in RequestLoggingConfig.__dataclass_fields__ if f not in callbacks}
+    read |= {prefix + f.upper() for f in RequestLoggingConfig.__dataclass_fields__ if f not in CALLBACKS}
     read.discard(prefix.rstrip("_"))
     assert read - documented == set()
     for name in documented:

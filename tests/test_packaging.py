@@ -82,3 +82,13 @@ def test_only_the_backends_import_a_database_driver() -> None:
         if wrong:
             offenders[str(path.relative_to(SRC))] = sorted(wrong)
     assert offenders == {}
+
+
+def test_the_client_never_imports_sentry_or_loguru() -> None:
+    # It links to them only when the app has imported them (``sys.modules``); no import statement.
+    offenders = {
+        str(path.relative_to(SRC)): sorted(used)
+        for path in sorted((SRC / "apitally_otel").rglob("*.py"))
+        if (used := {m.split(".")[0] for m in _imported_modules(path)} & {"sentry_sdk", "loguru"})
+    }
+    assert offenders == {}

@@ -2,6 +2,7 @@
 
 from apitally_otel._consumers import Consumer
 from apitally_otel._context import set_consumer
+from apitally_otel._handled import capture_exception
 from apitally_otel.instrumentation import Instrumentation, instrument_app
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
@@ -18,6 +19,7 @@ __all__ = [
     "RequestLoggingConfig",
     "ResponseInfo",
     "__version__",
+    "capture_exception",
     "instrument_app",
     "set_consumer",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 from apitally_otel._consumers import Consumer
 from apitally_otel._errors import ValidationErrorKey, decode_body, parse_validation_errors
 from apitally_otel._gil import gc_paused
+from apitally_otel._sentry import SentryLink
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ MAX_PENDING_BODY_BYTES = 8 * 1024 * 1024
 # small ones is remembered, so each distinct body is parsed once.
 _PARSED_BODIES = 256
 _PARSED_BODY_MAX_BYTES = 4096
+_SENTRY_LINKS_PER_ERROR = 4  # the latest few occurrences: the newest one Sentry captured is linked
 
 _REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
 
@@ -80,6 +82,22 @@ class IntervalData:
     validation_errors: dict[ValidationKey, int] = field(default_factory=dict)
     server_errors: dict[ServerErrorKey, int] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)  # new or changed name/group
+    sentry_links: dict[ServerErrorKey, list[SentryLink]] = field(default_factory=dict)
+    sentry_event_ids: dict[ServerErrorKey, str] = field(default_factory=dict)  # once resolved
+
+    def resolve_sentry_links(self) -> None:
+        """Each server error's Sentry event id, from its newest occurrence Sentry captured.
+
+        Sentry may capture an exception just after the request was counted (its middleware runs
+        outside ours): a link still empty is waited for until its deadline (see ``_sentry``), so
+        call this off the event loop, once the interval is drained.
+        """
+        for key, links in self.sentry_links.items():
+            for link in reversed(links):
+                event_id = link.wait()
+                if event_id is not None:
+                    self.sentry_event_ids[key] = event_id
+                    break
 
 
 class Aggregator:
@@ -158,9 +176,16 @@ class Aggregator:
         self._pending.append((_VALIDATION_ERRORS, consumer, method, route, errors))
 
     def add_server_error(
-        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        type_: str,
+        msg: str,
+        traceback: str,
+        sentry: SentryLink | None = None,
     ) -> None:
-        self._pending.append((_SERVER_ERROR, consumer, method, route, type_, msg, traceback))
+        self._pending.append((_SERVER_ERROR, consumer, method, route, type_, msg, traceback, sentry))
 
     # -- folding (under the lock) -------------------------------------------------------------
     def _backlog(self) -> None:
@@ -273,7 +298,14 @@ class Aggregator:
                 self._dropped_errors += 1
 
     def _fold_server_error(
-        self, consumer: Consumer | None, method: str, route: str, type_: str, msg: str, traceback: str
+        self,
+        consumer: Consumer | None,
+        method: str,
+        route: str,
+        type_: str,
+        msg: str,
+        traceback: str,
+        sentry: SentryLink | None,
     ) -> None:
         key = (self._consumer_key(consumer), method, route, type_, msg, traceback)
         bucket = self._data.server_errors
@@ -283,6 +315,12 @@ class Aggregator:
             bucket[key] = 1
         else:
             self._dropped_errors += 1
+            return
+        if sentry is not None:
+            links = self._data.sentry_links.setdefault(key, [])
+            links.append(sentry)
+            if len(links) > _SENTRY_LINKS_PER_ERROR:
+                del links[0]
 
     def _consumer_key(self, consumer: Consumer | None) -> str | None:
         """The identifier to count under (None past the per-interval cap); notes name/group changes."""

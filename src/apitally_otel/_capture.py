@@ -28,12 +28,14 @@ from opentelemetry import trace
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apitally_otel import _sentry
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._context import RequestRecord, current_request
 from apitally_otel._errors import MAX_BODY_BYTES
 from apitally_otel._log_capture import LogCapture
 from apitally_otel._request_log import RequestLogger
 from apitally_otel._routes import RouteTemplates, route_key
+from apitally_otel._sampling import DROP, KEEP
 
 _logger = logging.getLogger(__name__)
 
@@ -103,12 +105,11 @@ class Capture:
         if self.sink is not None and span.is_recording():
             self.sink.claim_span(record)
         request_logger = self.request_logger
-        if (
-            request_logger is not None
-            and request_logger.active
-            and not request_logger.builder.excluded_path(scope["path"])
-        ):
-            record.log = LogCapture(request_logger.config, scope)
+        if request_logger is not None and request_logger.active:
+            # Decided now: a request that is not logged captures nothing (see _sampling).
+            decision = request_logger.sampler.on_request(scope, span)
+            if decision is not DROP:
+                record.log = LogCapture(request_logger.config, scope, sampled=decision is KEEP)
         return (exchange or Exchange)(record, receive, send, scope, span, self._template_for)
 
     def settle(self, exchange: Exchange) -> bool:
@@ -133,10 +134,12 @@ class Capture:
             assert self.sink is not None
             consumer = self.sink.record_request(record, span_attributes(exchange.span))
             request_logger = self.request_logger
-            if record.log is not None and request_logger is not None:
-                item = record.log.finish(record, perf_counter() - exchange.start)
+            log = record.log
+            if log is not None and request_logger is not None:
+                item = log.finish(record, perf_counter() - exchange.start)
                 item.consumer = consumer.identifier if consumer is not None else None
-                request_logger.submit(item)
+                if request_logger.sampler.on_response(exchange.scope, item, log.sampled):
+                    request_logger.submit(item)
         except Exception:  # our own bookkeeping must never fail the request
             _logger.exception("apitally-otel: failed to capture request details")
 
@@ -184,7 +187,9 @@ class Capture:
             return message
 
         async def lifespan_send(message: Message) -> None:
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if message["type"] == "lifespan.startup.complete":
+                self._app_started()  # the app's own startup (e.g. its logging setup) has run
+            elif message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self._notify_shutdown()
             await send(message)
 
@@ -201,11 +206,21 @@ class Capture:
             except Exception:  # never fail the app's startup because of monitoring
                 _logger.exception("apitally-otel: startup hook failed")
 
+    def _app_started(self) -> None:
+        """What needs the app's modules imported and configured: Loguru's sink, Sentry's processor."""
+        try:
+            if self.request_logger is not None:
+                self.request_logger.on_app_started()
+            _sentry.install()
+        except Exception:  # never fail the app's startup because of monitoring
+            _logger.exception("apitally-otel: startup hook failed")
+
     def _startup_in_background(self, app: Any) -> None:
         # No lifespan: describe the app from a thread; the first request does not wait for it.
         if self._started:
             return
         self._started = True
+        self._app_started()
         if self.lifecycle is not None:
             threading.Thread(
                 target=self._startup_guarded, args=(app,), name="apitally-otel-startup", daemon=True

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import httpx
 from opentelemetry.sdk.environment_variables import OTEL_METRIC_EXPORT_INTERVAL, OTEL_SDK_DISABLED
@@ -117,24 +118,49 @@ def excluded_spans() -> list[str]:
     return [part for part in parts if part in DEFAULT_EXCLUDED_SPANS]
 
 
+OptionKind = Literal["bool", "list", "float"]
+
+
 def prefixed_options(
-    prefix: str, names: Iterable[tuple[str, bool]], environ: Mapping[str, str] | None = None
-) -> dict[str, bool | tuple[str, ...]]:
-    """``{name: value}`` for each ``(name, is_bool)`` whose ``prefix + NAME`` is set (in ``environ``,
-    else through :func:`env`): a boolean, or a tuple of the comma-separated parts."""
-    values: dict[str, bool | tuple[str, ...]] = {}
-    for name, is_bool in names:
+    prefix: str, names: Iterable[tuple[str, OptionKind]], environ: Mapping[str, str] | None = None
+) -> dict[str, bool | float | tuple[str, ...]]:
+    """``{name: value}`` for each ``(name, kind)`` whose ``prefix + NAME`` is set (in ``environ``,
+    else through :func:`env`): a boolean, a number, or a tuple of the comma-separated parts. An
+    invalid boolean or number is logged and ignored (the option keeps its default)."""
+    values: dict[str, bool | float | tuple[str, ...]] = {}
+    for name, kind in names:
         key = prefix + name.upper()
         raw = environ.get(key) if environ is not None else env(key)
         if raw is None:
             continue
-        if not is_bool:
+        if kind == "list":
             values[name] = tuple(part.strip() for part in raw.split(",") if part.strip())
+        elif kind == "float":
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                _logger.warning("apitally-otel: invalid %s=%r (expected a number), ignored", key, raw)
         elif (flag := parse_bool(raw)) is not None:
             values[name] = flag
         else:
             _logger.warning("apitally-otel: invalid %s=%r (expected true or false), ignored", key, raw)
     return values
+
+
+def resolve_sample_rate(value: object) -> float:
+    """A request-log sample rate: a number from 0 to 1. Anything else logs a warning and keeps
+    every request (1.0)."""
+    try:
+        rate = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        rate = float("nan")
+    if not 0.0 <= rate <= 1.0:  # NaN fails both comparisons
+        _logger.warning(
+            "apitally-otel: invalid request logging sample_rate %r (expected 0 to 1), logging every request",
+            value,
+        )
+        return 1.0
+    return rate
 
 
 def resolve_settings(

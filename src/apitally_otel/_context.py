@@ -3,19 +3,23 @@
 The capture middleware puts a :class:`RequestRecord` in a context variable. Code running for that
 request — endpoints in the threadpool, ``BaseHTTPMiddleware`` child tasks — sees the same object
 (contexts are copied, the object is shared), so :func:`set_consumer` works from anywhere, and the
-span processor finds the record when the request's SERVER span ends in the same context.
+span processor finds the record when the request's SERVER span ends in the same context. The
+same goes for :func:`~apitally_otel.capture_exception`.
 """
 
 from __future__ import annotations
 
 import logging
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 
 from apitally_otel._consumers import ATTR_GROUP, ATTR_IDENTIFIER, ATTR_NAME, Consumer, make_consumer
 from apitally_otel._log_capture import LogCapture
+
+if TYPE_CHECKING:
+    from apitally_otel._handled import HandledError
 
 _logger = logging.getLogger(__name__)
 
@@ -27,6 +31,7 @@ class RequestRecord:
         "consumer",
         "exception",
         "fallback_consumer",
+        "handled",
         "log",
         "method",
         "request_size",
@@ -55,6 +60,7 @@ class RequestRecord:
         self.consumer: Consumer | None = None  # from set_consumer(): wins over every other source
         self.fallback_consumer: Consumer | None = None  # callback / request.state: after span attributes
         self.log: LogCapture | None = None  # when this request is request-logged
+        self.handled: list[HandledError] | None = None  # from capture_exception()
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("apitally_otel_request", default=None)

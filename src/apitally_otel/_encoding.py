@@ -108,9 +108,13 @@ def _server_error_item(point: NumberDataPoint) -> dict[str, Any]:
         "type": str(a.get(m.ATTR_EXC_TYPE, "")),
         "msg": str(a.get(m.ATTR_EXC_MESSAGE, "")),
         "traceback": str(a.get(m.ATTR_EXC_STACKTRACE, "")),
-        "sentry_event_id": None,
+        "sentry_event_id": _string_or_none(a.get(m.ATTR_SENTRY_EVENT_ID)),
         "error_count": int(point.value),
     }
+
+
+def _string_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _consumer_item(point: NumberDataPoint) -> dict[str, Any]:

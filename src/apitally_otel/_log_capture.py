@@ -1,25 +1,29 @@
 """Per-request capture of what request logging asked for (hub-protocol §5).
 
 The capture middleware owns one :class:`LogCapture` per logged request. It only collects raw
-facts on the request path (header lists, body chunks up to the limit, timings, log records and
-spans of the request); masking, exclusion callbacks, base64 and JSON happen later on the request
-logger's thread.
+facts on the request path (header lists, body chunks up to the limit, timings, log records — from
+the standard library and from Loguru — and spans of the request); masking, exclusion callbacks,
+base64 and JSON happen later on the request logger's thread.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from apitally_otel import _sentry
 from apitally_otel.request_logging import RequestLoggingConfig
 
 MAX_BODY_BYTES = 50_000
 MAX_LOG_RECORDS = 1000
 MAX_LOG_MESSAGE = 2048
 MAX_SPANS = 1000
+# A record passed from one logging system to the other (Loguru's InterceptHandler recipe, or a
+# Loguru sink that propagates to the standard library) reaches us twice, within microseconds.
+_BRIDGE_WINDOW = 0.05
 BODY_CONTENT_TYPES = (
     b"application/json",
     b"application/problem+json",
@@ -47,6 +51,7 @@ class RawLogItem:
     response_body: bytes | None = None
     response_body_too_large: bool = False
     exception: BaseException | None = None
+    sentry: _sentry.SentryLink | None = None  # the exception's Sentry event, when there is one
     logs: list[dict[str, Any]] | None = None
     spans: list[dict[str, Any]] | None = None
     trace_id: int = 0
@@ -89,11 +94,16 @@ class _Body:
 
 
 class LogCapture:
-    __slots__ = ("_request_body", "_response_body", "config", "item")
+    __slots__ = ("_last_record", "_request_body", "_response_body", "config", "item", "sampled")
 
-    def __init__(self, config: RequestLoggingConfig, scope: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, config: RequestLoggingConfig, scope: MutableMapping[str, Any], sampled: bool = True
+    ) -> None:
         self.config = config
+        # False: captured only because sample_on_response may still keep it.
+        self.sampled = sampled
         self.item = RawLogItem(time.time(), scope["method"], None, dict(scope))
+        self._last_record: tuple[str, str, str, float] | None = None
         self._request_body: _Body | None = None
         self._response_body: _Body | None = None
         if config.log_request_body:
@@ -126,6 +136,7 @@ class LogCapture:
             self._response_body.add(chunk)
 
     def add_log_record(self, record: logging.LogRecord) -> None:
+        """A record of the standard library's ``logging``."""
         logs = self.item.logs
         if logs is None or len(logs) >= MAX_LOG_RECORDS:
             return
@@ -133,14 +144,57 @@ class LogCapture:
             message = record.getMessage()
         except Exception:  # a bad %-format in the app's log call: keep the raw template
             message = str(record.msg)
+        self._add(
+            "logging", record.created, record.name, record.levelname, message, record.pathname, record.lineno
+        )
+
+    def add_loguru_record(self, record: Mapping[str, Any]) -> None:
+        """A Loguru record (``message.record`` in a Loguru sink)."""
+        logs = self.item.logs
+        if logs is None or len(logs) >= MAX_LOG_RECORDS:
+            return
+        file = record["file"]
+        self._add(
+            "loguru",
+            record["time"].timestamp(),
+            record["name"] or "",
+            record["level"].name,
+            str(record["message"]),
+            getattr(file, "path", None),
+            record["line"],
+        )
+
+    def _add(
+        self,
+        source: str,
+        timestamp: float,
+        logger: str,
+        level: str,
+        message: str,
+        file: str | None,
+        line: int,
+    ) -> None:
+        message = message[:MAX_LOG_MESSAGE]
+        last, self._last_record = self._last_record, (source, level, message, timestamp)
+        if (
+            last is not None
+            and last[0] != source
+            and last[1] == level
+            and last[2] == message
+            and abs(last[3] - timestamp) < _BRIDGE_WINDOW
+        ):
+            self._last_record = None  # the same record, bridged from the other system
+            return
+        logs = self.item.logs
+        assert logs is not None
         logs.append(
             {
-                "timestamp": record.created,
-                "logger": record.name,
-                "level": record.levelname,
-                "message": message[:MAX_LOG_MESSAGE],
-                "file": record.pathname,
-                "line": record.lineno,
+                "timestamp": timestamp,
+                "logger": logger,
+                "level": level,
+                "message": message,
+                "file": file,
+                "line": line,
             }
         )
 
@@ -156,7 +210,13 @@ class LogCapture:
         item.response_time = duration
         item.request_size = record.request_size
         item.response_size = record.response_size
-        item.exception = record.exception if self.config.log_exception else None
+        if self.config.log_exception:
+            # The exception that escaped, else the first one the app reported (capture_exception).
+            if record.exception is not None:
+                item.exception = record.exception
+                item.sentry = _sentry.link(record.exception)  # Sentry's middleware captures it next
+            elif record.handled:
+                item.exception, item.sentry = record.handled[0].exception, record.handled[0].sentry
         item.trace_id = record.trace_id
         if self._request_body is not None:
             item.request_body = self._request_body.value()

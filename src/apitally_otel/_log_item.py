@@ -54,14 +54,8 @@ class ItemBuilder:
         user_agent = next((v for k, v in request_headers if k.lower() == "user-agent"), "")
         if user_agent and self.exclude_user_agents.search(user_agent):
             return None
-        response_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in item.response_headers]
-        response_info = ResponseInfo(
-            item.status_code or 0,
-            response_headers,
-            item.response_body,
-            item.response_size,
-            item.response_time or 0.0,
-        )
+        response_info = response_info_of(item)
+        response_headers = response_info.headers
         request = Request(scope)
         if self.config.exclude_callback is not None and self._call(
             "exclude_callback", self.config.exclude_callback, request, response_info, default=False
@@ -98,7 +92,12 @@ class ItemBuilder:
         }
         if item.exception is not None:
             type_, message, traceback = server_error_details(item.exception)
-            line["exception"] = {"type": type_, "message": message, "traceback": traceback}
+            exception = {"type": type_, "message": message, "traceback": traceback}
+            # On this thread, so waiting a moment for Sentry to capture the exception costs the app nothing.
+            sentry_event_id = item.sentry.wait() if item.sentry is not None else None
+            if sentry_event_id is not None:
+                exception["sentry_event_id"] = sentry_event_id
+            line["exception"] = exception
         if item.logs:
             line["logs"] = item.logs
         if item.spans:
@@ -162,6 +161,17 @@ class ItemBuilder:
                     "apitally-otel: request logging %s raised %s: %s", name, type(exc).__name__, exc
                 )
             return default
+
+
+def response_info_of(item: RawLogItem) -> ResponseInfo:
+    """What the user callbacks see of a captured response."""
+    return ResponseInfo(
+        item.status_code or 0,
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in item.response_headers],
+        item.response_body,
+        item.response_size,
+        item.response_time or 0.0,
+    )
 
 
 def _forwarded_https(headers: list[tuple[str, str]]) -> bool:

@@ -42,6 +42,7 @@ ATTR_TYPE = "apitally.validation_error.type"
 ATTR_EXC_TYPE = "exception.type"
 ATTR_EXC_MESSAGE = "exception.message"
 ATTR_EXC_STACKTRACE = "exception.stacktrace"
+ATTR_SENTRY_EVENT_ID = "apitally.sentry_event_id"
 
 _DELTA = AggregationTemporality.DELTA
 
@@ -143,6 +144,9 @@ def interval_to_metrics(data: IntervalData) -> list[Metric]:
     for (consumer, method, route, type_, msg, traceback), count in data.server_errors.items():
         attributes = _base_attributes(consumer, method, route)
         attributes.update({ATTR_EXC_TYPE: type_, ATTR_EXC_MESSAGE: msg, ATTR_EXC_STACKTRACE: traceback})
+        sentry_event_id = data.sentry_event_ids.get((consumer, method, route, type_, msg, traceback))
+        if sentry_event_id is not None:
+            attributes[ATTR_SENTRY_EVENT_ID] = sentry_event_id
         error_points.append(NumberDataPoint(attributes, start, end, count))
     metrics.append(Metric(SERVER_ERRORS, "Unhandled exceptions", "{error}", Sum(error_points, _DELTA, True)))
     consumer_points = []

@@ -1,14 +1,15 @@
 """RequestLogger: turns captured requests into gzip NDJSON files and uploads them (hub-protocol §5).
 
-Off the request path: the capture middleware appends raw items to a bounded in-memory queue; one
-background thread applies exclusions and masking (before anything is written anywhere), writes
-NDJSON lines into gzip files of at most 1 MB in a private temp directory (mode 0700), bounded in
-count and bytes on disk, and uploads finished files to ``{hub}/log?uuid=`` — at most 10 per cycle,
-each file's uuid stable across retries, through the same HTTP client as the hub client
-(:mod:`apitally_otel._http`: one deadline per upload, at most 64 kB of an answer read). A 402 with
-``Retry-After`` suspends logging for that long and drops what is queued. A failed upload keeps its
-file for the next cycle (one warning per outage). Whatever a bound drops is counted and reported in
-one warning per cycle.
+Which requests get an item is decided when each starts, by the logger's
+:class:`~apitally_otel._sampling.LogSampler`. Off the request path: the capture middleware appends
+raw items to a bounded in-memory queue; one background thread applies exclusions and masking
+(before anything is written anywhere), writes NDJSON lines into gzip files of at most 1 MB in a
+private temp directory (mode 0700), bounded in count and bytes on disk, and uploads finished files
+to ``{hub}/log?uuid=`` — at most 10 per cycle, each file's uuid stable across retries, through the
+same HTTP client as the hub client (:mod:`apitally_otel._http`: one deadline per upload, at most
+64 kB of an answer read). A 402 with ``Retry-After`` suspends logging for that long and drops what
+is queued. A failed upload keeps its file for the next cycle (one warning per outage). Whatever a
+bound drops is counted and reported in one warning per cycle.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from dataclasses import dataclass
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from apitally_otel import _log_sinks
 from apitally_otel._config import DEFAULT_HUB_TIMEOUT, HubSettings
-from apitally_otel._context import current_request
 from apitally_otel._http import HubConnection, HubUnreachable
 from apitally_otel._hub_status import Outcome, classify, parse_retry_after
 from apitally_otel._log_capture import RawLogItem
 from apitally_otel._log_item import ItemBuilder
+from apitally_otel._sampling import LogSampler
 from apitally_otel.request_logging import RequestLoggingConfig
 
 _logger = logging.getLogger(__name__)
@@ -89,15 +91,6 @@ class _GzipWriter:
         os.unlink(self.path)
 
 
-class _LogRecordHandler(logging.Handler):
-    """Adds log records emitted while a logged request is handled to that request's log item."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        request = current_request.get()
-        if request is not None and request.log is not None:
-            request.log.add_log_record(record)
-
-
 class RequestLogger:
     def __init__(
         self,
@@ -126,6 +119,7 @@ class RequestLogger:
         self.max_files = max_files
         self.max_disk_bytes = max_disk_bytes
         self.builder = ItemBuilder(config)  # compiles the patterns: a bad user regex fails here
+        self.sampler = LogSampler(config, self.builder.excluded_path)
         self._queue: deque[RawLogItem] = deque()
         self._queued_bytes = 0
         self._lock = threading.Lock()
@@ -144,12 +138,11 @@ class RequestLogger:
         self.uploaded_files = 0
         self._last_upload = clock()
         atexit.register(self.shutdown)  # final upload and temp files removed at interpreter exit
-        self._handler: logging.Handler | None = None
+        # Opt-in capture of the app's log records (stdlib, and Loguru once the app has started):
+        # shared sinks that only look at records emitted inside a logged request, released at shutdown.
+        self._captures_logs = config.capture_logs
         if config.capture_logs:
-            # Opt-in capture of the app's log records: a handler on the root logger that only
-            # looks at records emitted inside a logged request (removed again at shutdown).
-            self._handler = _LogRecordHandler()
-            logging.getLogger().addHandler(self._handler)
+            _log_sinks.acquire()
 
     @property
     def request_timeout(self) -> float:
@@ -159,6 +152,11 @@ class RequestLogger:
     @property
     def active(self) -> bool:
         return not self._closing and self._clock() >= self.suspended_until
+
+    def on_app_started(self) -> None:
+        """The app has started (its modules imported, its lifespan startup done): Loguru's sink."""
+        if self._captures_logs:
+            _log_sinks.attach_loguru()
 
     # -- request path ----------------------------------------------------------------------
     def submit(self, item: RawLogItem) -> None:
@@ -200,9 +198,9 @@ class RequestLogger:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        if self._handler is not None:
-            logging.getLogger().removeHandler(self._handler)
-            self._handler = None
+        if self._captures_logs:
+            self._captures_logs = False
+            _log_sinks.release()
         if self._writer is not None:
             self._writer.discard()
             self._writer = None

@@ -164,7 +164,8 @@ APITALLY_REQUEST_LOGGING_CAPTURE_LOGS = "APITALLY_REQUEST_LOGGING_CAPTURE_LOGS"
 """
 .. envvar:: APITALLY_REQUEST_LOGGING_CAPTURE_LOGS
 
-Add the log records emitted while a request is handled (at most 1 000) to its log item.
+Add the log records emitted while a request is handled (at most 1 000) to its log item: the
+standard library's ``logging`` records, and Loguru's when the app uses Loguru.
 ``export APITALLY_REQUEST_LOGGING_CAPTURE_LOGS=true``. Default: ``false``.
 """
 
@@ -206,4 +207,15 @@ APITALLY_REQUEST_LOGGING_EXCLUDE_PATHS = "APITALLY_REQUEST_LOGGING_EXCLUDE_PATHS
 
 Comma-separated regexes of paths kept out of the request log (still counted), added to the
 defaults. ``export APITALLY_REQUEST_LOGGING_EXCLUDE_PATHS='^/internal/,/admin$'``.
+"""
+
+APITALLY_REQUEST_LOGGING_SAMPLE_RATE = "APITALLY_REQUEST_LOGGING_SAMPLE_RATE"
+"""
+.. envvar:: APITALLY_REQUEST_LOGGING_SAMPLE_RATE
+
+The share of requests logged, from 0 to 1, decided per trace id with the rule of OpenTelemetry's
+``TraceIdRatioBased`` sampler (an app sampling its traces at the same rate logs the requests whose
+traces it keeps); a request whose incoming trace context is sampled (``traceparent`` flags ``01``)
+is always logged. Every request is still counted in the metrics.
+``export APITALLY_REQUEST_LOGGING_SAMPLE_RATE=0.1``. Default: ``1`` (every request).
 """

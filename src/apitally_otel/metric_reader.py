@@ -96,6 +96,7 @@ class ApitallyMetricReader(PeriodicExportingMetricReader):
         with self._fork_guard:
             sdk_data = self._sdk_collect(reader, timeout_millis=timeout_millis) if self._sdk_collect else None
             interval = self.span_processor.aggregator.drain()
+        interval.resolve_sentry_links()  # may wait a moment for Sentry (see _sentry): not under the guard
         scope_metrics = ScopeMetrics(_SCOPE, interval_to_metrics(interval), "")
         if sdk_data is None or not sdk_data.resource_metrics:
             return MetricsData([ResourceMetrics(Resource.get_empty(), [scope_metrics], "")])

@@ -16,6 +16,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanContext, SpanKind
 
+from apitally_otel import _sentry
 from apitally_otel._aggregator import Aggregator
 from apitally_otel._config import DEFAULT_MAX_CONSUMERS
 from apitally_otel._consumers import ATTR_IDENTIFIER, Consumer, consumer_from_attributes, make_consumer
@@ -134,9 +135,17 @@ class ApitallySpanProcessor(SpanProcessor):
             self.aggregator.add_validation_body(
                 consumer, record.method, record.route, record.validation_body, record.validation_encoding
             )
-        if status == 500 and record.exception is not None:
-            type_, msg, tb = server_error_details(record.exception)
-            self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb)
+        escaped = record.exception if status == 500 else None
+        if escaped is not None:
+            type_, msg, tb = server_error_details(escaped)
+            link = _sentry.link(escaped)  # Sentry's middleware, outside ours, captures it next
+            self.aggregator.add_server_error(consumer, record.method, record.route, type_, msg, tb, link)
+        for handled in record.handled or ():
+            if handled.exception is not escaped:  # reported, then re-raised: counted once
+                type_, msg, tb = server_error_details(handled.exception)
+                self.aggregator.add_server_error(
+                    consumer, record.method, record.route, type_, msg, tb, handled.sentry
+                )
         return consumer
 
     def shutdown(self) -> None:
