@@ -188,6 +188,30 @@ APP_INSERT = (
 )
 
 
+GROUP_INSERT = (
+    "INSERT INTO group_traffic (client_id, env, resolution, bucket, group_name, status_code,"
+    " request_count, request_size_sum, response_size_sum) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def group_of(identifier: str) -> str:
+    return GROUPS[zlib.crc32(identifier.encode()) % len(GROUPS)]
+
+
+def _group_rows(consumer_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The per-group rows (``group_traffic``, what folding writes): the consumer rows summed per
+    bucket, the consumer's group and status."""
+    sums: dict[tuple[Any, ...], list[int]] = {}
+    for cid, env, resolution, bucket, consumer, _, _, status, n, rq, rs, _ in consumer_rows:
+        if not consumer:
+            continue
+        row = sums.setdefault((cid, env, resolution, bucket, group_of(consumer), status), [0, 0, 0])
+        row[0] += n
+        row[1] += rq
+        row[2] += rs
+    return [(*key, *values) for key, values in sums.items()]
+
+
 def _app_rows(endpoint_rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The per-app rows (``app_traffic``): the endpoint rows summed per bucket and status."""
     sums: dict[tuple[Any, ...], Counts] = {}
@@ -295,15 +319,16 @@ class Generator:
         self._a = a
 
     def _insert(self, consumer_rows: list[tuple[Any, ...]], endpoint_rows: list[tuple[Any, ...]]) -> None:
-        app_rows = _app_rows(endpoint_rows)
+        app_rows, group_rows = _app_rows(endpoint_rows), _group_rows(consumer_rows)
 
         def work(tx: Any) -> None:
             tx.executemany(CONSUMER_INSERT, consumer_rows)
             tx.executemany(ENDPOINT_INSERT, endpoint_rows)
             tx.executemany(APP_INSERT, app_rows)
+            tx.executemany(GROUP_INSERT, group_rows)
 
         self.store.write(work)
-        self.applied += len(consumer_rows) + len(endpoint_rows) + len(app_rows)
+        self.applied += len(consumer_rows) + len(endpoint_rows) + len(app_rows) + len(group_rows)
 
     def _apply(self, delta: AppDelta) -> None:
         self.store.apply("bench-generator", {APP: delta}, [])
@@ -464,8 +489,9 @@ class Generator:
             delta = AppDelta()
             for identifier in names[start : start + 20_000]:
                 delta.consumers_seen[identifier] = ConsumerSeen(identifier, first, self.now)
-                group = GROUPS[zlib.crc32(identifier.encode()) % len(GROUPS)]
-                delta.consumers_named.append(ConsumerNamed(identifier, identifier.title(), group, first))
+                delta.consumers_named.append(
+                    ConsumerNamed(identifier, identifier.title(), group_of(identifier), first)
+                )
             self._apply(delta)
 
     def _instances(self) -> None:

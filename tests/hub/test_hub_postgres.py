@@ -194,6 +194,36 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
         store.close()
 
 
+def test_schema_5_fills_the_group_traffic_from_the_consumer_rows(pg_cluster: PostgresCluster) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    old = PostgresStorage(url, migrations=MIGRATIONS[:4])
+    assert old.open() == 4
+    old.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.cursor().executemany(
+            "INSERT INTO consumers (client_id, env, identifier, group_name, first_seen, last_seen)"
+            " VALUES ('c', 'prod', %s, %s, 0, 0)",
+            [("a", "Gold"), ("b", "Gold"), ("x", None)],
+        )
+        conn.cursor().executemany(
+            "INSERT INTO consumer_traffic VALUES ('c', 'prod', %s, %s, %s, 'GET', %s, %s, %s, %s, %s, '{}')",
+            [
+                (60, 0, "a", "/1", 200, 3, 30, 300),
+                (60, 0, "a", "/2", 200, 2**53, 1, 1),  # saturates, never overflows
+                (60, 0, "b", "/1", 500, 1, 10, 100),
+                (60, 0, "x", "/1", 200, 7, 70, 700),  # no group: left out
+                (3600, 0, "b", "/1", 500, 1, 10, 100),
+            ],
+        )
+        assert migrate(conn) == SCHEMA_VERSION
+        rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
+    assert rows == [
+        ("c", "prod", 60, 0, "Gold", 200, 2**53, 31, 301),
+        ("c", "prod", 60, 0, "Gold", 500, 1, 10, 100),
+        ("c", "prod", 3600, 0, "Gold", 500, 1, 10, 100),
+    ]
+
+
 # -- several hub processes on one database ----------------------------------------------------
 
 

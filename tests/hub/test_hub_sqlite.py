@@ -199,6 +199,36 @@ def test_a_schema_1_database_keeps_all_its_data(tmp_path: Path) -> None:
         conn.close()
 
 
+def test_schema_6_fills_the_group_traffic_from_the_consumer_rows(db_file: Path) -> None:
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:5]) == 5
+        conn.executemany(
+            "INSERT INTO consumers (client_id, env, identifier, group_name, first_seen, last_seen)"
+            " VALUES ('c', 'prod', ?, ?, 0, 0)",
+            [("a", "Gold"), ("b", "Gold"), ("x", None)],
+        )
+        conn.executemany(
+            "INSERT INTO consumer_traffic VALUES ('c', 'prod', ?, ?, ?, 'GET', ?, ?, ?, ?, ?, '{}')",
+            [
+                (60, 0, "a", "/1", 200, 3, 30, 300),
+                (60, 0, "a", "/2", 200, 2**53, 1, 1),  # saturates, never overflows
+                (60, 0, "b", "/1", 500, 1, 10, 100),
+                (60, 0, "x", "/1", 200, 7, 70, 700),  # no group: left out
+                (3600, 0, "b", "/1", 500, 1, 10, 100),
+            ],
+        )
+        assert migrate(conn) == SCHEMA_VERSION
+        rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        ("c", "prod", 60, 0, "Gold", 200, 2**53, 31, 301),
+        ("c", "prod", 60, 0, "Gold", 500, 1, 10, 100),
+        ("c", "prod", 3600, 0, "Gold", 500, 1, 10, 100),
+    ]
+
+
 def test_temporary_database_is_fresh_per_run_and_removed() -> None:
     hub = HubServer()
     client_id = new_uuid()

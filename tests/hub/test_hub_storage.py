@@ -403,6 +403,70 @@ def count_bytes(store: Storage, segments: tuple[Segment, ...], group: str) -> in
     return row.request_size_sum
 
 
+def by_group(store: Storage, segments: tuple[Segment, ...], **flt: Any) -> dict[str, tuple[int, ...]]:
+    rows = store.traffic(TrafficQuery(APP, segments, ("consumer_group",), TrafficFilter(**flt)))
+    return {
+        r.key[0]: (r.request_count, r.client_errors, r.server_errors, r.request_size_sum, r.response_size_sum)
+        for r in rows
+    }
+
+
+def small(consumer: str | None, status_code: int = 200, count: int = 1) -> dict[str, Any]:
+    return request_item(
+        consumer=consumer,
+        status_code=status_code,
+        request_count=count,
+        request_size_sum=10 * count,
+        response_size_sum=100 * count,
+        response_times={"0": count},
+        request_sizes={"0": count},
+        response_sizes={"0": count},
+    )
+
+
+def test_group_traffic_counts_each_request_for_the_group_its_consumer_had(store: Storage) -> None:
+    named = [
+        {"identifier": c, "name": None, "group": g} for c, g in (("a", "Gold"), ("b", "Gold"), ("c", "Free"))
+    ]
+    first = [small("a", 200, 3), small("b", 404, 2), small("c", 500, 1), small(None, 200, 7), small("d")]
+    store.enqueue(raw_sync(sync(timestamp=T0 + 30, requests=first, consumers=named)))
+    fold(store)
+    # a moves to Free; d (never named) joins Gold; requests an hour later
+    moved = [
+        {"identifier": "a", "name": None, "group": "Free"},
+        {"identifier": "d", "name": None, "group": "Gold"},
+    ]
+    store.enqueue(
+        raw_sync(sync(timestamp=T0 + HOUR + 30, requests=[small("a", 200, 5), small("d")], consumers=moved))
+    )
+    fold(store)
+    minute0, hour1 = (Segment(MINUTE, T0, T0),), (Segment(HOUR, T0 + HOUR, T0 + HOUR),)
+    day = (Segment(DAY, T0, T0),)
+    assert by_group(store, minute0) == {"Gold": (5, 2, 0, 50, 500), "Free": (1, 0, 1, 10, 100)}
+    assert by_group(store, hour1) == {"Gold": (1, 0, 0, 10, 100), "Free": (5, 0, 0, 50, 500)}
+    assert by_group(store, day) == {"Gold": (6, 2, 0, 60, 600), "Free": (6, 0, 1, 60, 600)}
+    assert by_group(store, day, consumer_group="Free", status_class=5) == {"Free": (1, 0, 1, 10, 100)}
+    assert by_group(store, day, status_code=404) == {"Gold": (2, 2, 0, 20, 200)}
+    # with an endpoint filter, the members' rows are summed with the groups of now
+    path = REQUEST_ITEM["path"]
+    assert by_group(store, day, path=path) == {"Gold": (4, 2, 0, 40, 400), "Free": (9, 0, 1, 90, 900)}
+    assert by_group(store, ()) == {}
+
+
+def test_group_traffic_is_pruned_with_its_tier(store: Storage) -> None:
+    now = float(T0 + 100 * DAY)
+    old = now - 40 * DAY
+    named = [{"identifier": "a", "name": None, "group": "Gold"}]
+    store.enqueue(raw_sync(sync(timestamp=old, requests=[small("a")], consumers=named), received_at=old))
+    fold(store)
+    deleted = store.prune(Retention().policy(), now)
+    assert deleted["group_traffic"] == 1  # the minute row; the hour and day rows are kept
+    old_hour = int(old // HOUR) * HOUR
+    assert by_group(store, (Segment(HOUR, old_hour, old_hour),)) == {"Gold": (1, 0, 0, 10, 100)}
+    old_minute = int(old // MINUTE) * MINUTE
+    assert by_group(store, (Segment(MINUTE, old_minute, old_minute),)) == {}
+
+
 # -- request log ------------------------------------------------------------------------------
 
 

@@ -288,8 +288,10 @@ class Segment:
 
 
 TrafficDim = Literal["bucket", "method", "path", "status_code", "consumer", "consumer_group"]
-"""``consumer_group`` (the consumers' current group; requests without a group are left out) is
-grouped by alone, without histograms."""
+"""``consumer_group`` is grouped by alone, without histograms; requests without a group are left
+out. Without an endpoint or consumer filter it counts each request for the group its consumer had
+when the request was folded (the groups' own aggregate); with one, for the consumers' current
+groups (summed from the members' rows)."""
 
 
 @dataclass(frozen=True)

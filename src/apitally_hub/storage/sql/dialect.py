@@ -51,7 +51,8 @@ class Dialect:
         return text if self.placeholder == "?" else _pyformat(text)
 
     def ddl(self, template: str) -> str:
-        """Portable DDL for this backend: ``{id}``, ``{int}``, ``{float}``, ``{blob}``, ``{json}``."""
+        """Portable DDL for this backend: ``{id}``, ``{int}``, ``{float}``, ``{blob}``, ``{json}``,
+        and ``{keyed}`` after a table stored in its primary key's order (SQLite's ``WITHOUT ROWID``)."""
         return template.format(**self.types)
 
 
@@ -67,7 +68,14 @@ SQLITE = Dialect(
     insert_ignore="INSERT",
     consumer_index=" INDEXED BY consumer_traffic_consumer",
     for_update="",
-    types={"id": "INTEGER PRIMARY KEY", "int": "INTEGER", "float": "REAL", "blob": "BLOB", "json": "TEXT"},
+    types={
+        "id": "INTEGER PRIMARY KEY",
+        "int": "INTEGER",
+        "float": "REAL",
+        "blob": "BLOB",
+        "json": "TEXT",
+        "keyed": " WITHOUT ROWID",
+    },
 )
 
 POSTGRES = Dialect(
@@ -87,5 +95,6 @@ POSTGRES = Dialect(
         "float": "DOUBLE PRECISION",
         "blob": "BYTEA",
         "json": "JSONB",
+        "keyed": "",
     },
 )

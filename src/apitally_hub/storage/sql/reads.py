@@ -31,6 +31,7 @@ from apitally_hub.storage.base import (
     TrafficRow,
     ValidationErrorRow,
 )
+from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 
@@ -137,10 +138,13 @@ def _traffic_source(
 
 
 def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
-    """Traffic per consumer group: summed per consumer first, then the (fewer) consumer rows are
-    joined with the registry — one lookup per consumer, not per aggregate row."""
+    """Traffic per consumer group: from the groups' own rows when the filter allows; else summed
+    per consumer first, then the (fewer) consumer rows are joined with the registry (the groups
+    of now) — one lookup per consumer, not per aggregate row."""
     if query.group_by != ("consumer_group",) or query.response_times or query.sizes:
         raise ValueError("consumer_group is grouped alone and without histograms")
+    if group_traffic.usable(query.filter):
+        return group_traffic.read(tx, dialect, query.app, query.segments, query.filter)
     per_consumer = TrafficQuery(query.app, query.segments, ("consumer",), query.filter)
     _, source, values = _traffic_source(per_consumer, None, dialect)
     s = dialect.sum

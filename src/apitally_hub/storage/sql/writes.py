@@ -24,6 +24,7 @@ from apitally_hub.storage.base import (
     Rejection,
     RetentionPolicy,
 )
+from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 
@@ -325,6 +326,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
         )
     _apply_instances(tx, dialect, app, delta)
     _apply_consumers(tx, dialect, app, delta)
+    group_traffic.apply(tx, dialect, app, delta)
     if delta.log_rows:
         tx.executemany(
             "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
@@ -564,6 +566,7 @@ AGGREGATE_TABLES = (
     "app_traffic",
     "endpoint_traffic",
     "consumer_traffic",
+    "group_traffic",
     "validation_errors",
     "server_errors",
 )

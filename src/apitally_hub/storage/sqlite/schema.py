@@ -14,7 +14,9 @@ import zlib
 from collections.abc import Callable
 
 from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
+from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
+from apitally_hub.storage.sql.dialect import SQLITE
 from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
@@ -329,12 +331,20 @@ def _v5_app_settings(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v6_group_traffic(conn: sqlite3.Connection) -> None:
+    """Schema 6: traffic per consumer group at every resolution (the groups' page), filled from
+    ``consumer_traffic`` with the consumers' current groups."""
+    for statement in group_traffic.migration(SQLITE):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_queue_and_rollups,
     _v3_alerting,
     _v4_app_traffic,
     _v5_app_settings,
+    _v6_group_traffic,
 )
 """Ordered migrations; the schema version is the number applied."""
 

@@ -1,0 +1,142 @@
+"""Traffic per consumer group, kept as an aggregate of its own (``group_traffic``).
+
+Summing a group's traffic from its members' rows means reading every consumer row of the window:
+~4 M rows and seconds over 30 days of 150 000 consumers. So folding also adds each consumer's
+requests to the group the consumer has when they are folded (one row per group, status and
+bucket), and the groups' totals read those rows. A consumer that changes group takes only its
+later requests along; its earlier ones stay with the group it had then. Both SQL backends create,
+fill and read the table with the same statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from apitally_hub.storage.base import (
+    MAX_STORED_COUNT,
+    NO_CONSUMER,
+    AppDelta,
+    AppKey,
+    Segment,
+    TrafficFilter,
+    TrafficRow,
+)
+from apitally_hub.storage.sql.dialect import Dialect
+from apitally_hub.storage.sql.tx import Tx
+
+_DDL = """
+CREATE TABLE group_traffic (
+    client_id TEXT NOT NULL, env TEXT NOT NULL, resolution INTEGER NOT NULL, bucket {int} NOT NULL,
+    group_name TEXT NOT NULL, status_code INTEGER NOT NULL,
+    request_count {int} NOT NULL, request_size_sum {int} NOT NULL, response_size_sum {int} NOT NULL,
+    PRIMARY KEY (client_id, env, resolution, bucket, group_name, status_code)
+){keyed}
+"""
+
+_COUNTERS = ("request_count", "request_size_sum", "response_size_sum")
+_LOOKUP_CHUNK = 500
+
+
+def migration(dialect: Dialect) -> list[str]:
+    """The table, filled from the consumer rows already stored (with the consumers' groups of now,
+    the only ones known): SQLite schema 6, PostgreSQL schema 5."""
+    sums = ", ".join(
+        f"CAST({dialect.least}({dialect.sum}(t.{c}), {MAX_STORED_COUNT}) AS BIGINT)" for c in _COUNTERS
+    )
+    backfill = (
+        "INSERT INTO group_traffic (client_id, env, resolution, bucket, group_name, status_code,"
+        f" {', '.join(_COUNTERS)})"
+        f" SELECT t.client_id, t.env, t.resolution, t.bucket, c.group_name, t.status_code, {sums}"
+        " FROM consumer_traffic AS t JOIN consumers AS c"
+        " ON c.client_id = t.client_id AND c.env = t.env AND c.identifier = t.consumer"
+        " WHERE c.group_name IS NOT NULL"
+        " GROUP BY t.client_id, t.env, t.resolution, t.bucket, c.group_name, t.status_code"
+    )
+    return [dialect.ddl(_DDL), backfill]
+
+
+def usable(flt: TrafficFilter) -> bool:
+    """Whether the group rows answer a per-group query with ``flt`` (they have no endpoint and no
+    consumer: a filter on those sums the members' rows instead)."""
+    return not flt.method and not flt.path and flt.consumer is None and flt.consumers is None
+
+
+def apply(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
+    """Add the delta's consumer traffic to the consumers' groups (after the delta's names are
+    written, so a consumer named in the same sync counts for its new group)."""
+    identifiers = sorted({key[2] for key in delta.consumer_traffic} - {NO_CONSUMER})
+    if not identifiers:
+        return
+    groups: dict[str, str] = {}
+    for start in range(0, len(identifiers), _LOOKUP_CHUNK):
+        chunk = identifiers[start : start + _LOOKUP_CHUNK]
+        rows = tx.execute(
+            "SELECT identifier, group_name FROM consumers WHERE client_id = ? AND env = ?"
+            f" AND group_name IS NOT NULL AND identifier IN ({', '.join('?' * len(chunk))})",
+            (app.client_id, app.env, *chunk),
+        ).fetchall()
+        groups.update((str(identifier), str(group)) for identifier, group in rows)
+    if not groups:
+        return
+    totals: dict[tuple[int, int, str, int], list[int]] = {}
+    for (resolution, bucket, consumer, _, _, status_code), counts in delta.consumer_traffic.items():
+        group = groups.get(consumer)
+        if group is None:
+            continue
+        row = totals.setdefault((resolution, bucket, group, status_code), [0, 0, 0])
+        row[0] += counts.request_count
+        row[1] += counts.request_size_sum
+        row[2] += counts.response_size_sum
+    keys = ("client_id", "env", "resolution", "bucket", "group_name", "status_code")
+    updates = ", ".join(
+        f"{c} = {dialect.least}(group_traffic.{c} + excluded.{c}, {MAX_STORED_COUNT})" for c in _COUNTERS
+    )
+    tx.executemany(
+        f"INSERT INTO group_traffic ({', '.join((*keys, *_COUNTERS))}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}",
+        [
+            (app.client_id, app.env, *key, *(min(v, MAX_STORED_COUNT) for v in values))
+            for key, values in sorted(totals.items())  # key order: no deadlock between processes
+        ],
+    )
+
+
+def read(
+    tx: Tx, dialect: Dialect, app: AppKey, segments: Sequence[Segment], flt: TrafficFilter
+) -> list[TrafficRow]:
+    """Per group (by name): requests, 4xx, 5xx and bytes in ``segments``."""
+    where, params = "", list[Any]()
+    if flt.consumer_group is not None:
+        where += " AND group_name = ?"
+        params.append(flt.consumer_group)
+    if flt.status_code is not None:
+        where += " AND status_code = ?"
+        params.append(flt.status_code)
+    if flt.status_class is not None:
+        where += " AND status_code >= ? AND status_code < ?"
+        params += [flt.status_class * 100, flt.status_class * 100 + 100]
+    parts, values = [], list[Any]()
+    for segment in segments:
+        parts.append(
+            "SELECT group_name, status_code, request_count, request_size_sum, response_size_sum"
+            " FROM group_traffic WHERE client_id = ? AND env = ? AND resolution = ?"
+            f" AND bucket >= ? AND bucket <= ?{where}"
+        )
+        values += [app.client_id, app.env, segment.resolution, segment.start, segment.end, *params]
+    if not parts:
+        return []
+    s = dialect.sum
+    sql = (
+        f"SELECT s.group_name, {s}(request_count),"
+        f" {s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END),"
+        f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END),"
+        f" {s}(request_size_sum), {s}(response_size_sum)"
+        f" FROM ({' UNION ALL '.join(parts)}) AS s GROUP BY s.group_name ORDER BY s.group_name"
+    )
+    return [
+        TrafficRow(
+            (str(group),), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {}
+        )
+        for group, n, c4, c5, rq, rs in tx.execute(sql, values).fetchall()
+    ]
