@@ -42,6 +42,10 @@ class Dialect:
     transaction has the whole database already)."""
     types: dict[str, str] = field(default_factory=dict)
     """Column types for :meth:`ddl`."""
+    bins_aggregate: str = ""
+    """An aggregate function that sums JSON histograms row by row into one (``{"<edge>": n}``
+    text), used instead of ``bins_join`` when set: SQLite sorts every (group, bin) pair of the
+    join to group them — 1.1 M pairs took 1.7 s — where summing each row's bins takes 0.4 s."""
     consumer_index: str = ""
     """Put after ``FROM consumer_traffic`` when the rows of given consumers are read: SQLite's
     planner, without statistics, would rather scan every consumer's rows of the window."""
@@ -66,6 +70,7 @@ SQLITE = Dialect(
     bins_value="j.value",
     lock_rows="",
     insert_ignore="INSERT",
+    bins_aggregate="sum_bins",
     consumer_index=" INDEXED BY consumer_traffic_consumer",
     for_update="",
     types={

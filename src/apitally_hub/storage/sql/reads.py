@@ -216,6 +216,8 @@ def traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
 def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tuple[Any, ...], Bins]:
     _, source, values = _traffic_source(query, column, dialect)
     dims, aliases, dim_params = _dims(query)
+    if dialect.bins_aggregate:
+        return _summed_bins(tx, dialect, source, [*dim_params, *values], dims, aliases, column)
     join = dialect.bins_join.format(col=f"s.{column}")
     sql = (
         f"SELECT {', '.join([*dims, 'j.key AS bin', f'{dialect.sum}({dialect.bins_value})'])}"
@@ -227,6 +229,26 @@ def _bins(tx: Tx, dialect: Dialect, query: TrafficQuery, column: str) -> dict[tu
         count = int(row[n + 1] or 0)
         if count:
             result.setdefault(tuple(row[:n]), {})[int(row[n])] = count
+    return result
+
+
+def _summed_bins(
+    tx: Tx,
+    dialect: Dialect,
+    source: str,
+    params: list[Any],
+    dims: list[str],
+    aliases: list[str],
+    column: str,
+) -> dict[tuple[Any, ...], Bins]:
+    group = f" GROUP BY {', '.join(aliases)}" if aliases else ""
+    sql = f"SELECT {', '.join([*dims, f'{dialect.bins_aggregate}(s.{column})'])} FROM ({source}) AS s{group}"
+    result: dict[tuple[Any, ...], Bins] = {}
+    n = len(aliases)
+    for row in tx.execute(sql, params).fetchall():
+        bins = {int(key): int(count) for key, count in json.loads(row[n] or "{}").items() if count}
+        if bins:
+            result[tuple(row[:n])] = bins
     return result
 
 

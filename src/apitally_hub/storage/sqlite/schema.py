@@ -406,5 +406,24 @@ def _merge_bins_sql(existing: str | None, incoming: str | None) -> str:
     )
 
 
+class _SumBins:
+    """SQL aggregate ``sum_bins(bins)``: the JSON histograms of the group's rows added into one.
+    Keys stay strings (the rows' keys are canonical integers), and Python's ints never overflow."""
+
+    def __init__(self) -> None:
+        self.bins: dict[str, int] = {}
+
+    def step(self, text: str | None) -> None:
+        if text:
+            bins, get = self.bins, self.bins.get
+            for key, count in json.loads(text).items():
+                bins[key] = get(key, 0) + count
+
+    def finalize(self) -> str:
+        return json.dumps(self.bins, separators=(",", ":"))
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions the shared SQL uses on SQLite (on every connection: readers too)."""
     conn.create_function("merge_bins", 2, _merge_bins_sql, deterministic=True)
+    conn.create_aggregate("sum_bins", 1, _SumBins)  # type: ignore[arg-type]

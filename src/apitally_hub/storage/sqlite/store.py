@@ -81,7 +81,6 @@ class SQLiteStorage(SQLStorage):
         conn = self._connect()
         try:
             conn.execute("PRAGMA journal_mode=WAL")
-            register_functions(conn)
             with self._write_lock:
                 version = migrate(conn)
             # from now on the writer asks for the write lock itself (see _begin_immediate); its
@@ -114,6 +113,7 @@ class SQLiteStorage(SQLStorage):
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        register_functions(conn)
         return conn
 
     # -- transactions -------------------------------------------------------------------------
