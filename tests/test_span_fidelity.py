@@ -343,13 +343,16 @@ def reset_semconv() -> Iterator[None]:
     _OpenTelemetrySemanticConventionStability._initialized = False  # the next reader sees its env
 
 
-@pytest.fixture
-def global_propagators() -> Iterator[None]:
+@pytest.fixture(params=["w3c", "w3c+tenant"])
+def global_propagators(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The default W3C propagators (requests without their headers skip them on the lean path), and
+    the same with a propagator of our own (on every request)."""
     textmap = propagate.get_global_textmap()
     response = get_global_response_propagator()  # type: ignore[no-untyped-call]
-    propagate.set_global_textmap(
-        CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator(), TenantPropagator()])
-    )
+    propagators: list[Any] = [TraceContextTextMapPropagator(), W3CBaggagePropagator()]
+    if request.param == "w3c+tenant":
+        propagators.append(TenantPropagator())
+    propagate.set_global_textmap(CompositePropagator(propagators))
     yield
     propagate.set_global_textmap(textmap)
     set_global_response_propagator(response)  # type: ignore[no-untyped-call]

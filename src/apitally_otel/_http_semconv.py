@@ -48,6 +48,7 @@ from opentelemetry.util.http import (
     sanitize_method,
 )
 
+from apitally_otel._attributes import put_attribute
 from apitally_otel._config import excluded_urls
 
 _DEFAULT_SERVER = ("0.0.0.0", 80)  # what contrib assumes when the scope has no "server"
@@ -293,14 +294,14 @@ class HttpServerSemconv:
         if not span.is_recording():
             return
         for key in self.status_keys:
-            span.set_attribute(key, status)
+            put_attribute(span, key, status)
         # http_status_to_status_code(status, server_span=True): 1xx-4xx are not errors of the server
         if 100 <= status <= 499:
             if not isinstance(span, SdkSpan):  # the SDK ignores an UNSET status (1.39 and later)
                 span.set_status(_UNSET)
         else:
             if self.new:
-                span.set_attribute("error.type", str(status))
+                put_attribute(span, "error.type", str(status))
             span.set_status(_ERROR)
 
 

@@ -23,13 +23,16 @@ import logging
 from collections.abc import Callable
 
 from opentelemetry import context, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import _SUPPRESS_HTTP_INSTRUMENTATION_KEY, _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware, asgi_setter
 from opentelemetry.instrumentation.propagators import get_global_response_propagator
 from opentelemetry.instrumentation.utils import _SUPPRESS_INSTRUMENTATION_KEY_PLAIN
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.status import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,6 +70,43 @@ class _ScopeHeadersGetter(Getter[Scope]):
 
 
 _GETTER = _ScopeHeadersGetter()
+_W3C_HEADERS = (b"traceparent", b"baggage")
+
+
+class _Extractor:
+    """``propagate.extract(scope)``, without running the propagators on a request that has none of
+    their headers when they are the default W3C ones (trace context, then baggage): they would
+    return an empty context. Most requests carry no trace context; other propagators always run."""
+
+    def __init__(self) -> None:
+        self._textmap: object = None
+        self._w3c_only = False
+
+    def extract(self, scope: Scope) -> context.Context:
+        textmap = propagate.get_global_textmap()
+        if textmap is not self._textmap:  # set_global_textmap() may be called at any time
+            self._w3c_only = _is_w3c_only(textmap)
+            self._textmap = textmap
+        if self._w3c_only:
+            for name, _ in scope.get("headers") or ():
+                if name in _W3C_HEADERS:
+                    break
+            else:
+                return context.Context()
+        return propagate.extract(scope, getter=_GETTER)
+
+
+def _is_w3c_only(textmap: object) -> bool:
+    if type(textmap) is TraceContextTextMapPropagator:
+        return True
+    propagators = getattr(textmap, "_propagators", None) if type(textmap) is CompositePropagator else None
+    # The trace context propagator first: with no header it returns a new empty context, which
+    # the baggage propagator then returns as it is (given none, it would start from the current one).
+    kinds = [type(p) for p in propagators] if isinstance(propagators, (list, tuple)) else None
+    return kinds in ([TraceContextTextMapPropagator], [TraceContextTextMapPropagator, W3CBaggagePropagator])
+
+
+_EXTRACTOR = _Extractor()
 
 
 def _failsafe(hook: ServerRequestHook | None) -> ServerRequestHook | None:
@@ -138,7 +178,7 @@ class ServerSpanMiddleware:
             return
         name, attributes = request
         if trace.get_current_span(current) is INVALID_SPAN:
-            parent = propagate.extract(scope, getter=_GETTER)
+            parent = _EXTRACTOR.extract(scope)
             kind = SpanKind.SERVER
         else:  # inside another server span (a nested app): contrib makes an INTERNAL span
             parent = current
