@@ -61,6 +61,7 @@ def ingested(guarded: HubServer) -> str:
         body = gzip_lines([log_line()])
         response = http.post(f"/v2/{client_id}/dev/log", params={"uuid": new_uuid()}, content=body)
         assert response.status_code == 202
+    guarded.settle()  # folded: the reads below see it
     return client_id
 
 
@@ -405,6 +406,7 @@ def test_behind_a_reverse_proxy(trusted: str, scheme: str, caplog: pytest.LogCap
             assert http.get("/api/apps").status_code == 401
         client = "203.0.113.7" if trusted == "127.0.0.1" else "127.0.0.1"
         assert any(client in r.getMessage() and "/api/apps" in r.getMessage() for r in caplog.records)
+        hub.settle()  # a 2xx means queued; the app is listed once it is folded
         assert client_id in http.get("/api/apps", headers=bearer(TOKEN)).text
         # URLs the hub builds use the scheme the proxy reports, only when the proxy is trusted
         redirect = http.get("/api/apps/", headers=bearer(TOKEN))
