@@ -186,3 +186,21 @@ def settling_client(hub: HubServer) -> httpx.Client:
             hub.settle()
 
     return httpx.Client(base_url=hub.url, timeout=10.0, event_hooks={"request": [settle]})
+
+
+# The rows of the group-traffic backfill tests (one per backend): consumers (identifier, group),
+# consumer_traffic (resolution, bucket, consumer, path, status, count, request bytes, response
+# bytes), and the group_traffic rows the migration must make of them.
+BACKFILL_CONSUMERS = [("a", "Gold"), ("b", "Gold"), ("x", None)]
+BACKFILL_TRAFFIC = [
+    (60, 0, "a", "/1", 200, 3, 30, 300),
+    (60, 0, "a", "/2", 200, 2**53, 1, 1),  # saturates, never overflows
+    (60, 0, "b", "/1", 500, 1, 10, 100),
+    (60, 0, "x", "/1", 200, 7, 70, 700),  # no group: left out
+    (3600, 0, "b", "/1", 500, 1, 10, 100),
+]
+BACKFILL_EXPECTED = [
+    ("c", "prod", 60, 0, "Gold", 200, 2**53, 31, 301),
+    ("c", "prod", 60, 0, "Gold", 500, 1, 10, 100),
+    ("c", "prod", 3600, 0, "Gold", 500, 1, 10, 100),
+]

@@ -18,7 +18,18 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from hub_samples import CONSUMER_ITEM, REQUEST_ITEM, gzip_lines, log_line, new_uuid, startup, sync
+from hub_samples import (
+    BACKFILL_CONSUMERS,
+    BACKFILL_EXPECTED,
+    BACKFILL_TRAFFIC,
+    CONSUMER_ITEM,
+    REQUEST_ITEM,
+    gzip_lines,
+    log_line,
+    new_uuid,
+    startup,
+    sync,
+)
 
 from apitally_hub import HubServer
 from apitally_hub.cli import main
@@ -203,25 +214,15 @@ def test_schema_5_fills_the_group_traffic_from_the_consumer_rows(pg_cluster: Pos
         conn.cursor().executemany(
             "INSERT INTO consumers (client_id, env, identifier, group_name, first_seen, last_seen)"
             " VALUES ('c', 'prod', %s, %s, 0, 0)",
-            [("a", "Gold"), ("b", "Gold"), ("x", None)],
+            BACKFILL_CONSUMERS,
         )
         conn.cursor().executemany(
             "INSERT INTO consumer_traffic VALUES ('c', 'prod', %s, %s, %s, 'GET', %s, %s, %s, %s, %s, '{}')",
-            [
-                (60, 0, "a", "/1", 200, 3, 30, 300),
-                (60, 0, "a", "/2", 200, 2**53, 1, 1),  # saturates, never overflows
-                (60, 0, "b", "/1", 500, 1, 10, 100),
-                (60, 0, "x", "/1", 200, 7, 70, 700),  # no group: left out
-                (3600, 0, "b", "/1", 500, 1, 10, 100),
-            ],
+            BACKFILL_TRAFFIC,
         )
         assert migrate(conn) == SCHEMA_VERSION
         rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
-    assert rows == [
-        ("c", "prod", 60, 0, "Gold", 200, 2**53, 31, 301),
-        ("c", "prod", 60, 0, "Gold", 500, 1, 10, 100),
-        ("c", "prod", 3600, 0, "Gold", 500, 1, 10, 100),
-    ]
+    assert rows == BACKFILL_EXPECTED
 
 
 # -- several hub processes on one database ----------------------------------------------------

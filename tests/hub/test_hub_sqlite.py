@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hub_samples import new_uuid, settling_client, sync
+from hub_samples import (
+    BACKFILL_CONSUMERS,
+    BACKFILL_EXPECTED,
+    BACKFILL_TRAFFIC,
+    new_uuid,
+    settling_client,
+    sync,
+)
 
 from apitally_hub import HubServer
 from apitally_hub.storage.sqlite.schema import (
@@ -206,27 +213,17 @@ def test_schema_6_fills_the_group_traffic_from_the_consumer_rows(db_file: Path) 
         conn.executemany(
             "INSERT INTO consumers (client_id, env, identifier, group_name, first_seen, last_seen)"
             " VALUES ('c', 'prod', ?, ?, 0, 0)",
-            [("a", "Gold"), ("b", "Gold"), ("x", None)],
+            BACKFILL_CONSUMERS,
         )
         conn.executemany(
             "INSERT INTO consumer_traffic VALUES ('c', 'prod', ?, ?, ?, 'GET', ?, ?, ?, ?, ?, '{}')",
-            [
-                (60, 0, "a", "/1", 200, 3, 30, 300),
-                (60, 0, "a", "/2", 200, 2**53, 1, 1),  # saturates, never overflows
-                (60, 0, "b", "/1", 500, 1, 10, 100),
-                (60, 0, "x", "/1", 200, 7, 70, 700),  # no group: left out
-                (3600, 0, "b", "/1", 500, 1, 10, 100),
-            ],
+            BACKFILL_TRAFFIC,
         )
         assert migrate(conn) == SCHEMA_VERSION
         rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
     finally:
         conn.close()
-    assert rows == [
-        ("c", "prod", 60, 0, "Gold", 200, 2**53, 31, 301),
-        ("c", "prod", 60, 0, "Gold", 500, 1, 10, 100),
-        ("c", "prod", 3600, 0, "Gold", 500, 1, 10, 100),
-    ]
+    assert rows == BACKFILL_EXPECTED
 
 
 def test_temporary_database_is_fresh_per_run_and_removed() -> None:

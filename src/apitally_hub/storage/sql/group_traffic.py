@@ -5,22 +5,17 @@ Summing a group's traffic from its members' rows means reading every consumer ro
 requests to the group the consumer has when they are folded (one row per group, status and
 bucket), and the groups' totals read those rows. A consumer that changes group takes only its
 later requests along; its earlier ones stay with the group it had then. Both SQL backends create,
-fill and read the table with the same statements.
+fill and read the table with the same statements (the reads are in :mod:`.reads`).
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
 
 from apitally_hub.storage.base import (
     MAX_STORED_COUNT,
     NO_CONSUMER,
     AppDelta,
     AppKey,
-    Segment,
     TrafficFilter,
-    TrafficRow,
 )
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -100,43 +95,3 @@ def apply(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
             for key, values in sorted(totals.items())  # key order: no deadlock between processes
         ],
     )
-
-
-def read(
-    tx: Tx, dialect: Dialect, app: AppKey, segments: Sequence[Segment], flt: TrafficFilter
-) -> list[TrafficRow]:
-    """Per group (by name): requests, 4xx, 5xx and bytes in ``segments``."""
-    where, params = "", list[Any]()
-    if flt.consumer_group is not None:
-        where += " AND group_name = ?"
-        params.append(flt.consumer_group)
-    if flt.status_code is not None:
-        where += " AND status_code = ?"
-        params.append(flt.status_code)
-    if flt.status_class is not None:
-        where += " AND status_code >= ? AND status_code < ?"
-        params += [flt.status_class * 100, flt.status_class * 100 + 100]
-    parts, values = [], list[Any]()
-    for segment in segments:
-        parts.append(
-            "SELECT group_name, status_code, request_count, request_size_sum, response_size_sum"
-            " FROM group_traffic WHERE client_id = ? AND env = ? AND resolution = ?"
-            f" AND bucket >= ? AND bucket <= ?{where}"
-        )
-        values += [app.client_id, app.env, segment.resolution, segment.start, segment.end, *params]
-    if not parts:
-        return []
-    s = dialect.sum
-    sql = (
-        f"SELECT s.group_name, {s}(request_count),"
-        f" {s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END),"
-        f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END),"
-        f" {s}(request_size_sum), {s}(response_size_sum)"
-        f" FROM ({' UNION ALL '.join(parts)}) AS s GROUP BY s.group_name ORDER BY s.group_name"
-    )
-    return [
-        TrafficRow(
-            (str(group),), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {}
-        )
-        for group, n, c4, c5, rq, rs in tx.execute(sql, values).fetchall()
-    ]

@@ -144,7 +144,7 @@ def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[Traffi
     if query.group_by != ("consumer_group",) or query.response_times or query.sizes:
         raise ValueError("consumer_group is grouped alone and without histograms")
     if group_traffic.usable(query.filter):
-        return group_traffic.read(tx, dialect, query.app, query.segments, query.filter)
+        return _group_rows(tx, dialect, query)
     per_consumer = TrafficQuery(query.app, query.segments, ("consumer",), query.filter)
     _, source, values = _traffic_source(per_consumer, None, dialect)
     s = dialect.sum
@@ -163,6 +163,33 @@ def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[Traffi
     return [
         TrafficRow((group,), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {})
         for group, n, c4, c5, rq, rs in rows
+    ]
+
+
+def _group_rows(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[TrafficRow]:
+    """Per group, from the groups' own rows (``group_traffic``): requests, 4xx, 5xx and bytes."""
+    flt = query.filter
+    where, params = _filters(
+        TrafficFilter(status_class=flt.status_class, status_code=flt.status_code), query.app, consumers=False
+    )
+    if flt.consumer_group is not None:
+        where += " AND group_name = ?"
+        params.append(flt.consumer_group)
+    columns = "group_name, status_code, request_count, request_size_sum, response_size_sum"
+    source, values = _union("group_traffic", columns, query.app, query.segments, where, params)
+    s = dialect.sum
+    sql = (
+        f"SELECT s.group_name, {s}(request_count),"
+        f" {s}(CASE WHEN status_code >= 400 AND status_code < 500 THEN request_count ELSE 0 END),"
+        f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END),"
+        f" {s}(request_size_sum), {s}(response_size_sum)"
+        f" FROM ({source}) AS s GROUP BY s.group_name ORDER BY s.group_name"
+    )
+    return [
+        TrafficRow(
+            (str(group),), int(n or 0), int(c4 or 0), int(c5 or 0), int(rq or 0), int(rs or 0), {}, {}, {}
+        )
+        for group, n, c4, c5, rq, rs in tx.execute(sql, values).fetchall()
     ]
 
 
