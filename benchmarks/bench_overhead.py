@@ -3,9 +3,10 @@
 Every (variant, app) pair runs in its own worker process (``worker.py``) with the interpreter of
 its own virtual environment, lifespan started; the workers are driven one at a time, interleaved:
 each round runs every scenario on every variant in a shuffled order, and the medians over the
-rounds are reported. Overhead = variant - bare app, per scenario.
+rounds are reported. The rounds are spread over generations of fresh worker processes (a
+process's speed depends on its memory layout). Overhead = variant - bare app, per scenario.
 
-    python benchmarks/bench_overhead.py [--quick] [--rounds R] [--requests N]
+    python benchmarks/bench_overhead.py [--quick] [--rounds R] [--generations G] [--requests N]
 """
 
 from __future__ import annotations
@@ -24,49 +25,79 @@ TARGETS = (
     ("vs_classic", "apitally-0.25.1", 1.0, None, "each"),
     ("vs_apitally_1", "apitally-1.0.0", 0.6, None, "all"),
 )
-FULL_ROUNDS, FULL_REQUESTS = 11, 2000
-QUICK_ROUNDS, QUICK_REQUESTS = 2, 30
+# Measured rounds, spread over generations of worker processes: a process's speed depends on its
+# memory layout and hash seed (one scenario's overhead moved by up to 50 % between two runs with one
+# process per variant), so each generation starts fresh workers, warms them up for one round and
+# measures a few; the medians are over every generation's rounds.
+FULL_ROUNDS, FULL_GENERATIONS, FULL_REQUESTS = 10, 5, 2000
+QUICK_ROUNDS, QUICK_GENERATIONS, QUICK_REQUESTS = 1, 1, 30
 
 
-def run(*, quick: bool, rounds: int | None = None, requests: int | None = None) -> dict[str, Any]:
+def run(
+    *, quick: bool, rounds: int | None = None, requests: int | None = None, generations: int | None = None
+) -> dict[str, Any]:
     rounds = rounds or (QUICK_ROUNDS if quick else FULL_ROUNDS)
+    generations = max(1, min(generations or (QUICK_GENERATIONS if quick else FULL_GENERATIONS), rounds))
     requests = requests or (QUICK_REQUESTS if quick else FULL_REQUESTS)
     pythons = common.available_variants(apps.VARIANTS, create=not quick)
     samples: dict[tuple[str, str], list[dict[str, float]]] = {}
-    workers: dict[tuple[str, str], common.JsonProcess] = {}
     info: dict[str, Any] = {}
     broken: dict[str, str] = {}
+    recorded: dict[str, int | None] = {}
     rng = random.Random(8)
     with common.sink() as sink_url:
-        try:
-            for variant, python in pythons.items():
-                for app in apps.APPS:
-                    workers[variant, app] = common.JsonProcess(
-                        [python, "worker.py", "--variant", variant, "--app", app, "--sink-url", sink_url]
-                    )
-            for (variant, _), worker in workers.items():  # started in parallel, now wait for each
-                info[variant] = {"python": worker.hello["python"], "versions": worker.hello["versions"]}
-                for scenario in apps.SCENARIOS:
-                    got = worker.hello["statuses"].get(scenario.name, scenario.expect)
-                    if got != scenario.expect:
-                        broken[f"{variant}: {scenario.name}"] = f"status {got}, expected {scenario.expect}"
-            common.log(f"overhead: {len(workers)} workers, {rounds} rounds x {requests} requests")
-            for round_index in range(rounds):
-                for scenario in apps.SCENARIOS:
-                    order = list(pythons)
-                    rng.shuffle(order)
-                    for variant in order:
-                        reply = workers[variant, scenario.app].ask(
-                            cmd="run", scenario=scenario.name, n=requests
-                        )
-                        if round_index > 0 or rounds == 1:  # the first round warms up
-                            samples.setdefault((variant, scenario.name), []).append(reply)
-                common.log(f"  round {round_index + 1}/{rounds} done")
-            recorded = {f"{v} {a}": w.ask(cmd="recorded")["recorded"] for (v, a), w in workers.items()}
-        finally:
-            for worker in workers.values():
-                worker.close()
-    return summarize(samples, list(pythons), info, broken, recorded, rounds, requests)
+        for generation in range(generations):
+            measured = rounds // generations + (generation < rounds % generations)
+            workers_count = len(pythons) * len(apps.APPS)
+            common.log(
+                f"overhead: generation {generation + 1}/{generations}, {workers_count} workers, "
+                f"1 warm-up + {measured} rounds x {requests} requests"
+            )
+            workers = _start_workers(pythons, sink_url, info, broken)
+            try:
+                for round_index in range(1 + measured):  # the first round warms up
+                    for scenario in apps.SCENARIOS:
+                        order = list(pythons)
+                        rng.shuffle(order)
+                        for variant in order:
+                            reply = workers[variant, scenario.app].ask(
+                                cmd="run", scenario=scenario.name, n=requests
+                            )
+                            if round_index > 0:
+                                samples.setdefault((variant, scenario.name), []).append(reply)
+                    common.log(f"  round {round_index}/{measured} done" if round_index else "  warm-up done")
+                for (variant, app), worker in workers.items():
+                    count = worker.ask(cmd="recorded")["recorded"]
+                    key = f"{variant} {app}"
+                    previous = recorded.get(key)
+                    recorded[key] = None if count is None else (previous or 0) + count
+            finally:
+                for worker in workers.values():
+                    worker.close()
+    return summarize(samples, list(pythons), info, broken, recorded, rounds, requests, generations)
+
+
+def _start_workers(
+    pythons: dict[str, str], sink_url: str, info: dict[str, Any], broken: dict[str, str]
+) -> dict[tuple[str, str], common.JsonProcess]:
+    workers: dict[tuple[str, str], common.JsonProcess] = {}
+    try:
+        for variant, python in pythons.items():
+            for app in apps.APPS:
+                workers[variant, app] = common.JsonProcess(
+                    [python, "worker.py", "--variant", variant, "--app", app, "--sink-url", sink_url]
+                )
+        for (variant, _), worker in workers.items():  # started in parallel, now wait for each
+            info[variant] = {"python": worker.hello["python"], "versions": worker.hello["versions"]}
+            for scenario in apps.SCENARIOS:
+                got = worker.hello["statuses"].get(scenario.name, scenario.expect)
+                if got != scenario.expect:
+                    broken[f"{variant}: {scenario.name}"] = f"status {got}, expected {scenario.expect}"
+    except BaseException:
+        for worker in workers.values():
+            worker.close()
+        raise
+    return workers
 
 
 def summarize(
@@ -77,6 +108,7 @@ def summarize(
     recorded: dict[str, int | None],
     rounds: int,
     requests: int,
+    generations: int = 1,
 ) -> dict[str, Any]:
     scenarios: dict[str, dict[str, dict[str, Any]]] = {}
     for scenario in apps.SCENARIOS:
@@ -128,6 +160,7 @@ def summarize(
         }
     return {
         "rounds": rounds,
+        "generations": generations,
         "requests_per_round": requests,
         "variants": variants,
         "environments": info,
@@ -153,8 +186,9 @@ def report(result: dict[str, Any]) -> str:
         label = f"overhead ratio vs {ratio['reference']} (target ≤ {ratio['target']}{_rule(ratio)})"
         rows.append([label, *[f"{ratio['per_scenario'][n]:.2f}" for n in names]])
     text = [
-        f"µs/request (median of {result['rounds'] - 1 or 1} interleaved rounds x "
-        f"{result['requests_per_round']} requests; overhead vs bare in parentheses)",
+        f"µs/request (median of {result['rounds']} interleaved rounds x {result['requests_per_round']} "
+        f"requests, over {result.get('generations', 1)} generations of worker processes; overhead vs "
+        "bare in parentheses)",
         "",
         common.table(["variant", *names], rows),
     ]
@@ -192,8 +226,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny counts; skip peers without a venv")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--requests", type=int)
+    parser.add_argument("--generations", type=int, help="fresh worker processes this many times (default 5)")
     args = parser.parse_args()
-    result = run(quick=args.quick, rounds=args.rounds, requests=args.requests)
+    result = run(quick=args.quick, rounds=args.rounds, requests=args.requests, generations=args.generations)
     common.save_json(common.RESULTS_DIR / "overhead.json", result)
     print(report(result))
 

@@ -34,8 +34,10 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
         "opentelemetry-proto==1.45.1",
         "opentelemetry-instrumentation-logging==0.66b1",
         "uvicorn",
+        "uvloop",
+        "httptools",
     ],
-    "apitally-0.25.1": ["apitally[fastapi]==0.25.1", "uvicorn"],
+    "apitally-0.25.1": ["apitally[fastapi]==0.25.1", "uvicorn", "uvloop", "httptools"],
 }
 
 

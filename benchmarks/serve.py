@@ -1,8 +1,9 @@
 """Serve one variant of one app with uvicorn on an inherited socket (for the throughput benchmark).
 
-    python serve.py --variant otel --app starlette --sink-url http://127.0.0.1:PORT --fd N
+    python serve.py --variant otel --app starlette --sink-url http://127.0.0.1:PORT --fd N \\
+        [--loop asyncio|uvloop] [--http h11|httptools]
 
-Every variant gets the same server settings: the asyncio loop, the h11 protocol, no access log.
+Every variant gets the same server settings (the loop and protocol asked for, no access log).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ def main() -> None:
     parser.add_argument("--app", required=True, choices=apps.APPS)
     parser.add_argument("--sink-url", required=True)
     parser.add_argument("--fd", required=True, type=int)
+    parser.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop"])
+    parser.add_argument("--http", default="h11", choices=["h11", "httptools"])
     args = parser.parse_args()
     handle = apps.setup(args.variant, args.app, args.sink_url)
     # socket(fileno=) detects the family (uvicorn's own --fd assumes AF_UNIX, so asyncio would not
     # set TCP_NODELAY on the connections and every response would wait for a delayed ACK).
     sock = socket.socket(fileno=args.fd)
     config = uvicorn.Config(
-        handle.app, loop="asyncio", http="h11", lifespan="on", access_log=False, log_level="warning"
+        handle.app, loop=args.loop, http=args.http, lifespan="on", access_log=False, log_level="warning"
     )
     uvicorn.Server(config).run(sockets=[sock])
 
