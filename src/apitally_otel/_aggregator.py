@@ -1,10 +1,13 @@
 """The in-process aggregate of one sync interval, with explicit cardinality bounds.
 
-On the request path, ``add_*`` only append a tuple to a deque (atomic, no lock); the metric reader's
-thread folds them into the interval's series once per interval (:meth:`Aggregator.drain`) — and
-parses validation-error bodies there, off the event loop. Under heavy traffic a small background
-thread folds the backlog every ``fold_at`` items, so it stays small between syncs; only if that
-thread cannot keep up (``max_pending`` items, or 8 MB of pending bodies) does the request that
+On the request path, ``add_*`` only extend a deque (atomic, no lock); the metric reader's thread
+folds what is pending into the interval's series once per interval (:meth:`Aggregator.drain`) — and
+parses validation-error bodies there, off the event loop. A request's fields go into the deque one
+by one, not as a tuple: a tuple per request, alive until it is folded, is one more object for the
+garbage collector on every request, so a busy app would run its young collections (and, as they
+promote, its full ones) far more often than without us. Under heavy traffic a small background
+thread folds the backlog every ``fold_at`` requests, so it stays small between syncs; only if that
+thread cannot keep up (``max_pending`` requests, or 8 MB of pending bodies) does the request that
 crosses the bound fold the backlog itself (backpressure rather than unbounded memory).
 
 Nothing here grows without bound: distinct consumers per interval are capped (the rest
@@ -45,6 +48,13 @@ _PARSED_BODY_MAX_BYTES = 4096
 _SENTRY_LINKS_PER_ERROR = 4  # the latest few occurrences: the newest one Sentry captured is linked
 
 _REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
+# A request is _REQUEST and 9 fields in the pending deque; the other (rare) records are their kind
+# and one tuple. Bounds on the deque are in requests: its length divided by this.
+_REQUEST_ITEMS = 10
+
+
+def _labels(consumer: Consumer) -> tuple[str, str | None, str | None]:
+    return consumer.identifier, consumer.name, consumer.group
 
 
 class Series:
@@ -116,7 +126,7 @@ class Aggregator:
         self.fold_at = min(fold_at, max_pending)
         self._fold_wanted = threading.Event()
         self._folder: threading.Thread | None = None
-        self._pending: deque[tuple[Any, ...]] = deque()
+        self._pending: deque[Any] = deque()  # records, flat: see add_request
         self._pending_body_bytes = 0
         self._parsed: dict[tuple[bytes, str | None], list[ValidationErrorKey]] = {}  # under the lock
         self.max_validation_errors = max_validation_errors
@@ -144,10 +154,28 @@ class Aggregator:
         request_size: int | None,
         response_size: int | None,
     ) -> None:
-        self._pending.append(
-            (_REQUEST, consumer, method, route, status, duration, request_size, response_size)
-        )
-        if len(self._pending) >= self.fold_at:
+        # One extend: appended at once (the folder never sees half a record), and no object that
+        # outlives the request (the consumer's strings, not the Consumer, which may be new).
+        if consumer is None:
+            self._pending.extend(
+                (_REQUEST, None, None, None, method, route, status, duration, request_size, response_size)
+            )
+        else:
+            self._pending.extend(
+                (
+                    _REQUEST,
+                    consumer.identifier,
+                    consumer.name,
+                    consumer.group,
+                    method,
+                    route,
+                    status,
+                    duration,
+                    request_size,
+                    response_size,
+                )
+            )
+        if len(self._pending) >= self.fold_at * _REQUEST_ITEMS:
             self._backlog()
 
     def add_validation_body(
@@ -159,11 +187,15 @@ class Aggregator:
         content_encoding: str | None = None,
     ) -> None:
         """A 422/400 JSON body as sent, decoded and parsed for validation errors when folded."""
-        self._pending.append((_VALIDATION_BODY, consumer, method, route, body, content_encoding))
+        # Flat, as a request is (see add_request): one on every 422 of an app that sends many.
+        identifier, name, group = (None, None, None) if consumer is None else _labels(consumer)
+        self._pending.extend(
+            (_VALIDATION_BODY, identifier, name, group, method, route, body, content_encoding)
+        )
         self._pending_body_bytes += len(body)  # an estimate across threads is enough for a bound
         if self._pending_body_bytes >= MAX_PENDING_BODY_BYTES:
             self._fold_now()
-        elif len(self._pending) >= self.fold_at:
+        elif len(self._pending) >= self.fold_at * _REQUEST_ITEMS:
             self._backlog()
 
     def add_validation_errors(
@@ -173,7 +205,7 @@ class Aggregator:
         route: str,
         errors: list[tuple[tuple[str, ...], str, str]],
     ) -> None:
-        self._pending.append((_VALIDATION_ERRORS, consumer, method, route, errors))
+        self._pending.extend((_VALIDATION_ERRORS, (consumer, method, route, errors)))
 
     def add_server_error(
         self,
@@ -185,11 +217,11 @@ class Aggregator:
         traceback: str,
         sentry: SentryLink | None = None,
     ) -> None:
-        self._pending.append((_SERVER_ERROR, consumer, method, route, type_, msg, traceback, sentry))
+        self._pending.extend((_SERVER_ERROR, (consumer, method, route, type_, msg, traceback, sentry)))
 
     # -- folding (under the lock) -------------------------------------------------------------
     def _backlog(self) -> None:
-        if len(self._pending) >= self.max_pending:
+        if len(self._pending) >= self.max_pending * _REQUEST_ITEMS:
             self._fold_now()  # the folder thread cannot keep up: fold here rather than grow
         elif not self._fold_wanted.is_set():
             self._fold_wanted.set()
@@ -215,28 +247,43 @@ class Aggregator:
 
     def _fold_pending(self) -> None:
         pending = self._pending
-        fold = (
-            None,
-            self._fold_validation_body,
-            self._fold_validation_errors,
-            self._fold_server_error,
-        )
+        pop = pending.popleft  # appends from other threads meanwhile are kept, never lost
+        fold = (None, None, self._fold_validation_errors, self._fold_server_error)
         series_of = self._data.series
-        consumer_key = self._consumer_key
+        identifier_key = self._identifier_key
         self._pending_body_bytes = 0
         while True:
             try:
-                item = pending.popleft()  # appends from other threads meanwhile are kept, never lost
+                kind = pop()
             except IndexError:
                 return
-            if item[0] != _REQUEST:
-                fold[item[0]](*item[1:])  # type: ignore[misc]
+            if kind == _VALIDATION_BODY:
+                identifier, name, group = pop(), pop(), pop()
+                key_id = None if identifier is None else identifier_key(identifier, name, group)
+                self._fold_validation_body(key_id, pop(), pop(), pop(), pop())
+                continue
+            if kind != _REQUEST:
+                fold[kind](*pop())  # type: ignore[misc]
                 continue
             # A request, folded inline: one per request, millions an interval (no call per item).
-            _, consumer, method, route, status, duration, request_size, response_size = item
+            # Its fields were appended in one extend, so they are all there.
+            identifier = pop()
+            name = pop()
+            group = pop()
+            method = pop()
+            route = pop()
+            status = pop()
+            duration = pop()
+            request_size = pop()
+            response_size = pop()
             if duration < 0.0:
                 duration = 0.0
-            key = (None if consumer is None else consumer_key(consumer), method, route, status)
+            key = (
+                None if identifier is None else identifier_key(identifier, name, group),
+                method,
+                route,
+                status,
+            )
             series = series_of.get(key)
             if series is None:
                 series = series_of[key] = Series()
@@ -261,7 +308,7 @@ class Aggregator:
                 bins[kb] = bins.get(kb, 0) + 1
 
     def _fold_validation_body(
-        self, consumer: Consumer | None, method: str, route: str, body: bytes, content_encoding: str | None
+        self, identifier: str | None, method: str, route: str, body: bytes, content_encoding: str | None
     ) -> None:
         small = len(body) <= _PARSED_BODY_MAX_BYTES
         errors = self._parsed.get((body, content_encoding)) if small else None
@@ -275,7 +322,7 @@ class Aggregator:
                     del self._parsed[next(iter(self._parsed))]  # the oldest
                 self._parsed[(body, content_encoding)] = errors
         if errors:
-            self._fold_validation_errors(consumer, method, route, errors)
+            self._count_validation_errors(identifier, method, route, errors)
 
     def _fold_validation_errors(
         self,
@@ -284,7 +331,15 @@ class Aggregator:
         route: str,
         errors: list[tuple[tuple[str, ...], str, str]],
     ) -> None:
-        identifier = self._consumer_key(consumer)
+        self._count_validation_errors(self._consumer_key(consumer), method, route, errors)
+
+    def _count_validation_errors(
+        self,
+        identifier: str | None,
+        method: str,
+        route: str,
+        errors: list[tuple[tuple[str, ...], str, str]],
+    ) -> None:
         bucket = self._data.validation_errors
         for loc, msg, type_ in errors:
             key = (identifier, method, route, loc, msg, type_)
@@ -324,17 +379,19 @@ class Aggregator:
         """The identifier to count under (None past the per-interval cap); notes name/group changes."""
         if consumer is None:
             return None
-        identifier = consumer.identifier
+        return self._identifier_key(consumer.identifier, consumer.name, consumer.group)
+
+    def _identifier_key(self, identifier: str, name: str | None, group: str | None) -> str | None:
         if identifier not in self._interval_consumers:
             if len(self._interval_consumers) >= self.max_consumers:
                 self._overflowed_consumers += 1
                 return None
             self._interval_consumers.add(identifier)
-        if consumer.name is not None or consumer.group is not None:
-            key, labels = hash(identifier), hash((consumer.name, consumer.group))
+        if name is not None or group is not None:
+            key, labels = hash(identifier), hash((name, group))
             if self._known.get(key) != labels:
                 self._known[key] = labels
-                self._changed[identifier] = consumer
+                self._changed[identifier] = Consumer(identifier, name, group)
                 if len(self._known) > self.max_known_consumers:
                     self._known.popitem(last=False)  # forgotten: resent if seen again
             self._known.move_to_end(key)
