@@ -120,7 +120,8 @@ class HttpServerSemconv:
         # call in contrib; here its answer is remembered (OTEL_PYTHON_INSTRUMENTATION_HTTP_CAPTURE_ALL_METHODS
         # is read for the first request of each method).
         self._methods: dict[str, tuple[str, str]] = {}
-        self._synthetic: dict[str, str | None] = {}
+        self._agents: dict[bytes, tuple[str, str | None]] = {}  # User-Agent -> (decoded, synthetic type)
+        self._hosts: dict[bytes, str] = {}  # Host header -> decoded
         self._connections: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
 
     def _method(self, method: str) -> tuple[str, str]:
@@ -133,27 +134,37 @@ class HttpServerSemconv:
                 self._methods[method] = names
         return names
 
-    def _synthetic_type(self, user_agent: str) -> str | None:
-        if user_agent in self._synthetic:
-            return self._synthetic[user_agent]
-        found = detect_synthetic_user_agent(user_agent)
-        if len(self._synthetic) < _MAX_CACHED:
-            self._synthetic[user_agent] = found
+    def _agent(self, user_agent: bytes) -> tuple[str, str | None]:
+        """The User-Agent decoded, and its synthetic type: a handful of distinct values, remembered."""
+        agent = decode_header(user_agent)
+        found = (agent, detect_synthetic_user_agent(agent))
+        if len(self._agents) < _MAX_CACHED:
+            self._agents[user_agent] = found
         return found
+
+    def _host(self, value: bytes) -> str:
+        host = decode_header(value)
+        if len(self._hosts) < _MAX_CACHED:
+            self._hosts[value] = host
+        return host
 
     def request(self, scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
         """(span name, start attributes) of an HTTP request, or None when its URL is excluded.
 
         The attributes and their order are those of contrib's ``collect_request_attributes``."""
-        hosts: list[str] | None = None
+        host: str | None = None
+        more_hosts: list[str] | None = None
         user_agent: bytes | None = None
         for name, value in scope.get("headers") or ():
             # ASGI servers give lower-case header names (Starlette's Headers relies on it too).
             if name == b"host":
-                if hosts is None:
-                    hosts = [decode_header(value)]
+                decoded = self._hosts.get(value) or self._host(value)
+                if host is None:
+                    host = decoded
+                elif more_hosts is None:
+                    more_hosts = [host, decoded]
                 else:
-                    hosts.append(decode_header(value))
+                    more_hosts.append(decoded)
             elif name == b"user-agent" and user_agent is None:
                 user_agent = value
         server = scope.get("server") or _DEFAULT_SERVER
@@ -166,7 +177,7 @@ class HttpServerSemconv:
             connection = self._connection(*key)
         server_host, prefix = connection
         path = scope.get("path", "")
-        url = scope.get("scheme", "http") + "://" + (hosts[0] if hosts else server_host) + path
+        url = ("http" if scheme is None else scheme) + "://" + (host or server_host) + path
         if self.excluded_urls is not None and self.excluded_urls.url_disabled(url):
             return None
         old, new = self.old, self.new
@@ -200,16 +211,15 @@ class HttpServerSemconv:
                     result["http.request.method"] = normalized
         else:
             span_method = self._method("")[1]
-        if hosts and old:
-            result["http.server_name"] = ",".join(hosts)
+        if host is not None and old:
+            result["http.server_name"] = host if more_hosts is None else ",".join(more_hosts)
         if user_agent is not None:
-            agent = decode_header(user_agent)
+            agent, synthetic = self._agents.get(user_agent) or self._agent(user_agent)
             if agent:
                 if old:
                     result["http.user_agent"] = agent
                 if new:
                     result["user_agent.original"] = agent
-            synthetic = self._synthetic_type(agent)
             if synthetic:
                 result["user_agent.synthetic.type"] = synthetic
         client = scope.get("client")
