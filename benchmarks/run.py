@@ -21,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from elsewhere
 
 import alerting
+import apps
 import bench_export
 import bench_memory
 import bench_overhead
@@ -28,6 +29,7 @@ import bench_request_log
 import bench_throughput
 import common
 import dashboard
+import gc_pressure
 import hostile_hub
 import hub_abuse
 import hub_storage
@@ -36,6 +38,7 @@ Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "overhead": ("In-process overhead", bench_overhead.run, bench_overhead.report),
     "throughput": ("Throughput under load", bench_throughput.run, bench_throughput.report),
+    "gc": ("Garbage-collector work per request", gc_pressure.run, gc_pressure.report),
     "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
     "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
     "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
@@ -56,6 +59,18 @@ def summary(results: dict[str, Any]) -> str:
     throughput = results.get("throughput", {})
     for line in bench_throughput.verdicts(throughput):
         lines.append("- " + line)
+    for scenario, variants in results.get("gc", {}).get("scenarios", {}).items():
+        ours = variants.get("apitally-otel")
+        if ours is not None:
+            others = ", ".join(
+                f"{apps.VARIANT_LABELS[v]} {r['tracked_per_request']:.2f}"
+                for v, r in variants.items()
+                if v != "apitally-otel"
+            )
+            lines.append(
+                f"- {scenario}: objects left for the garbage collector per request, instrument_app "
+                f"{ours['tracked_per_request']:.2f} ({others}); GC {ours['gc_us']:.2f} µs/request"
+            )
     if "memory" in results:
         memory = results["memory"]
         lines.append(

@@ -11,7 +11,9 @@ No sockets and no other process, so it also runs under ``valgrind --tool=callgri
 instruction counts per request that do not depend on what else the machine runs (see README).
 
 Commands (one JSON line each on stdin): ``{"cmd": "run", "scenario": NAME, "n": N}`` answers the
-CPU µs per request of the main thread, of the whole process, and the garbage collector's share.
+CPU µs per request of the main thread, of the whole process, and the garbage collector's share;
+``{"cmd": "tracked", "scenario": NAME, "n": N}`` answers how many objects tracked by the garbage
+collector N requests leave alive, per request (the collector paused meanwhile).
 """
 
 from __future__ import annotations
@@ -148,6 +150,19 @@ def main() -> None:
                     "gc_counts": [a - b for a, b in zip(timer.counts, gc_counts, strict=True)],
                 }
             )
+        elif command["cmd"] == "tracked":
+            # Objects the garbage collector tracks that requests leave alive (the collector paused):
+            # each one counts towards the next young collection, and is promoted if it survives it.
+            name, n = command["scenario"], int(command["n"])
+            gc.collect()
+            gc.disable()
+            try:
+                before = gc.get_count()[0]
+                loop.run_until_complete(serve(protocols, state, datas[name], n))
+                left = gc.get_count()[0] - before
+            finally:
+                gc.enable()
+            answer({"tracked_per_request": left / n})
         elif command["cmd"] == "quit":
             break
     loop.run_until_complete(lifespan.shutdown())

@@ -161,9 +161,12 @@ class Req:
     server: tuple[str, int] | None = ("127.0.0.1", 8000)
     http_version: str = "1.1"
     scheme: str = "http"
+    host: bytes | None = b"api.example.com:8000"  # None: no Host header
 
     def scope(self) -> dict[str, Any]:
-        headers = [(b"host", b"api.example.com:8000"), (b"user-agent", b"fidelity/1.0"), *self.headers]
+        headers = [(b"user-agent", b"fidelity/1.0"), *self.headers]
+        if self.host is not None:
+            headers.insert(0, (b"host", self.host))
         if self.body:
             headers.append((b"content-length", str(len(self.body)).encode()))
         return {
@@ -200,6 +203,9 @@ MATRIX = [
     Req("GET", "/items/1", headers=[(b"user-agent", b"Mozilla/5.0 (compatible; Googlebot/2.1)")]),
     Req("GET", "/items/1", headers=[(b"x-custom-header", b"caf\xe9"), (b"x-custom-header", b"two")]),
     Req("GET", "/items/1", headers=[(b"host", b"second.example.com")]),  # two Host headers
+    Req("GET", "/items/1", host=b""),  # an empty Host header
+    Req("GET", "/items/1", host=None),  # none: the server's address
+    Req("GET", "/items/1", host=b"caf\xe9.example.com"),  # not UTF-8
     Req("GET", "/child"),
     Req("GET", "/boom"),
     Req("GET", "/unavailable"),

@@ -177,7 +177,7 @@ class HttpServerSemconv:
             connection = self._connection(*key)
         server_host, prefix = connection
         path = scope.get("path", "")
-        url = ("http" if scheme is None else scheme) + "://" + (host or server_host) + path
+        url = ("http" if scheme is None else scheme) + "://" + (server_host if host is None else host) + path
         if self.excluded_urls is not None and self.excluded_urls.url_disabled(url):
             return None
         old, new = self.old, self.new
