@@ -154,6 +154,8 @@ def main() -> None:
             # Objects the garbage collector tracks that requests leave alive (the collector paused):
             # each one counts towards the next young collection, and is promoted if it survives it.
             name, n = command["scenario"], int(command["n"])
+            handle.flush()
+            handle.recorded()  # folds what earlier requests left pending: not this window's objects
             gc.collect()
             gc.disable()
             try:
