@@ -48,8 +48,9 @@ _PARSED_BODY_MAX_BYTES = 4096
 _SENTRY_LINKS_PER_ERROR = 4  # the latest few occurrences: the newest one Sentry captured is linked
 
 _REQUEST, _VALIDATION_BODY, _VALIDATION_ERRORS, _SERVER_ERROR = range(4)
-# A request is _REQUEST and 9 fields in the pending deque; the other (rare) records are their kind
-# and one tuple. Bounds on the deque are in requests: its length divided by this.
+# In the pending deque a request is _REQUEST and 9 fields, a validation body _VALIDATION_BODY and 7;
+# the rare records (server errors, parsed validation errors) are their kind and one tuple. Bounds on
+# the deque are in requests: its length divided by this.
 _REQUEST_ITEMS = 10
 
 
