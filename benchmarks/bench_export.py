@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import apps
+import collector
 import common
 import worker
 
@@ -137,7 +138,7 @@ async def serve_and_probe(app: Any, seconds: float, rate: float) -> dict[str, fl
             due += 1 / rate
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
 
-    with common.GcPauses() as pauses:
+    with collector.Collections() as pauses:
         tasks = [asyncio.create_task(probe()), asyncio.create_task(drive())]
         await asyncio.sleep(seconds)
         stop.set()

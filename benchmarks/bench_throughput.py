@@ -5,7 +5,9 @@ Two uvicorn set-ups: ``standard`` (uvloop and the httptools parser, what ``uvico
 ``fastapi[standard]`` install and most deployments run) and ``h11`` (the asyncio loop and the
 pure-Python h11 parser, what a plain ``pip install uvicorn`` runs). The server is pinned to CPU 0
 and wrk to CPU 1 where the machine has two or more. Reported: requests/s and p50/p99 latency, their
-ratios to the bare app, and instrument_app's requests/s over the contrib baseline's in each round.
+ratios to the bare app, the server's CPU time per request and the garbage collector's share of it
+(with its young and full collections per 1 000 requests), and instrument_app's requests/s over the
+contrib baseline's in each round.
 
     python benchmarks/bench_throughput.py [--quick] [--duration S] [--connections C] [--rounds R]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import re
@@ -30,6 +33,7 @@ import httpx
 import psutil
 
 import apps
+import collector
 import common
 
 SCENARIOS = [s for s in apps.SCENARIOS if s.expect == 200 and "mount" not in s.name]
@@ -41,7 +45,13 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 @contextlib.contextmanager
 def served(
-    python: str, variant: str, app: str, sink_url: str, cpu: int | None, server: str = "h11"
+    python: str,
+    variant: str,
+    app: str,
+    sink_url: str,
+    cpu: int | None,
+    server: str = "h11",
+    gc_stats: Path | None = None,
 ) -> Iterator[tuple[str, psutil.Process]]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -51,6 +61,8 @@ def served(
     loop, http = SERVERS[server]
     args = ["--variant", variant, "--app", app, "--sink-url", sink_url, "--fd", str(sock.fileno())]
     args += ["--loop", loop, "--http", http]
+    if gc_stats is not None:
+        args += ["--gc-stats", str(gc_stats)]
     proc = subprocess.Popen(
         [python, "serve.py", *args],
         cwd=common.BENCH_DIR,
@@ -82,6 +94,16 @@ def served(
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def collector_snapshot(server: psutil.Process, path: Path) -> dict[str, Any]:
+    """The server's garbage collector's work so far (see ``serve.py --gc-stats``)."""
+    path.unlink(missing_ok=True)
+    server.send_signal(signal.SIGUSR1)
+    if not common.wait_until(path.exists, timeout=30):
+        raise RuntimeError("the server wrote no collector statistics")
+    snapshot: dict[str, Any] = json.loads(path.read_text())
+    return snapshot
 
 
 def _headers(scenario: apps.Scenario) -> list[tuple[str, str]]:
@@ -184,16 +206,26 @@ def _measure(
     cpus: tuple[int | None, int | None],
 ) -> dict[str, float]:
     server_cpu, client_cpu = cpus
-    with served(python, variant, scenario.app, sink_url, server_cpu, server_name) as (url, server):
+    stats = script.parent / "collector.json"
+    with served(python, variant, scenario.app, sink_url, server_cpu, server_name, stats) as (url, server):
         if warmup:
             wrk(url + scenario.path, script, warmup, connections, client_cpu)
+        gc_before = collector_snapshot(server, stats)
         before = server.cpu_times()
         measured = wrk(url + scenario.path, script, duration, connections, client_cpu)
         after = server.cpu_times()
+        gc_after = collector_snapshot(server, stats)
+    requests = measured["rps"] * duration
     # The server's CPU time per request (all its threads): what the variant costs, even when other
     # processes on the machine take the server's CPU away from it.
     cpu_s = (after.user - before.user) + (after.system - before.system)
-    measured["cpu_us_per_request"] = cpu_s / max(measured["rps"] * duration, 1.0) * 1e6
+    measured["cpu_us_per_request"] = cpu_s / max(requests, 1.0) * 1e6
+    # Part of it is the garbage collector's: what requests leave alive while others are in flight.
+    work = collector.difference(gc_before, gc_after, requests)
+    measured["gc_us_per_request"] = work["gc_us_per_request"]
+    measured["young_gcs_per_1k"] = work["collections_per_1k"][0]
+    measured["full_gcs_per_1k"] = work["collections_per_1k"][2]
+    measured["longest_gc_ms"] = max(work["longest_ms"])
     return measured
 
 
@@ -262,6 +294,8 @@ def report(result: dict[str, Any]) -> str:
                         f"{r['p50_ms']:.2f} ({r['p50_ratio']:.2f})",
                         f"{r['p99_ms']:.2f} ({r['p99_ratio']:.2f})",
                         f"{r['cpu_us_per_request']:.0f}",
+                        f"{r['gc_us_per_request']:.1f}"
+                        f" ({r['young_gcs_per_1k']:.1f} / {r['full_gcs_per_1k']:.2f})",
                     ]
                 )
     servers = "; ".join(f"{name}: {s['loop']} loop, {s['http']}" for name, s in result["servers"].items())
@@ -271,7 +305,7 @@ def report(result: dict[str, Any]) -> str:
         "ratios to the bare app in parentheses"
     )
     headers = ["server", "scenario", "variant", "req/s (x bare)", "p50 ms (x bare)", "p99 ms (x bare)"]
-    headers.append("server CPU µs/req")
+    headers += ["server CPU µs/req", "of which GC µs/req (young / full GCs per 1k req)"]
     return head + "\n\n" + common.table(headers, rows) + "".join("\n\n" + v for v in verdicts(result))
 
 

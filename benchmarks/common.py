@@ -4,7 +4,6 @@ JSON-line worker processes, machine description, statistics and markdown tables.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import platform
@@ -174,30 +173,6 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.02) -> bool:
             return False
         time.sleep(interval)
     return True
-
-
-class GcPauses:
-    """Records how long each garbage collection takes (a full one holds the GIL throughout)."""
-
-    def __init__(self) -> None:
-        self.longest = [0.0, 0.0, 0.0]
-        self.counts = [0, 0, 0]
-        self._start = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-            return
-        generation = info["generation"]
-        self.counts[generation] += 1
-        self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._start)
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        gc.callbacks.remove(self)
 
 
 def machine() -> dict[str, Any]:

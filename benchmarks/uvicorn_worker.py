@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 import apps
+import collector
 
 
 class Transport(asyncio.Transport):
@@ -68,21 +69,6 @@ def request_bytes(scenario: apps.Scenario) -> bytes:
     if scenario.body:
         lines.append(f"Content-Length: {len(scenario.body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + scenario.body
-
-
-class _GcTimer:
-    def __init__(self) -> None:
-        self.cpu = 0.0
-        self.counts = [0, 0, 0]
-        self._start = 0.0
-        gc.callbacks.append(self)
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._start = time.thread_time()
-        else:
-            self.cpu += time.thread_time() - self._start
-            self.counts[info["generation"]] += 1
 
 
 async def serve(protocols: list[H11Protocol], state: ServerState, data: bytes, n: int) -> None:
@@ -132,22 +118,23 @@ def main() -> None:
     datas = {name: request_bytes(s) for name, s in scenarios.items()}
     for name in scenarios:
         loop.run_until_complete(serve(protocols, state, datas[name], 200))
-    timer = _GcTimer()
+    collections = collector.Collections().start()
     answer({"ready": True})
     for line in sys.stdin:
         command = json.loads(line)
         if command["cmd"] == "run":
             name, n = command["scenario"], int(command["n"])
-            gc_cpu, gc_counts = timer.cpu, list(timer.counts)
+            before = collections.snapshot()
             thread0, cpu0 = time.thread_time(), time.process_time()
             loop.run_until_complete(serve(protocols, state, datas[name], n))
             thread, cpu = time.thread_time() - thread0, time.process_time() - cpu0
+            work = collector.difference(before, collections.snapshot(), n)
             answer(
                 {
                     "main_us": thread / n * 1e6,
                     "cpu_us": cpu / n * 1e6,
-                    "gc_us": (timer.cpu - gc_cpu) / n * 1e6,
-                    "gc_counts": [a - b for a, b in zip(timer.counts, gc_counts, strict=True)],
+                    "gc_us": work["gc_us_per_request"],
+                    "gc_counts": work["counts"],
                 }
             )
         elif command["cmd"] == "tracked":

@@ -3,12 +3,16 @@ and where contrib's middleware takes over (websockets, otel_metrics=True)."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import time
 import uuid
+import weakref
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.utils import suppress_http_instrumentation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -27,6 +31,7 @@ from starlette.websockets import WebSocket
 from websockets.sync.client import connect
 
 from apitally_otel import instrument_app
+from apitally_otel._context import RequestRecord
 from servers import RecordingHub, ServerThread
 
 
@@ -170,4 +175,54 @@ def test_a_hook_for_an_already_instrumented_app_is_one_warning(
     assert [r.getMessage() for r in caplog.records] == [
         "apitally-otel: the app is already instrumented; server_request_hook is not used"
     ]
+    setup.shutdown()
+
+
+def live_records() -> int:
+    return sum(1 for o in gc.get_objects() if type(o) is RequestRecord)
+
+
+SERVERS = [{"loop": "asyncio", "http": "h11"}, {"loop": "uvloop", "http": "httptools"}]
+
+
+@pytest.mark.parametrize("server", SERVERS, ids=["asyncio-h11", "uvloop-httptools"])
+@pytest.mark.parametrize("composed", [False, True], ids=["lean", "under-contribs-middleware"])
+def test_a_finished_request_is_not_kept_alive_by_the_servers_keep_alive_timer(
+    server: dict[str, str],
+    composed: bool,
+    recording_hub: tuple[RecordingHub, str],
+    traced: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    """The server copies the current context when it schedules a connection's keep-alive timeout,
+    at the response's last message, and (asyncio) keeps a cancelled timer's copy until it is due:
+    the request's span and record would live seconds longer, and be promoted by the collector."""
+    _, hub_url = recording_hub
+    provider, _ = traced
+    spans: list[weakref.ref[trace.Span]] = []
+
+    async def remember(request: Request) -> PlainTextResponse:
+        spans.append(weakref.ref(trace.get_current_span()))
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/remember", remember)])
+    if composed:
+        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=provider)
+    setup = instrument_app(app, client_id=str(uuid.uuid4()), hub_base_url=hub_url, tracer_provider=provider)
+    assert setup is not None
+    with ServerThread(app, timeout_keep_alive=60, **server) as url, httpx.Client() as client:
+        before = live_records()
+        for _ in range(2):  # the second request cancels the first one's timer; the connection stays open
+            assert client.get(url + "/remember").status_code == 200
+        deadline = time.monotonic() + 5
+        while True:
+            gc.collect()
+            ours = [ref() for ref in spans] if not composed else []  # contrib's span is contrib's
+            left = [span for span in ours if span is not None]
+            if (not left and live_records() <= before) or time.monotonic() > deadline:
+                break
+            del left, ours
+            time.sleep(0.02)
+        assert len(spans) == 2
+        assert left == []
+        assert live_records() <= before
     setup.shutdown()

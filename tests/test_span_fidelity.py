@@ -39,6 +39,7 @@ from opentelemetry.trace import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -118,6 +119,13 @@ def starlette_app(provider: TracerProvider) -> Starlette:
     async def ok(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def later(request: Request) -> Response:
+        async def work() -> None:  # after the last message is sent: still in the request's trace
+            with tracer.start_as_current_span("background work"):
+                apitally_otel.set_consumer("consumer-2")
+
+        return PlainTextResponse("accepted", status_code=202, background=BackgroundTask(work))
+
     return Starlette(
         routes=[
             Route("/items/{item_id:int}", item, methods=["GET", "PUT"]),
@@ -128,6 +136,7 @@ def starlette_app(provider: TracerProvider) -> Starlette:
             Route("/headers", headers),
             Route("/health", ok),
             Route("/hook-fails", ok),
+            Route("/later", later),
             Mount("/v1", routes=[Route("/accounts/{account_id}", ok)]),
         ]
     )
@@ -210,6 +219,7 @@ MATRIX = [
     Req("GET", "/boom"),
     Req("GET", "/unavailable"),
     Req("GET", "/stream"),
+    Req("GET", "/later"),
     Req("GET", "/headers", headers=[(b"x-secret-token", b"t0k3n")]),
     Req("GET", "/v1/accounts/acc_1"),
     Req("GET", "/nope"),

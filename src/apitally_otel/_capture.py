@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apitally_otel import _sentry
 from apitally_otel._attributes import put_attribute, span_attributes
 from apitally_otel._consumers import Consumer, consumer_from_value
-from apitally_otel._context import RequestRecord, current_request
+from apitally_otel._context import RequestRecord, current_request, send_last
 from apitally_otel._errors import MAX_BODY_BYTES
 from apitally_otel._log_capture import LogCapture
 from apitally_otel._request_log import RequestLogger
@@ -387,8 +387,10 @@ class Exchange:
         return False
 
     async def send(self, message: Message) -> None:
-        self.on_message(message)
-        await self._send(message)
+        if self.on_message(message):
+            await send_last(self._send, message)  # the span (outside this middleware) is not ours
+        else:
+            await self._send(message)
 
     def finalize(self) -> None:
         """Complete the record and put the span attributes on while the span is still open."""

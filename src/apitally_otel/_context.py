@@ -13,7 +13,9 @@ import logging
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from starlette.types import Message, Send
 
 from apitally_otel._consumers import ATTR_GROUP, ATTR_IDENTIFIER, ATTR_NAME, Consumer, make_consumer
 from apitally_otel._log_capture import LogCapture
@@ -64,6 +66,27 @@ class RequestRecord:
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("apitally_otel_request", default=None)
+
+
+async def send_last(send: Send, message: Message, outer: otel_context.Context | None = None) -> None:
+    """Send a response's last message from outside the request: no current request, and ``outer``
+    (the OpenTelemetry context the request came in with, if given) attached instead of its span's.
+
+    At that message the server schedules the connection's keep-alive timeout, and the event loop
+    copies the current context into the timer (asyncio and uvloop): the copy would keep the request's
+    span and record (with its exception, traceback and logged bodies) alive until the timer is due,
+    seconds later, and asyncio keeps it after the next request cancels the timer. Under load the
+    collector then promotes every request's objects and runs full collections over them. What runs
+    after the message (background tasks) is back in the request's context.
+    """
+    request_token = current_request.set(None)
+    token = otel_context.attach(outer) if outer is not None else None
+    try:
+        await send(message)
+    finally:
+        if token is not None:
+            otel_context.detach(token)
+        current_request.reset(request_token)
 
 
 def set_consumer(identifier: Any, name: Any = None, group: Any = None) -> None:

@@ -37,7 +37,7 @@ from opentelemetry.trace.status import Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from apitally_otel._capture import _SCOPE_KEY, Capture, CaptureMiddleware, Exchange
-from apitally_otel._context import current_request
+from apitally_otel._context import current_request, send_last
 from apitally_otel._http_semconv import HttpServerSemconv, ServerSpanSettings, decode_header
 from apitally_otel.version import __version__
 
@@ -196,10 +196,11 @@ class ServerSpanMiddleware:
                 self.hook(span, scope)
             if scope["method"] == "OPTIONS" or scope.get(_SCOPE_KEY):
                 # CORS preflights and nested apps are traced, not counted.
-                await self.app(scope, receive, self._span_send(span, send))
+                await self.app(scope, receive, self._span_send(span, send, current))
                 return
             exchange: _ServerExchange = self.capture.start(scope, receive, send, span, _ServerExchange)  # type: ignore[assignment]
             exchange.server = self
+            exchange.outer = current
             record = exchange.record
             request_token = current_request.set(record)
             try:
@@ -247,12 +248,14 @@ class ServerSpanMiddleware:
             span_context = set_span_in_context(span, context.Context())
             propagator.inject(message, context=span_context, setter=asgi_setter)
 
-    def _span_send(self, span: Span, send: Send) -> Send:
+    def _span_send(self, span: Span, send: Send, outer: context.Context) -> Send:
         async def span_send(message: Message) -> None:
             self.on_response(span, message)
-            await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body", False):
+                await send_last(send, message, outer)
                 span.end()
+            else:
+                await send(message)
 
         return span_send
 
@@ -260,16 +263,19 @@ class ServerSpanMiddleware:
 class _ServerExchange(Exchange):
     """The capture's exchange whose send wrapper also completes the SERVER span."""
 
-    __slots__ = ("server",)
+    __slots__ = ("outer", "server")
 
     server: ServerSpanMiddleware
+    outer: context.Context
 
     async def send(self, message: Message) -> None:
         last = self.on_message(message)
         self.server.on_response(self.span, message)
-        await self._send(message)
-        if last:
-            self.span.end()  # as contrib does: the span's duration ends with the response
+        if not last:
+            await self._send(message)
+            return
+        await send_last(self._send, message, self.outer)
+        self.span.end()  # as contrib does: the span's duration ends with the response
 
 
 def quiet_fastapi_telemetry(app: object) -> None:
