@@ -12,7 +12,11 @@ wrapper. What contrib does besides and this middleware does not:
 - set every start attribute a second time (a no-op, except that under a span attribute count
   limit it evicts and counts dropped attributes differently);
 - parse the URL and build metric attributes on every request, decode every header for each
-  header it looks up, and attach the context twice.
+  header it looks up, and attach the context twice;
+- keep the SERVER span current while the server sends the response's last message: servers copy
+  the context there (uvicorn's keep-alive timer) and would keep the finished request's span alive
+  in the copy (see :func:`apitally_otel._context.send_last`). Background tasks, after that
+  message, run in the span's context as with contrib.
 
 Websocket connections go through contrib's middleware, as before.
 """
