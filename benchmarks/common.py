@@ -83,7 +83,10 @@ def available_variants(variants: Sequence[str], *, create: bool) -> dict[str, st
 
 # -- subprocesses ----------------------------------------------------------------------------------
 class JsonProcess:
-    """A child that answers one JSON line per JSON line it is sent; its first line says it is ready."""
+    """A child that answers one JSON line per JSON line it is sent; its first line says it is ready.
+
+    It runs in the repository's root, so ``python -m benchmarks.client.worker`` finds the package
+    (with any interpreter: a peer's venv has neither this project nor the benchmarks installed)."""
 
     def __init__(self, args: Sequence[str], *, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
@@ -91,7 +94,7 @@ class JsonProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            cwd=BENCH_DIR,
+            cwd=ROOT,
             env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
         )
         self._hello: dict[str, Any] | None = None
@@ -133,8 +136,9 @@ class JsonProcess:
 
 @contextlib.contextmanager
 def sink() -> Iterator[str]:
-    """A loopback sink (``sink.py``) in its own process, for every hub/OTLP request; yields its URL."""
-    proc = JsonProcess([sys.executable, str(BENCH_DIR / "sink.py")])
+    """A loopback sink (``benchmarks/sink.py``) in its own process, for every hub/OTLP request; yields
+    its URL."""
+    proc = JsonProcess([sys.executable, "-m", "benchmarks.sink"])
     try:
         yield f"http://127.0.0.1:{proc.hello['port']}"
     finally:

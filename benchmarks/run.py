@@ -1,8 +1,10 @@
 """Run every benchmark, write ``results/latest.json`` and print a markdown report.
 
-    python benchmarks/run.py            # the full run (creates the peers' venvs on first use)
-    python benchmarks/run.py --quick    # seconds; skips peers without a venv and wrk if absent
-    python benchmarks/run.py --only overhead export
+From the repository's root (the benchmarks are a package, and import the tests' helpers)::
+
+    python -m benchmarks.run            # the full run (creates the peers' venvs on first use)
+    python -m benchmarks.run --quick    # seconds; skips peers without a venv and wrk if absent
+    python -m benchmarks.run --only overhead export
 
 The quick mode asserts nothing about speed: it keeps the scripts working (CI) and writes
 ``results/quick.json`` so that it never replaces the figures of a full run.
@@ -12,52 +14,46 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when run from elsewhere
-
-import alerting
-import apps
-import bench_export
-import bench_memory
-import bench_overhead
-import bench_request_log
-import bench_throughput
-import common
-import dashboard
-import gc_pressure
-import hostile_hub
-import hub_abuse
-import hub_storage
+from benchmarks import common
+from benchmarks.client import (
+    apps,
+    export,
+    gc_pressure,
+    hostile_hub,
+    memory,
+    overhead,
+    request_log,
+    throughput,
+)
+from benchmarks.hub import abuse, alerting, dashboard, storage
 
 Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
-    "overhead": ("In-process overhead", bench_overhead.run, bench_overhead.report),
-    "throughput": ("Throughput under load", bench_throughput.run, bench_throughput.report),
+    "overhead": ("In-process overhead", overhead.run, overhead.report),
+    "throughput": ("Throughput under load", throughput.run, throughput.report),
     "gc": ("Garbage-collector work per request", gc_pressure.run, gc_pressure.report),
-    "memory": ("Memory with unbounded consumers", bench_memory.run, bench_memory.report),
-    "export": ("Export cost and event-loop stall", bench_export.run, bench_export.report),
-    "request_log": ("Request logging", bench_request_log.run, bench_request_log.report),
+    "memory": ("Memory with unbounded consumers", memory.run, memory.report),
+    "export": ("Export cost and event-loop stall", export.run, export.report),
+    "request_log": ("Request logging", request_log.run, request_log.report),
     "alerting": ("Alert evaluation cost per rule", alerting.run, alerting.report),
-    "hub_abuse": ("The hub under abuse", hub_abuse.run, hub_abuse.report),
+    "hub_abuse": ("The hub under abuse", abuse.run, abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
-    "hub_storage": ("Hub storage: SQLite and PostgreSQL", hub_storage.run, hub_storage.report),
+    "hub_storage": ("Hub storage: SQLite and PostgreSQL", storage.run, storage.report),
     "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),
 }
 
 
 def summary(results: dict[str, Any]) -> str:
-    """The targets of the performance budget (design notes §4), one line each."""
+    """Each target of the performance budget (``docs/performance.md``) against this run, one line each."""
     lines = []
-    overhead = results.get("overhead", {})
-    for ratio in overhead.get("ratios", {}).values():
-        lines.append("- " + bench_overhead.verdict(ratio).replace("apitally-otel", "instrument_app", 1))
-    throughput = results.get("throughput", {})
-    for line in bench_throughput.verdicts(throughput):
+    for ratio in results.get("overhead", {}).get("ratios", {}).values():
+        lines.append("- " + overhead.verdict(ratio).replace("apitally-otel", "instrument_app", 1))
+    for line in throughput.verdicts(results.get("throughput", {})):
         lines.append("- " + line)
     for scenario, variants in results.get("gc", {}).get("scenarios", {}).items():
         ours = variants.get("apitally-otel")
@@ -100,7 +96,7 @@ def summary(results: dict[str, Any]) -> str:
             )
     if "hub_storage" in results:
         queries = results["hub_storage"]["queries"]
-        for name, target in hub_storage.TARGETS_MS.items():
+        for name, target in storage.TARGETS_MS.items():
             worst = max(queries[backend][name]["median_ms"] for backend in queries)
             lines.append(
                 f"- hub {name} (slower backend): {worst:.0f} ms (target ≤ {target} ms) — "

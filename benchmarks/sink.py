@@ -1,8 +1,9 @@
 """A loopback sink for hub and OTLP traffic: accepts every POST and counts it (stdlib only).
 
-Run as a subprocess (``python sink.py``): it prints ``{"port": N}`` on its first line and serves
-until its standard input closes. ``GET /stats`` answers the counts so far. Every variant's
-telemetry goes here, so no benchmark ever reaches for the internet.
+Run as a subprocess (``python -m benchmarks.sink``, started by ``common.sink()``): it prints
+``{"port": N}`` on its first line and serves until its standard input closes. ``GET /stats``
+answers the counts so far. Every variant's telemetry goes here, so no benchmark ever reaches for
+the internet.
 """
 
 from __future__ import annotations

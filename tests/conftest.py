@@ -1,8 +1,10 @@
+"""Fixtures every test may use: a private temp dir, a clean environment, a recording hub, a stalled
+DNS, a throwaway PostgreSQL cluster and a fresh store of each backend."""
+
 from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -10,15 +12,13 @@ from unittest import mock
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.support.backends import BACKENDS, fresh_db
+from tests.support.hostile_hubs import StalledDns
+from tests.support.pg_cluster import PostgresCluster
+from tests.support.servers import RecordingHub, ServerThread
+
 settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("default")
-
-sys.path.insert(0, os.path.dirname(__file__))
-
-from backends import BACKENDS, fresh_db  # noqa: E402
-from hostile_hubs import StalledDns  # noqa: E402
-from pg_cluster import PostgresCluster  # noqa: E402
-from servers import RecordingHub, ServerThread  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

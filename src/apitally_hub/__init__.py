@@ -7,29 +7,38 @@ first use, so ``import apitally_hub`` (and the ``apitally-otel`` command line) w
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from apitally_hub.app import create_app
+    from apitally_hub.config import HubConfig
     from apitally_hub.ingest.faults import FaultPlan
     from apitally_hub.report.client import HubQueryClient, HubQueryError
     from apitally_hub.server import HubServer, serve
+    from apitally_hub.web.app import create_app
 
-_EXPORTS = {
-    "FaultPlan": "apitally_hub.ingest.faults",
-    "HubQueryClient": "apitally_hub.report.client",
-    "HubQueryError": "apitally_hub.report.client",
-    "HubServer": "apitally_hub.server",
-    "create_app": "apitally_hub.app",
-    "serve": "apitally_hub.server",
-}
-
-__all__ = ["FaultPlan", "HubQueryClient", "HubQueryError", "HubServer", "create_app", "serve"]
+__all__ = ["FaultPlan", "HubConfig", "HubQueryClient", "HubQueryError", "HubServer", "create_app", "serve"]
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'apitally_hub' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    # Plain imports on first use (PEP 562): the server and the app need uvicorn and Jinja2.
+    if name == "HubConfig":
+        from apitally_hub.config import HubConfig
+
+        return HubConfig
+    if name == "FaultPlan":
+        from apitally_hub.ingest.faults import FaultPlan
+
+        return FaultPlan
+    if name in ("HubQueryClient", "HubQueryError"):
+        from apitally_hub.report import client
+
+        return getattr(client, name)
+    if name in ("HubServer", "serve"):
+        from apitally_hub import server
+
+        return getattr(server, name)
+    if name == "create_app":
+        from apitally_hub.web.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'apitally_hub' has no attribute {name!r}")

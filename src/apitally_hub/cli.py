@@ -1,24 +1,21 @@
-"""The ``apitally-otel`` command line: ``hub``, ``report``, ``demo``.
+"""The ``apitally-otel`` command line: ``hub``, ``report``, ``alerts``, ``demo``.
 
-Each subcommand lives with its feature: a module listed in ``SUBCOMMAND_MODULES`` exposes
-``register(subparsers)``, which adds its parser(s) and sets ``handler`` (``args -> int``) as a
-default. Registering modules import only argparse-level code; handlers import the rest, so the
-command line answers (with the install hint) even where the ``hub`` extra is missing.
+Each subcommand is a module of :mod:`apitally_hub.commands` with ``register(subparsers)``, which
+adds its parser(s) and sets ``handler`` (``args -> int``) as a default. Registering imports only
+argparse-level code; handlers import the rest, so the command line answers (with the install hint)
+even where the ``hub`` extra is missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import sys
 from collections.abc import Sequence
 
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "apitally_hub.commands",  # hub, report
-    "apitally_hub.alerting.cli",  # alerts
-    "apitally_hub.demo.cli",  # demo
-)
+from apitally_hub.commands import alerts, demo, hub, report
+
+SUBCOMMANDS = (hub, report, alerts, demo)
 
 HUB_REQUIREMENTS: tuple[str, ...] = ("uvicorn", "jinja2")
 """Import names the ``hub`` extra provides; every subcommand needs them."""
@@ -36,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="API monitoring for Starlette and FastAPI on OpenTelemetry: local hub, reports, demo.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+    for command in SUBCOMMANDS:
+        command.register(subparsers)
     return parser
 
 

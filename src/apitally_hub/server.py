@@ -17,8 +17,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
@@ -26,13 +26,10 @@ from typing import Any, TextIO
 import uvicorn
 from starlette.applications import Starlette
 
-from apitally_hub.app import create_app
-from apitally_hub.context import HubContext
+from apitally_hub.config import HubConfig, Transport
 from apitally_hub.ingest.faults import FaultPlan
 from apitally_hub.limits.connections import (
     BACKLOG,
-    DEFAULT_HEADER_TIMEOUT,
-    DEFAULT_KEEP_ALIVE_TIMEOUT,
     ConnectionGuard,
     default_max_connections,
     protocol_class,
@@ -41,7 +38,9 @@ from apitally_hub.limits.connections import (
 from apitally_hub.log_throttle import LogThrottle
 from apitally_hub.report.client import HubQueryClient
 from apitally_hub.security.hosts import require_token_off_loopback
-from apitally_hub.storage import is_postgres_url, redact_url
+from apitally_hub.storage.urls import is_postgres_url, redact_url
+from apitally_hub.web.app import create_app
+from apitally_hub.web.context import HubContext
 
 _logger = logging.getLogger(__name__)
 
@@ -67,51 +66,24 @@ def _url(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
-@dataclass(frozen=True)
-class Transport:
-    """How uvicorn serves the app: TLS directly, which proxies' headers it believes, and the
-    connection bounds (:mod:`apitally_hub.limits.connections`).
-
-    ``forwarded_allow_ips``: addresses (comma-separated, or ``*``) whose ``X-Forwarded-For`` /
-    ``X-Forwarded-Proto`` set the client address and scheme; None keeps uvicorn's default
-    (``$FORWARDED_ALLOW_IPS``, else 127.0.0.1). ``header_timeout``: seconds to deliver a
-    request's headers; ``keep_alive_timeout``: idle seconds between requests; ``max_connections``:
-    open connections at most (None: below the fd limit, :func:`default_max_connections`).
-    """
-
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    forwarded_allow_ips: str | None = None
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT
-    keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT
-    max_connections: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.ssl_keyfile and not self.ssl_certfile:
-            raise ValueError("--ssl-keyfile needs --ssl-certfile")
-        if not self.header_timeout > 0 or not self.keep_alive_timeout > 0:
-            raise ValueError("timeouts must be positive")
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.ssl_certfile else "http"
-
-    def config(self, app: Any, **options: Any) -> uvicorn.Config:
-        guard = ConnectionGuard(self.max_connections or default_max_connections(), self.header_timeout)
-        return uvicorn.Config(
-            app,
-            http=protocol_class(guard),
-            ws="none",
-            access_log=False,
-            lifespan="on",
-            ssl_certfile=self.ssl_certfile,
-            ssl_keyfile=self.ssl_keyfile,
-            proxy_headers=True,
-            forwarded_allow_ips=self.forwarded_allow_ips,
-            timeout_keep_alive=self.keep_alive_timeout,
-            backlog=BACKLOG,
-            **options,
-        )
+def uvicorn_config(transport: Transport, app: Any, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: TLS and proxies as ``transport`` says, our connection
+    guard (:mod:`apitally_hub.limits.connections`), no access log, the lifespan on."""
+    guard = ConnectionGuard(transport.max_connections or default_max_connections(), transport.header_timeout)
+    return uvicorn.Config(
+        app,
+        http=protocol_class(guard),
+        ws="none",
+        access_log=False,
+        lifespan="on",
+        ssl_certfile=transport.ssl_certfile,
+        ssl_keyfile=transport.ssl_keyfile,
+        proxy_headers=True,
+        forwarded_allow_ips=transport.forwarded_allow_ips,
+        timeout_keep_alive=transport.keep_alive_timeout,
+        backlog=BACKLOG,
+        **options,
+    )
 
 
 class HubUvicornServer(uvicorn.Server):
@@ -122,40 +94,29 @@ class HubUvicornServer(uvicorn.Server):
         await super().startup(sockets)
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8250,
-    db: str | Path = "apitally-hub.sqlite",
-    *,
-    out: TextIO | None = None,
-    log_level: str = "info",
-    tokens: Sequence[str] = (),
-    allowed_hosts: Sequence[str] = (),
-    transport: Transport | None = None,
-    **app_options: Any,
-) -> int:
+def serve(config: HubConfig, *, out: TextIO | None = None) -> int:
     """Run the hub in the foreground until SIGINT (Ctrl+C: graceful stop, exit code 0) or SIGTERM
     (graceful stop, then uvicorn re-raises the signal); returns the exit code.
 
-    Raises :class:`~apitally_hub.security.hosts.InsecureBindError` for a non-loopback ``host``
-    without ``tokens``, before binding anything.
+    Raises :class:`~apitally_hub.security.hosts.InsecureBindError` for a non-loopback host
+    without tokens, before binding anything.
     """
     out = out or sys.stdout
-    transport = transport or Transport()
-    require_token_off_loopback(host, tokens)
-    postgres = is_postgres_url(db)
-    location = db if postgres else Path(db).resolve()
-    app_options.setdefault("fold_in_subprocess", True)  # keep folding off the event loop's GIL
-    app = create_app(location, tokens=tokens, allowed_hosts=[*allowed_hosts, host], **app_options)
-    sock = _bind(host, port)
+    require_token_off_loopback(config.host, config.tokens)
+    postgres = is_postgres_url(config.db)
+    location = config.db if postgres else Path(config.db).resolve()
+    config = replace(config, db=location, allowed_hosts=(*config.allowed_hosts, config.host))
+    app = create_app(config)
+    sock = _bind(config.host, config.port)
     try:
-        url = _url(sock, transport.scheme)
+        url = _url(sock, config.transport.scheme)
         print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
         where = f"{redact_url(str(location))}  (PostgreSQL)" if postgres else f"{location}  (SQLite, WAL)"
         print(f"data: {where}", file=out)
+        tokens = config.tokens
         reads = f"need a bearer token ({len(tokens)} configured)" if tokens else "are open (loopback only)"
         print(f"reads {reads}", file=out, flush=True)
-        server = HubUvicornServer(transport.config(app, log_level=log_level))
+        server = HubUvicornServer(uvicorn_config(config.transport, app, log_level=config.log_level))
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here
         with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
@@ -169,13 +130,14 @@ class HubServer:
     """The hub on ``host:port`` (default 127.0.0.1 and an ephemeral port) in a background thread.
 
     ``db_path`` None uses a fresh temporary SQLite database per run, removed on :meth:`stop`; a
-    ``postgresql://`` URL uses that database. Extra
-    keyword arguments go to :func:`~apitally_hub.app.create_app` (``client_ids``,
-    ``max_body_bytes``, ``retention_days``, ``clock``, ...). ``tokens``: read tokens (needed for
-    a non-loopback ``host``; :meth:`query` sends the first). ``transport``: TLS and proxy
-    options (:class:`Transport`). ``url`` is the base URL to give the
-    client (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
-    ``faults`` a :class:`~apitally_hub.faults.FaultPlan`; ``query(...)`` reads the query API.
+    ``postgresql://`` URL uses that database. The other keyword arguments are fields of
+    :class:`~apitally_hub.config.HubConfig` (``client_ids``, ``max_body_bytes``, ``retention``,
+    ``alerting``, ``tokens`` — needed for a non-loopback ``host``; :meth:`query` sends the first —
+    ``transport`` for TLS and proxies, ...), besides ``faults`` (a
+    :class:`~apitally_hub.ingest.faults.FaultPlan`) and ``clock`` (epoch seconds), which go to
+    :func:`~apitally_hub.web.app.create_app`. ``url`` is the base URL to give the client
+    (``APITALLY_HUB_BASE_URL``); ``hub_url(client_id, env)`` the per-app ingest URL;
+    ``query(...)`` reads the query API.
     """
 
     def __init__(
@@ -185,26 +147,29 @@ class HubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         startup_timeout: float = 10.0,
-        tokens: Sequence[str] = (),
-        transport: Transport | None = None,
-        **app_options: Any,
+        faults: FaultPlan | None = None,
+        clock: Callable[[], float] | None = None,
+        **config: Any,
     ) -> None:
         self._db_url = db_path if isinstance(db_path, str) and is_postgres_url(db_path) else None
         self._db_path = None if db_path is None or self._db_url else Path(db_path)
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
+        # Validated now: a bad option fails here, not in the server thread. The database is set on
+        # each start (a temporary one is made per run).
+        self.config = HubConfig(host=host, port=port, **config)
         self.host, self.port = host, port
-        self.tokens = tuple(tokens)
-        self.transport = transport or Transport()
+        self.tokens = self.config.tokens
+        self.transport = self.config.transport
         self.startup_timeout = startup_timeout
-        self.faults: FaultPlan = app_options.pop("faults", None) or FaultPlan()
-        self._app_options = app_options
+        self.faults = faults or FaultPlan()
+        self.clock = clock
         self._server: HubUvicornServer | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
         self._failure: BaseException | None = None
         self.url = ""
         self.app: Starlette | None = None
-        """The running hub's Starlette app (``app.state.hub`` is its :class:`~.context.HubContext`)."""
+        """The running hub's Starlette app (``app.state.hub`` is its :class:`~.web.context.HubContext`)."""
 
     @property
     def db_path(self) -> Path:
@@ -248,23 +213,21 @@ class HubServer:
             self._tempdir = tempfile.TemporaryDirectory(prefix="apitally-hub-")
         try:
             require_token_off_loopback(self.host, self.tokens)
-            options = dict(self._app_options)
-            allowed_hosts = [*options.pop("allowed_hosts", ()), self.host]
-            app = create_app(
-                self._db_url or self.db_path,
-                faults=self.faults,
-                tokens=self.tokens,
-                allowed_hosts=allowed_hosts,
-                **options,
+            config = replace(
+                self.config,
+                db=self._db_url or self.db_path,
+                allowed_hosts=(*self.config.allowed_hosts, self.host),
             )
+            app = create_app(config, faults=self.faults, clock=self.clock)
             self._sock = _bind(self.host, self.port)
         except BaseException:
             self.stop()
             raise
         self.url = _url(self._sock, self.transport.scheme)
-        config = self.transport.config(app, log_config=None, log_level="warning")
         self.app = app
-        self._server = HubUvicornServer(config)
+        self._server = HubUvicornServer(
+            uvicorn_config(self.transport, app, log_config=None, log_level="warning")
+        )
         self._failure = None
         self._thread = threading.Thread(target=self._run, name=f"hub-server {self.url}", daemon=True)
         self._thread.start()

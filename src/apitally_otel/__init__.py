@@ -1,8 +1,8 @@
 """apitally-otel: API monitoring for Starlette and FastAPI, built on OpenTelemetry."""
 
+from apitally_otel._asgi.context import set_consumer
+from apitally_otel._asgi.handled import capture_exception
 from apitally_otel._consumers import Consumer
-from apitally_otel._context import set_consumer
-from apitally_otel._handled import capture_exception
 from apitally_otel.instrumentation import Instrumentation, instrument_app
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader

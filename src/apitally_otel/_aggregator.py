@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apitally_otel._consumers import Consumer
-from apitally_otel._errors import ValidationErrorKey, decode_body, parse_validation_errors
+from apitally_otel._error_details import ValidationErrorKey, decode_body, parse_validation_errors
 from apitally_otel._gil import gc_paused
 from apitally_otel._sentry import SentryLink
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from apitally_otel._config import HubSettings
-from apitally_otel._request_log import RequestLogger
+from apitally_otel._request_log.logger import RequestLogger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 from apitally_otel.request_logging import RequestLoggingConfig

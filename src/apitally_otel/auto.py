@@ -33,7 +33,7 @@ from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
 from apitally_otel import environment_variables as env_vars
-from apitally_otel._capture import CaptureMiddleware
+from apitally_otel._asgi.capture import CaptureMiddleware
 from apitally_otel._config import env, excluded_spans, is_disabled, resolve_app_version, sdk_disabled
 from apitally_otel._lifecycle import Lifecycle, build_request_logger
 from apitally_otel.metric_exporter import ApitallyMetricExporter

@@ -1,7 +1,7 @@
 """``instrument_app``: one call to monitor a Starlette or FastAPI app through OpenTelemetry.
 
 Each HTTP request goes through one lean middleware of ours
-(:class:`~apitally_otel._server_span.ServerSpanMiddleware`) that starts the SERVER span — the
+(:class:`~apitally_otel._asgi.server_span.ServerSpanMiddleware`) that starts the SERVER span — the
 same span contrib's ``OpenTelemetryMiddleware`` makes — and captures the request in the same
 frame. Contrib's middleware is composed with our capture middleware instead where it is the right
 tool: when its HTTP metrics are wanted (``otel_metrics=True``), and for websockets. An app that is
@@ -31,12 +31,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 
 from apitally_otel import auto
-from apitally_otel._capture import Capture, CaptureMiddleware, ConsumerCallback
+from apitally_otel._asgi.capture import Capture, CaptureMiddleware, ConsumerCallback
+from apitally_otel._asgi.http_semconv import ServerSpanSettings
+from apitally_otel._asgi.server_span import ServerRequestHook, ServerSpanMiddleware, quiet_fastapi_telemetry
 from apitally_otel._config import ConfigError, is_disabled, resolve_app_version, resolve_settings
-from apitally_otel._http_semconv import ServerSpanSettings
 from apitally_otel._lifecycle import Lifecycle, build_request_logger
-from apitally_otel._request_log import RequestLogger
-from apitally_otel._server_span import ServerRequestHook, ServerSpanMiddleware, quiet_fastapi_telemetry
+from apitally_otel._request_log.logger import RequestLogger
 from apitally_otel.metric_exporter import ApitallyMetricExporter
 from apitally_otel.metric_reader import ApitallyMetricReader
 from apitally_otel.request_logging import RequestLoggingConfig

@@ -1,11 +1,11 @@
 """ApitallyMetricExporter: turns MetricsData into hub sync messages and hands them to the HubClient.
 
-``export()`` runs on the metric reader's thread. It converts (pure functions in ``_encoding``),
+``export()`` runs on the metric reader's thread. It converts (pure functions in ``_hub.encoding``),
 enqueues, and returns; delivery, retries and backoff happen on the HubClient's own thread.
 
 Processes and ``fork()`` (gunicorn, ``--preload``, multiprocessing):
 
-- The ``instance_uuid`` is taken (a slot lock file, see ``_instance``) when first needed, so a
+- The ``instance_uuid`` is taken (a slot lock file, see ``_hub.instance``) when first needed, so a
   process that never sends anything holds no slot.
 - A forked child is a new instance: new HubClient (empty queue, own thread), new id, new resource
   baseline. It stays *quiet* (sends nothing, not even heartbeats) until it serves: the app's
@@ -50,7 +50,6 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
 )
 
-from apitally_otel._client import MAX_BACKOFF_CAP, HubClient
 from apitally_otel._config import (
     ConfigError,
     HubSettings,
@@ -59,11 +58,12 @@ from apitally_otel._config import (
     resolve_settings,
     resolve_shutdown_timeout,
 )
-from apitally_otel._encoding import encode_startup, encode_sync
 from apitally_otel._gil import release
-from apitally_otel._instance import instance_uuid, release_after_fork, release_instance_uuid
-from apitally_otel._resources import ResourceSampler
-from apitally_otel._startup import app_info
+from apitally_otel._hub.client import MAX_BACKOFF_CAP, HubClient
+from apitally_otel._hub.encoding import encode_startup, encode_sync
+from apitally_otel._hub.instance import instance_uuid, release_after_fork, release_instance_uuid
+from apitally_otel._hub.resources import ResourceSampler
+from apitally_otel._hub.startup import app_info
 
 _logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """ApitallyMetricReader: a PeriodicExportingMetricReader that also drains the span processor's aggregate.
 
 Every interval it collects whatever the MeterProvider it is registered with has (usually nothing:
-the request metrics are not SDK instruments, see design notes) and adds the interval drained from
+the request metrics are not SDK instruments but the span processor's own bounded aggregate, see
+:mod:`apitally_otel._aggregator`) and adds the interval drained from
 :class:`~apitally_otel.ApitallySpanProcessor` as OTel metric data under the ``apitally_otel``
 instrumentation scope. It always produces data, so the exporter sends a sync every interval — the
 hub's heartbeat — even with no traffic, and it works without being registered on a MeterProvider.

@@ -12,7 +12,8 @@ Disabled by default. ``RequestLoggingConfig.from_env()`` reads the same options 
 User patterns are always **added** to the default masks and exclusions, never replace them.
 
 Sampling (``sample_rate``, ``sample_on_request``, ``sample_on_response``) decides which requests
-are logged; every request is still counted in the metrics. See :mod:`apitally_otel._sampling`.
+are logged; every request is still counted in the metrics. See
+:mod:`apitally_otel._request_log.sampling`.
 """
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ class RequestLoggingConfig:
     )
     exclude_callback: Callable[[Request, ResponseInfo], bool] | None = field(default=None, compare=False)
     sample_rate: float = 1.0
-    """The share of requests logged, 0 to 1, decided per trace id (see :mod:`apitally_otel._sampling`)."""
+    """The share of requests logged, 0 to 1, decided per trace id (see
+    :mod:`apitally_otel._request_log.sampling`)."""
     sample_on_request: Callable[[Request], bool | None] | None = field(default=None, compare=False)
     """``True`` logs the request, ``False`` drops it at once (nothing is captured), ``None`` lets
     ``sample_rate`` decide."""

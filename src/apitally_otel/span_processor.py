@@ -18,10 +18,10 @@ from opentelemetry.trace import SpanContext, SpanKind
 
 from apitally_otel import _sentry
 from apitally_otel._aggregator import Aggregator
+from apitally_otel._asgi.context import RequestRecord, current_request
 from apitally_otel._config import DEFAULT_MAX_CONSUMERS
 from apitally_otel._consumers import ATTR_IDENTIFIER, Consumer, consumer_from_attributes, make_consumer
-from apitally_otel._context import RequestRecord, current_request
-from apitally_otel._errors import server_error_details
+from apitally_otel._error_details import server_error_details
 
 _logger = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hub_samples import settling_client
 
 from apitally_hub import HubServer
 from apitally_hub.storage import create_storage
 from apitally_hub.storage.base import Storage
-from backends import BACKENDS, fresh_db, new_postgres_database
+from tests.support.backends import BACKENDS, fresh_db, new_postgres_database
+from tests.support.hub_samples import settling_client
 
 __all__ = ["BACKENDS"]
 

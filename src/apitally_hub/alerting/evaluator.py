@@ -25,12 +25,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from apitally_hub.alerting import rules as machine
+from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.alerting.model import Rule, labels_of, rule_from_record
 from apitally_hub.alerting.notifiers import formats
 from apitally_hub.alerting.observe import in_scope, observe, value_when_unseen
-from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.query.service import QueryService
-from apitally_hub.storage.alerts import (
+from apitally_hub.storage.alert_records import (
     HistoryRecord,
     InstanceRecord,
     LeaseLost,
@@ -96,12 +96,12 @@ def plan_rule(
     existing: Sequence[InstanceRecord],
     now: float,
     *,
-    settings: AlertSettings,
+    config: AlertingConfig,
     silenced: bool,
     channel_ids: Sequence[str],
 ) -> RuleResult:
     """What one evaluation of ``rule`` writes (pure: the evaluator commits the result)."""
-    policy = policy_of(rule, settings.minute_seconds)
+    policy = policy_of(rule, config.minute_seconds)
     known = {record.labels_key: record for record in existing}
     result = RuleResult([], [], [])
     created = 0
@@ -120,12 +120,12 @@ def plan_rule(
             continue
         if record is None and rule.scope.for_each is not None:
             created += 1
-            if created > settings.max_instances_per_rule:
-                if created == settings.max_instances_per_rule + 1:
+            if created > config.max_instances_per_rule:
+                if created == config.max_instances_per_rule + 1:
                     _logger.warning(
                         "Rule %r tracks the first %d label sets only",
                         rule.name,
-                        settings.max_instances_per_rule,
+                        config.max_instances_per_rule,
                     )
                 continue
         episode = episode_id(rule.id, key, s.firing_since)
@@ -180,7 +180,7 @@ def plan_rule(
                         "pending",
                         now,
                         now,
-                        now + settings.retry_for_seconds,
+                        now + config.retry_for_seconds,
                     )
                 )
     return result
@@ -190,14 +190,14 @@ class Evaluator:
     def __init__(
         self,
         queries: Callable[[], QueryService],
-        settings: AlertSettings,
+        config: AlertingConfig,
         *,
         clock: Callable[[], float] = time.time,
         on_notifications: Callable[[], None] | None = None,
         holder: str | None = None,
     ) -> None:
         self.queries = queries
-        self.settings = settings
+        self.config = config
         self.clock = clock
         self.on_notifications = on_notifications
         self.holder = holder or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -212,7 +212,7 @@ class Evaluator:
         q = self.queries()
         store, alerts = q.storage, q.storage.alerts
         now = self.clock()
-        if not store.try_lease(LEASE, self.holder, seconds=self.settings.lease, now=now):
+        if not store.try_lease(LEASE, self.holder, seconds=self.config.lease, now=now):
             return False
         self._leader = True
         silences = alerts.silences(active_at=now)
@@ -225,24 +225,24 @@ class Evaluator:
             try:
                 if rule.app not in channels_by_app:
                     channels_by_app[rule.app] = {c.id for c in alerts.channels(rule.app)}
-                observed = observe(q, rule, now, self.settings.minute_seconds)
+                observed = observe(q, rule, now, self.config.minute_seconds)
                 plan = plan_rule(
                     rule,
                     observed,
                     alerts.instances(rule.id),
                     now,
-                    settings=self.settings,
+                    config=self.config,
                     silenced=is_silenced(rule, silences),
                     channel_ids=[c for c in rule.channels if c in channels_by_app[rule.app]],
                 )
                 alerts.commit_evaluation(
                     (LEASE, self.holder),
                     now,
-                    self.settings.lease,
+                    self.config.lease,
                     plan.instances,
                     plan.history,
                     plan.notifications,
-                    max_pending_per_channel=self.settings.max_pending_per_channel,
+                    max_pending_per_channel=self.config.max_pending_per_channel,
                 )
                 sent = sent or bool(plan.notifications)
                 for entry in plan.history:
@@ -293,4 +293,4 @@ class Evaluator:
                 self.evaluate_all()
             except Exception:  # the store is unavailable: try again next round
                 _logger.exception("Alert evaluation round failed")
-            self._stop.wait(max(self.settings.interval - (time.monotonic() - started), 0.05))
+            self._stop.wait(max(self.config.interval - (time.monotonic() - started), 0.05))

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from apitally_hub.alerting.settings import AlertSettings
+from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.alerting.urls import same_origin
 from apitally_hub.alerting.validation import status_accepted
-from apitally_hub.storage.alerts import HealthCheckRecord
+from apitally_hub.storage.alert_records import HealthCheckRecord
 from apitally_hub.storage.base import Storage
 
 _logger = logging.getLogger(__name__)
@@ -87,14 +87,14 @@ class HealthChecker:
     def __init__(
         self,
         storage: Storage,
-        settings: AlertSettings,
+        config: AlertingConfig,
         *,
         holder: str,
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.storage = storage
-        self.settings = settings
+        self.config = config
         self.holder = holder
         self.clock = clock
         self._client = httpx.Client(
@@ -107,7 +107,7 @@ class HealthChecker:
 
     def run_once(self) -> int:
         """Check every enabled health check (if this process holds the lease); returns how many."""
-        lease = max(self.settings.health_check_interval * 3, 30.0)
+        lease = max(self.config.health_check_interval * 3, 30.0)
         if not self.storage.try_lease(LEASE, self.holder, seconds=lease, now=self.clock()):
             return 0
         self._leader = True
@@ -117,7 +117,7 @@ class HealthChecker:
 
     def _check_one(self, record: HealthCheckRecord) -> None:
         try:
-            result = check(self._client, record.url, record.config, self.settings.health_check_timeout)
+            result = check(self._client, record.url, record.config, self.config.health_check_timeout)
             status = "up" if result.up else "down"
             changed = self.storage.alerts.record_health_result(
                 record.app,
@@ -167,4 +167,4 @@ class HealthChecker:
                 self.run_once()
             except Exception:  # the store is unavailable: try again next round
                 _logger.exception("Health-check round failed")
-            self._stop.wait(max(self.settings.health_check_interval - (time.monotonic() - started), 0.05))
+            self._stop.wait(max(self.config.health_check_interval - (time.monotonic() - started), 0.05))

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from apitally_hub.storage.alerts import RuleRecord
-from apitally_hub.storage.base import AppKey
+from apitally_hub.storage.alert_records import RuleRecord
+from apitally_hub.storage.records import AppKey
 
 METRICS: tuple[str, ...] = (
     "requests",

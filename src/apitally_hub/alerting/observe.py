@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from apitally_hub.alerting.model import COUNT_METRICS, Rule, label_names, labels_key
 from apitally_hub.query.service import QueryService
 from apitally_hub.query.timewindow import Window
-from apitally_hub.storage.base import TrafficFilter
+from apitally_hub.storage.records import TrafficFilter
 
 _TRAFFIC_FIELDS = {
     "requests": "requests",

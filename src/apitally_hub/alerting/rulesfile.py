@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from apitally_hub.alerting.validation import Invalid, parse_channel, parse_health_check, parse_rule
-from apitally_hub.protocol.messages import is_valid_env
-from apitally_hub.settings import normalize_client_id
-from apitally_hub.storage.alerts import ChannelRecord, FileConfig, HealthCheckRecord, RuleRecord
-from apitally_hub.storage.base import AppKey
+from apitally_hub.protocol.messages import is_valid_env, normalize_client_id
+from apitally_hub.storage.alert_records import ChannelRecord, FileConfig, HealthCheckRecord, RuleRecord
+from apitally_hub.storage.records import AppKey
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """Who calls the demo API: the traffic generator (:mod:`.traffic`) and the demo app.
 
-The demo app (``apitally_otel.demo_app``, in the client package) gets them from the runner in the
+The demo app (:mod:`.app`, run in its own process) gets them from the runner in the
 ``APITALLY_DEMO_CONSUMERS`` environment variable.
 """
 

@@ -51,7 +51,7 @@ from .traffic import CONCURRENCY, GENTLE_THINK_SECONDS, Ledger, generate_traffic
 
 ENV = "demo"
 SYNC_INTERVAL = 2.0
-APP_TARGET = "apitally_otel.demo_app:app"
+APP_TARGET = "apitally_hub.demo.app:app"
 """The demo app ships with the client package; it is started by name, never imported here."""
 APP_START_TIMEOUT = 30.0
 APP_STOP_TIMEOUT = 20.0

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from apitally_hub.storage.base import (
+from apitally_hub.storage.records import (
     NO_CONSUMER,
     RESOLUTIONS,
     AppDelta,

@@ -5,7 +5,7 @@ Each apply adds at most ``chunk_items`` items, so the store's write lock is neve
 whatever a client sends (a big sync is applied in several chunks, its ``fold_offset`` advancing
 in the same transaction as the rows it covers). Several workers — threads or hub processes —
 may run against one store: claims carry a lease, and an apply that finds its claim taken over
-raises :class:`~apitally_hub.storage.base.ClaimLost` and writes nothing.
+raises :class:`~apitally_hub.storage.records.ClaimLost` and writes nothing.
 
 Ingest calls :meth:`FoldingWorker.notify` after each commit, so new data is folded at once
 rather than at the next poll.
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from apitally_hub.ingest import folding
-from apitally_hub.storage.base import AppDelta, AppKey, ClaimedMessage, ClaimLost, FoldProgress, Storage
+from apitally_hub.storage.base import Storage
+from apitally_hub.storage.records import AppDelta, AppKey, ClaimedMessage, ClaimLost, FoldProgress
 
 _logger = logging.getLogger(__name__)
 

@@ -44,8 +44,6 @@ from apitally_hub.log_throttle import LogThrottle
 
 _logger = logging.getLogger(__name__)
 
-DEFAULT_HEADER_TIMEOUT = 10.0
-DEFAULT_KEEP_ALIVE_TIMEOUT = 5
 BACKLOG = 64
 FD_RESERVE = 256
 MIN_CONNECTIONS = 16

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import uuid
 from typing import Any
 
 from apitally_hub.protocol.checker import (
@@ -73,6 +74,18 @@ _CONSUMER_KEYS = ("identifier", "name", "group")
 
 def is_valid_env(env: str) -> bool:
     return ENV_RE.fullmatch(env) is not None
+
+
+def normalize_client_id(value: str) -> str | None:
+    """Return the canonical lowercase hyphenated form of a UUID client id, or None if malformed."""
+    if len(value) != 36:
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    canonical = str(parsed)
+    return canonical if canonical == value.lower() else None
 
 
 def validate_startup(message: Any, *, allow_extra: bool = False) -> list[FieldError]:

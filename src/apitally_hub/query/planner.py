@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from apitally_hub.storage.base import DAY, HOUR, MINUTE, RESOLUTIONS, Segment
+from apitally_hub.storage.records import DAY, HOUR, MINUTE, RESOLUTIONS, Segment
 
 CHART_STEPS: tuple[int, ...] = (
     60,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from apitally_hub.query.percentiles import percentiles
-from apitally_hub.storage.base import Bins, TrafficRow
+from apitally_hub.storage.records import Bins, TrafficRow
 
 BIN_MS = 10
 DEFAULT_APDEX_MS = 500

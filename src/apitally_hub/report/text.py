@@ -72,6 +72,11 @@ def _ago(epoch: float | None, now: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+def _ms(value: float | None) -> int | None:
+    """A request-log item's ``response_time_ms`` (the query API's field) in whole milliseconds."""
+    return None if value is None else round(value)
+
+
 def render_text(report: dict[str, Any]) -> str:
     now = time.time()
     window = report["window"]
@@ -172,7 +177,7 @@ def render_text(report: dict[str, Any]) -> str:
                         r.get("method"),
                         r.get("path"),
                         r.get("status_code"),
-                        round((r.get("response_time") or 0) * 1000),
+                        _ms(r.get("response_time_ms")),
                         r.get("consumer") or "",
                         (r.get("url") or "")[:80],
                     ]

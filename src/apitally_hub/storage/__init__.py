@@ -1,29 +1,14 @@
-"""Where the hub keeps its data: :class:`~.base.Storage` is the one interface, and
-:func:`open_storage` picks the backend from ``--db`` — a ``postgresql://`` (or ``postgres://``)
-URL, else a SQLite file path. Backends are imported only when chosen, so SQLite users need no
-PostgreSQL driver."""
+"""Where the hub keeps its data: :class:`~.base.Storage` is the one interface (its records in
+:mod:`.records`), and :func:`create_storage` picks the backend from ``--db`` — a
+``postgresql://`` (or ``postgres://``) URL, else a SQLite file path (:mod:`.urls`). Backends are
+imported only when chosen, so SQLite users need no PostgreSQL driver."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from apitally_hub.storage.base import Storage
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(db: str | Path) -> bool:
-    return isinstance(db, str) and db.startswith(POSTGRES_SCHEMES)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+from apitally_hub.storage.urls import is_postgres_url
 
 
 def create_storage(db: str | Path) -> Storage:

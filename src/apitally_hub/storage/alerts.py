@@ -15,154 +15,21 @@ notification to one delivery worker at a time.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Sequence
 
-from apitally_hub.storage.base import AppKey
-
-Source = Literal["api", "file"]
-"""Who manages an entry: the JSON API (and CLI), or the ``--alerts-file`` (read-only via the API)."""
-
-OutboxStatus = Literal["pending", "sent", "failed", "dropped"]
-
-
-class LeaseLost(Exception):
-    """A write that needs a lease found it held by someone else (or expired); nothing was written."""
-
-
-class NameTaken(Exception):
-    """Another channel or rule of the app already has this name."""
-
-
-@dataclass(frozen=True)
-class ChannelRecord:
-    id: str
-    app: AppKey
-    name: str
-    type: str
-    config: Mapping[str, Any]
-    """Type-specific settings (URL, secret, SMTP settings), secrets included."""
-    source: Source
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class RuleRecord:
-    id: str
-    app: AppKey
-    name: str
-    spec: Mapping[str, Any]
-    """The validated rule document (see :mod:`apitally_hub.alerting.model`)."""
-    enabled: bool
-    source: Source
-    created_at: float
-    updated_at: float
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """The persisted state of one alert instance (a rule and one label set)."""
-
-    rule_id: str
-    labels_key: str
-    """Canonical JSON of the labels (``{}`` for a rule without "for each")."""
-    app: AppKey
-    state: str
-    value: float | None
-    pending_since: float | None
-    firing_since: float | None
-    last_true_at: float | None
-    last_eval_at: float | None
-    changed_at: float | None
-    notified: bool
-    """The current firing episode was announced (a resolved notice is owed)."""
-    last_notified_at: float | None
-    resolved_at: float | None
-    episode: str | None
-    """Id of the current (or last) firing episode; shared by its firing, reminders and resolved."""
-
-
-@dataclass(frozen=True)
-class HistoryRecord:
-    id: str
-    rule_id: str
-    app: AppKey
-    labels_key: str
-    at: float
-    from_state: str
-    to_state: str
-    value: float | None
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class SilenceRecord:
-    id: str
-    app: AppKey
-    rule_id: str | None
-    """None mutes every rule of the app."""
-    starts_at: float
-    ends_at: float
-    comment: str
-    created_at: float
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    id: str
-    """The notification id: the same on every attempt (receivers can deduplicate on it)."""
-    channel_id: str
-    app: AppKey
-    rule_id: str | None
-    event: str
-    payload: str
-    """The notification document (JSON text); channels format it when sending."""
-    status: OutboxStatus
-    created_at: float
-    next_attempt_at: float
-    expires_at: float
-    """Retries stop at this time (the notification is then ``failed``)."""
-    attempts: int = 0
-    last_error: str | None = None
-    sent_at: float | None = None
-
-
-@dataclass(frozen=True)
-class HealthCheckRecord:
-    app: AppKey
-    url: str
-    config: Mapping[str, Any]
-    source: Source
-    updated_at: float
-    status: str | None = None
-    """``up``, ``down`` or None before the first check."""
-    checked_at: float | None = None
-    status_code: int | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-    changed_at: float | None = None
-
-
-@dataclass(frozen=True)
-class HealthEvent:
-    id: str
-    app: AppKey
-    at: float
-    status: str
-    status_code: int | None
-    error: str | None
-
-
-@dataclass(frozen=True)
-class FileConfig:
-    """What an ``--alerts-file`` declares; :meth:`AlertStore.sync_file_config` makes the store match."""
-
-    channels: Sequence[ChannelRecord]
-    rules: Sequence[RuleRecord]
-    """``spec["channels"]`` holds channel *names* of the same app (ids are assigned on sync)."""
-    health_checks: Sequence[HealthCheckRecord]
+from apitally_hub.storage.alert_records import (
+    ChannelRecord,
+    FileConfig,
+    HealthCheckRecord,
+    HealthEvent,
+    HistoryRecord,
+    InstanceRecord,
+    OutboxRecord,
+    OutboxStatus,
+    RuleRecord,
+    SilenceRecord,
+)
+from apitally_hub.storage.records import AppKey
 
 
 class AlertStore(abc.ABC):
@@ -170,7 +37,7 @@ class AlertStore(abc.ABC):
 
     @abc.abstractmethod
     def put_channel(self, channel: ChannelRecord) -> None:
-        """Insert or replace (by id); raises :class:`NameTaken`."""
+        """Insert or replace (by id); raises :class:`~.alert_records.NameTaken`."""
 
     @abc.abstractmethod
     def channels(self, app: AppKey) -> list[ChannelRecord]: ...
@@ -186,7 +53,7 @@ class AlertStore(abc.ABC):
 
     @abc.abstractmethod
     def put_rule(self, rule: RuleRecord) -> None:
-        """Insert or replace (by id); raises :class:`NameTaken`."""
+        """Insert or replace (by id); raises :class:`~.alert_records.NameTaken`."""
 
     @abc.abstractmethod
     def rules(self, app: AppKey | None = None) -> list[RuleRecord]:
@@ -226,7 +93,8 @@ class AlertStore(abc.ABC):
         max_pending_per_channel: int,
     ) -> None:
         """Write one evaluation atomically, renewing ``lease`` = (name, holder); raises
-        :class:`LeaseLost` (writing nothing) when the lease is not held by ``holder`` any more."""
+        :class:`~.alert_records.LeaseLost` (writing nothing) when the lease is not held by
+        ``holder`` any more."""
 
     @abc.abstractmethod
     def history(

@@ -25,10 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
+from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.alerting.notifiers.senders import Attempt, deliver
-from apitally_hub.alerting.settings import AlertSettings
 from apitally_hub.alerting.urls import target_host
-from apitally_hub.storage.alerts import OutboxRecord
+from apitally_hub.storage.alert_records import OutboxRecord
 from apitally_hub.storage.base import Storage
 
 _logger = logging.getLogger(__name__)
@@ -37,9 +37,9 @@ SENDERS = 4
 POLL_SECONDS = 1.0
 
 
-def backoff(attempts: int, settings: AlertSettings, retry_after: float | None, rng: random.Random) -> float:
+def backoff(attempts: int, config: AlertingConfig, retry_after: float | None, rng: random.Random) -> float:
     """Seconds until the next attempt after ``attempts`` failed ones."""
-    delay = min(settings.retry_base_seconds * 2 ** max(attempts - 1, 0), settings.retry_max_seconds)
+    delay = min(config.retry_base_seconds * 2 ** max(attempts - 1, 0), config.retry_max_seconds)
     delay *= rng.uniform(0.8, 1.2)
     return float(max(delay, retry_after or 0.0))
 
@@ -48,13 +48,13 @@ class DeliveryWorker:
     def __init__(
         self,
         storage: Storage,
-        settings: AlertSettings,
+        config: AlertingConfig,
         *,
         clock: Callable[[], float] = time.time,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.storage = storage
-        self.settings = settings
+        self.config = config
         self.clock = clock
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._client = httpx.Client(transport=transport, headers={"User-Agent": "apitally-otel-hub"})
@@ -69,7 +69,7 @@ class DeliveryWorker:
     @property
     def claim_seconds(self) -> float:
         """A claim outlives the slowest attempt (so it expires only when the worker died)."""
-        return max(self.settings.delivery_timeout, 60.0) * 2
+        return max(self.config.delivery_timeout, 60.0) * 2
 
     # -- one round (also driven directly by tests) --------------------------------------------
 
@@ -111,7 +111,7 @@ class DeliveryWorker:
             channel.config,
             doc,
             notification.id,
-            timeout=self.settings.delivery_timeout,
+            timeout=self.config.delivery_timeout,
             now=now,
         )
         now = self.clock()
@@ -131,7 +131,7 @@ class DeliveryWorker:
             )
             return
         error = f"attempt {notification.attempts}: {attempt.detail}"
-        retry_at = now + backoff(notification.attempts, self.settings, attempt.retry_after, self._rng)
+        retry_at = now + backoff(notification.attempts, self.config, attempt.retry_after, self._rng)
         if attempt.retryable and retry_at < notification.expires_at:
             alerts.finish_notification(
                 notification.id, self.name, status="pending", now=now, error=error, next_attempt_at=retry_at

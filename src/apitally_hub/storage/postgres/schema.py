@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 
 import psycopg
 
-from apitally_hub.storage.base import MAX_STORED_COUNT
+from apitally_hub.storage.records import MAX_STORED_COUNT
 from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
+from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.dialect import POSTGRES
-from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ and leases are rows, so no process needs to know of another.
 A connection that the server dropped is discarded when it is next taken from its pool (the
 pool checks it first) and the pool reconnects in the background, with backoff, so the hub
 recovers by itself when the server is back. Until then calls raise
-:class:`~apitally_hub.storage.base.StoreUnavailable` within ``timeout`` seconds.
+:class:`~apitally_hub.storage.records.StoreUnavailable` within ``timeout`` seconds.
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool
 
-from apitally_hub.storage import redact_url
-from apitally_hub.storage.base import RawMessage, Rejection, StoreUnavailable
 from apitally_hub.storage.postgres.schema import MIGRATIONS, Migration, current_version, migrate
+from apitally_hub.storage.records import RawMessage, Rejection, StoreUnavailable
 from apitally_hub.storage.sql import writes
 from apitally_hub.storage.sql.dialect import POSTGRES
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Cursor, Tx
+from apitally_hub.storage.urls import redact_url
 
 _logger = logging.getLogger(__name__)
 

@@ -10,13 +10,7 @@ fill and read the table with the same statements (the reads are in :mod:`.reads`
 
 from __future__ import annotations
 
-from apitally_hub.storage.base import (
-    MAX_STORED_COUNT,
-    NO_CONSUMER,
-    AppDelta,
-    AppKey,
-    TrafficFilter,
-)
+from apitally_hub.storage.records import MAX_STORED_COUNT, NO_CONSUMER, AppDelta, AppKey, TrafficFilter
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 

@@ -1,6 +1,6 @@
 """The read side shared by the SQL backends.
 
-A window arrives as :class:`~apitally_hub.storage.base.Segment` pieces (chosen by the query
+A window arrives as :class:`~apitally_hub.storage.records.Segment` pieces (chosen by the query
 layer); each piece becomes one index range scan, and the pieces are combined with ``UNION ALL``
 before grouping. Histograms are summed in SQL from their JSON bins (``json_each`` /
 ``jsonb_each_text``), so no row's JSON is parsed in Python.
@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from apitally_hub.storage.base import (
+from apitally_hub.storage.records import (
     NO_CONSUMER,
     AppInfo,
     AppKey,

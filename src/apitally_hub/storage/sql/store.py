@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from apitally_hub.storage.alerts import AlertStore
-from apitally_hub.storage.base import (
+from apitally_hub.storage.base import Storage
+from apitally_hub.storage.records import (
     HOUR,
     AppDelta,
     AppInfo,
@@ -30,12 +31,11 @@ from apitally_hub.storage.base import (
     RejectionRow,
     RetentionPolicy,
     ServerErrorRow,
-    Storage,
     TrafficQuery,
     TrafficRow,
     ValidationErrorRow,
 )
-from apitally_hub.storage.sql import reads, settings, writes
+from apitally_hub.storage.sql import app_settings, reads, writes
 from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -186,12 +186,12 @@ class SQLStorage(Storage):
     # -- settings -----------------------------------------------------------------------------
 
     def app_settings(self, app: AppKey) -> dict[str, str]:
-        return self.read(lambda tx: settings.app_settings(tx, app))
+        return self.read(lambda tx: app_settings.app_settings(tx, app))
 
     def put_app_setting(
         self, app: AppKey, name: str, value: str, *, now: float, keep_existing: bool = False
     ) -> str:
-        return self.write(lambda tx: settings.put_app_setting(tx, app, name, value, now, keep_existing))
+        return self.write(lambda tx: app_settings.put_app_setting(tx, app, name, value, now, keep_existing))
 
     def delete_app_setting(self, app: AppKey, name: str) -> None:
-        self.write(lambda tx: settings.delete_app_setting(tx, app, name))
+        self.write(lambda tx: app_settings.delete_app_setting(tx, app, name))

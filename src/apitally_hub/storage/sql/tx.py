@@ -1,11 +1,16 @@
-"""What the shared SQL code needs of a backend's transaction: ``execute`` and ``executemany``
-with ``?`` placeholders (the backend converts them), and a cursor with ``fetchone``,
-``fetchall`` and ``rowcount``."""
+"""What the shared SQL code needs of a backend: a transaction (:class:`Tx`) with ``execute``
+and ``executemany`` taking ``?`` placeholders (the backend converts them), and a cursor with
+``fetchone``, ``fetchall`` and ``rowcount``; and a way to run a function in a write or a
+read-only transaction (:class:`Transactions`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from apitally_hub.storage.sql.dialect import Dialect
+
+T = TypeVar("T")
 
 
 class Cursor(Protocol):
@@ -22,3 +27,16 @@ class Tx(Protocol):
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Cursor:
         """``rowcount`` of the cursor returned: the rows all the statements changed."""
+
+
+class Transactions(Protocol):
+    """A SQL backend as the shared code runs statements on it (:class:`~.store.SQLStorage`)."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def write(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one write transaction: committed on return, rolled back on error."""
+
+    def read(self, work: Callable[[Tx], T]) -> T:
+        """Run ``work`` in one read-only transaction (a consistent snapshot)."""

@@ -1,7 +1,7 @@
 """The write side shared by the SQL backends: queue, claims, applying fold deltas, leases, pruning.
 
 Every function runs inside the caller's write transaction (``tx``). Aggregate upserts add
-counts (saturating at :data:`~apitally_hub.storage.base.MAX_STORED_COUNT`) and merge histogram
+counts (saturating at :data:`~apitally_hub.storage.records.MAX_STORED_COUNT`) and merge histogram
 bins with the backend's ``merge_bins(a, b)`` SQL function.
 """
 
@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from apitally_hub.storage.base import (
+from apitally_hub.storage.records import (
     MAX_STORED_COUNT,
     AppDelta,
     AppKey,

@@ -13,11 +13,11 @@ import sqlite3
 import zlib
 from collections.abc import Callable
 
-from apitally_hub.storage.base import MAX_STORED_COUNT, error_group_hash
+from apitally_hub.storage.records import MAX_STORED_COUNT, error_group_hash
 from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
+from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.dialect import SQLITE
-from apitally_hub.storage.sql.settings import APP_SETTINGS_DDL
 
 _logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from apitally_hub.storage.base import StoreUnavailable
+from apitally_hub.storage.records import StoreUnavailable
 from apitally_hub.storage.sql.dialect import SQLITE
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Tx

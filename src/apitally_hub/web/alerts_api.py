@@ -1,0 +1,554 @@
+"""The alerting JSON API under ``/api/{client_id}/{env}/``.
+
+=====================================  ==============================================================
+``GET|POST channels``                  list; create ``{"name", "type", ...}`` -> 201 ``{"id"}``
+``GET|PUT|PATCH|DELETE channels/{id}`` one channel (secrets are never shown: ``secret_set``)
+``POST channels/{id}/test``            send a test notification -> 202 ``{"notification_ids"}``
+``GET|POST alert-rules``               list (with their alerts' states); create -> 201 ``{"id"}``
+``GET|PUT|PATCH|DELETE alert-rules/{id}``  one rule (deleting a firing rule sends resolved notices)
+``POST alert-rules/{id}/test``         a test notification to the rule's channels
+``GET alerts``                         alert instances and their state (``?state=firing``)
+``GET alerts/history``                 state changes, newest first (``?rule_id``, ``limit``, ``cursor``)
+``GET notifications[/{id}]``           the outbox: deliveries, attempts, errors (``?status``)
+``GET|POST silences``, ``DELETE silences/{id}``  time-bounded mutes of a rule or the whole app env
+``GET|PUT|DELETE health-check``        the app env's optional health check
+=====================================  ==============================================================
+
+Bodies are JSON objects of at most 64 KiB; anything invalid is a 422 whose ``detail`` names each
+field (``{"loc": ["body", "threshold"], "msg": ..., "type": ...}``) and changes nothing. Entries
+from the ``--alerts-file`` are read-only here (409).
+
+Who may call it: like every ``/api/`` route, these need the hub's bearer token when one is
+configured (:mod:`apitally_hub.security.access` gates them before they run); without a token the
+hub binds only to loopback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from apitally_hub.alerting.model import labels_of, rule_from_record
+from apitally_hub.alerting.urls import target_host
+from apitally_hub.alerting.validation import (
+    Invalid,
+    parse_channel,
+    parse_health_check,
+    parse_rule,
+    parse_silence,
+    public_config,
+    rule_document,
+)
+from apitally_hub.alerting.workers import Alerting
+from apitally_hub.errors import HubError, field_error, unprocessable
+from apitally_hub.query.cursors import encode_cursor
+from apitally_hub.query.params import int_param, text_param
+from apitally_hub.storage.alert_records import (
+    ChannelRecord,
+    HealthCheckRecord,
+    InstanceRecord,
+    NameTaken,
+    OutboxRecord,
+    OutboxStatus,
+    RuleRecord,
+    SilenceRecord,
+)
+from apitally_hub.storage.records import AppKey
+from apitally_hub.web.context import HubContext
+from apitally_hub.web.query_api import app_param
+
+_logger = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024
+STATES = ("normal", "pending", "firing")
+OUTBOX_STATUSES = ("pending", "sent", "failed", "dropped")
+
+
+async def json_body(request: Request) -> Any:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise HubError(413, f"Body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks) or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise field_error(("body",), "Should be a JSON object", "json_invalid") from None
+
+
+def channel_view(c: ChannelRecord) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "type": c.type,
+        "source": c.source,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+        **public_config(c.config),
+    }
+
+
+def rule_view(r: RuleRecord, instances: list[InstanceRecord]) -> dict[str, Any]:
+    counts = {state: sum(1 for i in instances if i.state == state) for state in ("pending", "firing")}
+    return {
+        "id": r.id,
+        "source": r.source,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        **rule_document(r.name, r.enabled, r.spec),
+        "alerts": counts,
+    }
+
+
+def instance_view(i: InstanceRecord, rules: dict[str, RuleRecord], silenced: set[str]) -> dict[str, Any]:
+    rule = rules.get(i.rule_id)
+    return {
+        "rule_id": i.rule_id,
+        "rule_name": rule.name if rule else None,
+        "metric": rule.spec["metric"] if rule else None,
+        "condition": rule.spec["condition"] if rule else None,
+        "threshold": rule.spec["threshold"] if rule else None,
+        "labels": labels_of(i.labels_key),
+        "state": i.state,
+        "value": i.value,
+        "alert_id": i.episode,
+        "pending_since": i.pending_since,
+        "firing_since": i.firing_since if i.state == "firing" else None,
+        "resolved_at": i.resolved_at,
+        "last_evaluated_at": i.last_eval_at,
+        "changed_at": i.changed_at,
+        "notified": i.notified,
+        "silenced": i.rule_id in silenced,
+    }
+
+
+def notification_view(n: OutboxRecord) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "channel_id": n.channel_id,
+        "rule_id": n.rule_id,
+        "event": n.event,
+        "status": n.status,
+        "attempts": n.attempts,
+        "created_at": n.created_at,
+        "next_attempt_at": n.next_attempt_at if n.status == "pending" else None,
+        "sent_at": n.sent_at,
+        "last_error": n.last_error,
+        "payload": json.loads(n.payload),
+    }
+
+
+def silence_view(s: SilenceRecord, now: float) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "rule_id": s.rule_id,
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "comment": s.comment,
+        "created_at": s.created_at,
+        "active": s.starts_at <= now < s.ends_at,
+    }
+
+
+def history_cursor(cursor: str | None) -> tuple[float, str] | None:
+    if cursor is None:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        value = None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("t"), int | float)
+        or not isinstance(value.get("id"), str)
+    ):
+        raise field_error(("query", "cursor"), "cursor is not one this list handed out", "cursor")
+    return float(value["t"]), value["id"]
+
+
+Handler = Callable[[Request, AppKey], Awaitable[Response]]
+
+
+class AlertEndpoints:
+    def __init__(self, context: HubContext) -> None:
+        self.context = context
+
+    @property
+    def alerting(self) -> Alerting:
+        service: Alerting | None = getattr(self.context, "alerting", None)
+        if service is None:
+            raise HubError(503, "The hub is starting or stopping", {"Retry-After": "1"})
+        return service
+
+    def routes(self) -> list[Route]:
+        base = "/api/{client_id}/{env}"
+        table: list[tuple[str, list[str], Handler]] = [
+            (f"{base}/channels", ["GET"], self.list_channels),
+            (f"{base}/channels", ["POST"], self.create_channel),
+            (f"{base}/channels/{{id}}", ["GET"], self.get_channel),
+            (f"{base}/channels/{{id}}", ["PUT", "PATCH"], self.update_channel),
+            (f"{base}/channels/{{id}}", ["DELETE"], self.delete_channel),
+            (f"{base}/channels/{{id}}/test", ["POST"], self.test_channel),
+            (f"{base}/alert-rules", ["GET"], self.list_rules),
+            (f"{base}/alert-rules", ["POST"], self.create_rule),
+            (f"{base}/alert-rules/{{id}}", ["GET"], self.get_rule),
+            (f"{base}/alert-rules/{{id}}", ["PUT", "PATCH"], self.update_rule),
+            (f"{base}/alert-rules/{{id}}", ["DELETE"], self.delete_rule),
+            (f"{base}/alert-rules/{{id}}/test", ["POST"], self.test_rule),
+            (f"{base}/alerts", ["GET"], self.list_alerts),
+            (f"{base}/alerts/history", ["GET"], self.history),
+            (f"{base}/notifications", ["GET"], self.list_notifications),
+            (f"{base}/notifications/{{id}}", ["GET"], self.get_notification),
+            (f"{base}/silences", ["GET"], self.list_silences),
+            (f"{base}/silences", ["POST"], self.create_silence),
+            (f"{base}/silences/{{id}}", ["DELETE"], self.delete_silence),
+            (f"{base}/health-check", ["GET"], self.get_health_check),
+            (f"{base}/health-check", ["PUT"], self.put_health_check),
+            (f"{base}/health-check", ["DELETE"], self.delete_health_check),
+        ]
+        endpoint = self._endpoint
+        return [
+            Route(path, endpoint(handler), methods=methods, name=f"alerting:{path}")
+            for path, methods, handler in table
+        ]
+
+    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request, app_param(request))
+            except Invalid as exc:
+                raise unprocessable(exc.errors) from None
+
+        return endpoint
+
+    async def _run(self, work: Callable[[], Any]) -> Any:
+        return await self.context.run(work)
+
+    # -- channels -----------------------------------------------------------------------------
+
+    async def _channel(self, request: Request, app: AppKey) -> ChannelRecord:
+        store = self.context.store.alerts
+        channel: ChannelRecord | None = await self._run(lambda: store.channel(request.path_params["id"]))
+        if channel is None or channel.app != app:
+            raise HubError(404, "No such channel")
+        return channel
+
+    async def list_channels(self, request: Request, app: AppKey) -> Response:
+        channels = await self._run(lambda: self.context.store.alerts.channels(app))
+        return JSONResponse({"channels": [channel_view(c) for c in channels]})
+
+    async def _save_channel(self, channel: ChannelRecord, status: int) -> Response:
+        store = self.context.store.alerts
+        try:
+            await self._run(lambda: store.put_channel(channel))
+        except NameTaken:
+            raise field_error(
+                ("body", "name"), "Another channel of this app env has this name", "unique", 409
+            ) from None
+        where = channel.config.get("smtp_host") or target_host(channel.config["url"])
+        _logger.info(
+            "Channel %r (%s to %s) saved for %s/%s",
+            channel.name,
+            channel.type,
+            where,
+            channel.app.client_id,
+            channel.app.env,
+        )
+        return JSONResponse({"id": channel.id, **channel_view(channel)}, status_code=status)
+
+    async def create_channel(self, request: Request, app: AppKey) -> Response:
+        parsed = parse_channel(await json_body(request))
+        now = self.context.clock()
+        record = ChannelRecord(
+            str(uuid.uuid4()), app, parsed["name"], parsed["type"], parsed["config"], "api", now, now
+        )
+        return await self._save_channel(record, 201)
+
+    async def get_channel(self, request: Request, app: AppKey) -> Response:
+        return JSONResponse(channel_view(await self._channel(request, app)))
+
+    async def update_channel(self, request: Request, app: AppKey) -> Response:
+        current = await self._channel(request, app)
+        if current.source == "file":
+            raise HubError(409, "This channel is managed by the alerts file")
+        body = await json_body(request)
+        if request.method == "PATCH" and isinstance(body, dict):
+            body = {"name": current.name, "type": current.type, **public_config(current.config), **body}
+            for key in ("secret_set", "password_set"):
+                body.pop(key, None)
+        parsed = parse_channel(body, existing=current.config)
+        record = ChannelRecord(
+            current.id,
+            app,
+            parsed["name"],
+            parsed["type"],
+            parsed["config"],
+            "api",
+            current.created_at,
+            self.context.clock(),
+        )
+        return await self._save_channel(record, 200)
+
+    async def delete_channel(self, request: Request, app: AppKey) -> Response:
+        channel = await self._channel(request, app)
+        if channel.source == "file":
+            raise HubError(409, "This channel is managed by the alerts file")
+        store = self.context.store.alerts
+        users = [
+            r.name
+            for r in await self._run(lambda: store.rules(app))
+            if channel.id in r.spec.get("channels", [])
+        ]
+        if users:
+            raise HubError(
+                409, f"Channel used by rule(s) {', '.join(sorted(users))}: remove it from them first"
+            )
+        await self._run(lambda: store.delete_channel(channel.id))
+        return Response(status_code=204)
+
+    async def test_channel(self, request: Request, app: AppKey) -> Response:
+        channel = await self._channel(request, app)
+        ids = await self._run(lambda: self.alerting.test_channel(channel))
+        return JSONResponse({"notification_ids": ids}, status_code=202)
+
+    # -- rules --------------------------------------------------------------------------------
+
+    async def _rule(self, request: Request, app: AppKey) -> RuleRecord:
+        store = self.context.store.alerts
+        rule: RuleRecord | None = await self._run(lambda: store.rule(request.path_params["id"]))
+        if rule is None or rule.app != app:
+            raise HubError(404, "No such alert rule")
+        return rule
+
+    async def _channel_ids(self, app: AppKey) -> list[str]:
+        return [c.id for c in await self._run(lambda: self.context.store.alerts.channels(app))]
+
+    async def _save_rule(self, rule: RuleRecord, status: int) -> Response:
+        store = self.context.store.alerts
+        try:
+            await self._run(lambda: store.put_rule(rule))
+        except NameTaken:
+            raise field_error(
+                ("body", "name"), "Another rule of this app env has this name", "unique", 409
+            ) from None
+        instances = await self._run(lambda: store.instances(rule.id))
+        return JSONResponse({"id": rule.id, **rule_view(rule, instances)}, status_code=status)
+
+    async def list_rules(self, request: Request, app: AppKey) -> Response:
+        store = self.context.store.alerts
+
+        def work() -> list[dict[str, Any]]:
+            instances = store.app_instances(app)
+            return [rule_view(r, [i for i in instances if i.rule_id == r.id]) for r in store.rules(app)]
+
+        return JSONResponse({"rules": await self._run(work)})
+
+    async def create_rule(self, request: Request, app: AppKey) -> Response:
+        parsed = parse_rule(await json_body(request), channel_ids=await self._channel_ids(app))
+        now = self.context.clock()
+        record = RuleRecord(
+            str(uuid.uuid4()), app, parsed["name"], parsed["spec"], parsed["enabled"], "api", now, now
+        )
+        return await self._save_rule(record, 201)
+
+    async def get_rule(self, request: Request, app: AppKey) -> Response:
+        rule = await self._rule(request, app)
+        instances = await self._run(lambda: self.context.store.alerts.instances(rule.id))
+        return JSONResponse(rule_view(rule, instances))
+
+    async def update_rule(self, request: Request, app: AppKey) -> Response:
+        current = await self._rule(request, app)
+        if current.source == "file":
+            raise HubError(409, "This rule is managed by the alerts file")
+        body = await json_body(request)
+        if request.method == "PATCH" and isinstance(body, dict):
+            body = {**rule_document(current.name, current.enabled, current.spec), **body}
+        parsed = parse_rule(body, channel_ids=await self._channel_ids(app))
+        record = RuleRecord(
+            current.id,
+            app,
+            parsed["name"],
+            parsed["spec"],
+            parsed["enabled"],
+            "api",
+            current.created_at,
+            self.context.clock(),
+        )
+        return await self._save_rule(record, 200)
+
+    async def delete_rule(self, request: Request, app: AppKey) -> Response:
+        record = await self._rule(request, app)
+        if record.source == "file":
+            raise HubError(409, "This rule is managed by the alerts file")
+        store = self.context.store.alerts
+
+        def work() -> None:
+            instances = store.instances(record.id)
+            store.delete_rule(record.id)
+            self.alerting.resolve_deleted(rule_from_record(record), instances)
+
+        await self._run(work)
+        return Response(status_code=204)
+
+    async def test_rule(self, request: Request, app: AppKey) -> Response:
+        rule = rule_from_record(await self._rule(request, app))
+        if not rule.channels:
+            raise HubError(409, "The rule has no channels")
+        ids = await self._run(lambda: self.alerting.test_rule(rule, rule.channels))
+        return JSONResponse({"notification_ids": ids}, status_code=202)
+
+    # -- alerts and history -------------------------------------------------------------------
+
+    async def list_alerts(self, request: Request, app: AppKey) -> Response:
+        states = [s for s in (text_param(request, "state") or "").split(",") if s]
+        for state in states:
+            if state not in STATES:
+                raise field_error(("query", "state"), f"Should be among {', '.join(STATES)}", "enum")
+        store, now = self.context.store.alerts, self.context.clock()
+
+        def work() -> dict[str, Any]:
+            rules = {r.id: r for r in store.rules(app)}
+            silenced = {s.rule_id or "*" for s in store.silences(app, active_at=now)}
+            muted = set(rules) if "*" in silenced else silenced
+            instances = store.app_instances(app, states or None)
+            order = {"firing": 0, "pending": 1, "normal": 2}
+            instances.sort(key=lambda i: (order.get(i.state, 3), -(i.changed_at or 0)))
+            return {"now": now, "alerts": [instance_view(i, rules, muted) for i in instances]}
+
+        return JSONResponse(await self._run(work))
+
+    async def history(self, request: Request, app: AppKey) -> Response:
+        limit = int_param(request, "limit", 100, 1, 1000)
+        rule_id = text_param(request, "rule_id")
+        before = history_cursor(text_param(request, "cursor"))
+        store = self.context.store.alerts
+
+        def work() -> dict[str, Any]:
+            entries = store.history(app, limit=limit + 1, rule_id=rule_id, before=before)
+            shown = entries[:limit]
+            names = {r.id: r.name for r in store.rules(app)}
+            next_cursor = (
+                encode_cursor({"t": shown[-1].at, "id": shown[-1].id}) if len(entries) > limit else None
+            )
+            return {
+                "history": [
+                    {
+                        "id": e.id,
+                        "rule_id": e.rule_id,
+                        "rule_name": names.get(e.rule_id),
+                        "labels": labels_of(e.labels_key),
+                        "at": e.at,
+                        "from": e.from_state,
+                        "to": e.to_state,
+                        "value": e.value,
+                        "note": e.note,
+                    }
+                    for e in shown
+                ],
+                "next_cursor": next_cursor,
+            }
+
+        return JSONResponse(await self._run(work))
+
+    async def list_notifications(self, request: Request, app: AppKey) -> Response:
+        status = text_param(request, "status")
+        if status is not None and status not in OUTBOX_STATUSES:
+            raise field_error(("query", "status"), f"Should be one of {', '.join(OUTBOX_STATUSES)}", "enum")
+        limit = int_param(request, "limit", 100, 1, 1000)
+        wanted = cast("OutboxStatus | None", status)
+        rows = await self._run(
+            lambda: self.context.store.alerts.notifications(app, limit=limit, status=wanted)
+        )
+        return JSONResponse({"notifications": [notification_view(n) for n in rows]})
+
+    async def get_notification(self, request: Request, app: AppKey) -> Response:
+        found = await self._run(lambda: self.context.store.alerts.notification(request.path_params["id"]))
+        if found is None or found.app != app:
+            raise HubError(404, "No such notification")
+        return JSONResponse(notification_view(found))
+
+    # -- silences -----------------------------------------------------------------------------
+
+    async def list_silences(self, request: Request, app: AppKey) -> Response:
+        now = self.context.clock()
+        rows = await self._run(lambda: self.context.store.alerts.silences(app))
+        return JSONResponse({"silences": [silence_view(s, now) for s in rows]})
+
+    async def create_silence(self, request: Request, app: AppKey) -> Response:
+        now = self.context.clock()
+        parsed = parse_silence(await json_body(request), now)
+        store = self.context.store.alerts
+        if parsed["rule_id"] is not None:
+            rule = await self._run(lambda: store.rule(parsed["rule_id"]))
+            if rule is None or rule.app != app:
+                raise field_error(("body", "rule_id"), "No such rule in this app env", "rule")
+        record = SilenceRecord(
+            str(uuid.uuid4()),
+            app,
+            parsed["rule_id"],
+            parsed["starts_at"],
+            parsed["ends_at"],
+            parsed["comment"],
+            now,
+        )
+        await self._run(lambda: store.put_silence(record))
+        return JSONResponse({"id": record.id, **silence_view(record, now)}, status_code=201)
+
+    async def delete_silence(self, request: Request, app: AppKey) -> Response:
+        store = self.context.store.alerts
+        silences = await self._run(lambda: store.silences(app))
+        if not any(s.id == request.path_params["id"] for s in silences):
+            raise HubError(404, "No such silence")
+        await self._run(lambda: store.delete_silence(request.path_params["id"]))
+        return Response(status_code=204)
+
+    # -- health check -------------------------------------------------------------------------
+
+    async def get_health_check(self, request: Request, app: AppKey) -> Response:
+        check = await self._run(lambda: self.context.store.alerts.health_check(app))
+        if check is None:
+            raise HubError(404, "No health check configured for this app env")
+        return JSONResponse(
+            {
+                "url": check.url,
+                **check.config,
+                "source": check.source,
+                "status": check.status,
+                "checked_at": check.checked_at,
+                "status_code": check.status_code,
+                "latency_ms": check.latency_ms,
+                "error": check.error,
+                "since": check.changed_at,
+            }
+        )
+
+    async def put_health_check(self, request: Request, app: AppKey) -> Response:
+        parsed = parse_health_check(await json_body(request))
+        store = self.context.store.alerts
+        current = await self._run(lambda: store.health_check(app))
+        if current is not None and current.source == "file":
+            raise HubError(409, "This health check is managed by the alerts file")
+        record = HealthCheckRecord(app, parsed["url"], parsed["config"], "api", self.context.clock())
+        await self._run(lambda: store.put_health_check(record))
+        _logger.info("Health check for %s/%s set to %s", app.client_id, app.env, target_host(record.url))
+        return await self.get_health_check(request, app)
+
+    async def delete_health_check(self, request: Request, app: AppKey) -> Response:
+        store = self.context.store.alerts
+        current = await self._run(lambda: store.health_check(app))
+        if current is None:
+            raise HubError(404, "No health check configured for this app env")
+        if current.source == "file":
+            raise HubError(409, "This health check is managed by the alerts file")
+        await self._run(lambda: store.delete_health_check(app))
+        return Response(status_code=204)

@@ -1,0 +1,248 @@
+"""The SQLite backend in particular: WAL, versioned migrations (from a database made by the
+schema-1 hub, data kept), temporary databases. (Restarts and pruning: test_lifecycle.py.)"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apitally_hub import HubServer
+from apitally_hub.config import Retention
+from apitally_hub.storage.sqlite.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    current_version,
+    migrate,
+    register_functions,
+)
+from apitally_hub.storage.sqlite.store import SQLiteStorage
+from tests.support.hub_samples import (
+    BACKFILL_CONSUMERS,
+    BACKFILL_EXPECTED,
+    BACKFILL_TRAFFIC,
+    new_uuid,
+    settling_client,
+    sync,
+)
+
+DATA = Path(__file__).parent / "data"
+DAY = 86400.0
+
+
+class FakeClock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _tables(path: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        conn.close()
+
+
+def test_database_uses_wal(db_file: Path) -> None:
+    store = SQLiteStorage(db_file)
+    store.open()
+    try:
+        assert store.read(lambda tx: tx.execute("PRAGMA journal_mode").fetchone()[0]) == "wal"
+        assert store.schema_version() == SCHEMA_VERSION
+    finally:
+        store.close()
+        store.close()  # safe twice
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def test_migrations_on_an_empty_db_and_idempotent(db_file: Path) -> None:
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert current_version(conn) == 0
+        assert migrate(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+        before = _tables(db_file)
+        assert migrate(conn) == SCHEMA_VERSION
+        assert _tables(db_file) == before
+        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+    finally:
+        conn.close()
+    for _ in range(2):
+        store = SQLiteStorage(db_file)
+        assert store.open() == SCHEMA_VERSION
+        store.close()
+
+
+def test_migrations_apply_in_order_and_only_once(db_file: Path) -> None:
+    applied: list[str] = []
+
+    def first(conn: sqlite3.Connection) -> None:
+        applied.append("first")
+        conn.execute("CREATE TABLE one (x)")
+
+    def second(conn: sqlite3.Connection) -> None:
+        applied.append("second")
+        conn.execute("ALTER TABLE one ADD COLUMN y")
+
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, (first,)) == 1
+        assert migrate(conn, (first, second)) == 2
+        assert migrate(conn, (first, second)) == 2
+    finally:
+        conn.close()
+    assert applied == ["first", "second"]
+
+
+def test_failed_migration_rolls_back(db_file: Path) -> None:
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half (x)")
+        raise RuntimeError("boom")
+
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        with pytest.raises(RuntimeError):
+            migrate(conn, (broken,))
+        assert current_version(conn) == 0
+        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    finally:
+        conn.close()
+
+
+def test_newer_schema_is_refused_and_the_hub_does_not_start(db_file: Path) -> None:
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        migrate(conn)
+        conn.execute("UPDATE schema_version SET version = 999")
+        with pytest.raises(RuntimeError, match="newer"):
+            migrate(conn)
+    finally:
+        conn.close()
+    with pytest.raises(RuntimeError, match="did not start"):
+        HubServer(db_file, startup_timeout=5).start()
+
+
+def test_merge_bins_sql_function() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        register_functions(conn)
+        query = """SELECT merge_bins('{"0": 1, "20": 2}', '{"20": 3, "10": 1}')"""
+        assert conn.execute(query).fetchone() == ('{"0":1,"10":1,"20":5}',)
+    finally:
+        conn.close()
+
+
+def _without_volatile(value: Any) -> Any:
+    """Drop what legitimately changes with the schema: bucket naming and paging fields."""
+    if isinstance(value, dict):
+        skip = {
+            "first_minute",
+            "last_minute",
+            "first_bucket",
+            "last_bucket",
+            "next_cursor",
+            "total",
+            "limit",
+            "offset",
+            "now",
+            "p75_ms",
+            "id",
+        }
+        return {k: _without_volatile(v) for k, v in value.items() if k not in skip}
+    if isinstance(value, list):
+        return [_without_volatile(v) for v in value]
+    return value
+
+
+def _covers(answer: Any, expected: Any) -> bool:
+    """``answer`` says everything ``expected`` says (and may say more: new fields)."""
+    if isinstance(expected, dict):
+        if not isinstance(answer, dict):
+            return False
+        return all(key in answer and _covers(answer[key], value) for key, value in expected.items())
+    if isinstance(expected, list):
+        same_length = isinstance(answer, list) and len(answer) == len(expected)
+        return same_length and all(map(_covers, answer, expected))
+    return bool(answer == expected)
+
+
+def test_a_schema_1_database_keeps_all_its_data(tmp_path: Path) -> None:
+    """``data/schema_v1.sqlite`` was written by the schema-1 hub (see ``data/make_schema_v1.py``);
+    after the migration the hub answers every query as that hub did."""
+    db = tmp_path / "hub.sqlite"
+    shutil.copy(DATA / "schema_v1.sqlite", db)
+    fixture = json.loads((DATA / "schema_v1.json").read_text())
+    client_id, t0 = fixture["client_id"], fixture["t0"]
+    clock = FakeClock(t0 + 3600)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 - 60))
+    until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + 600))
+    with HubServer(db, clock=clock, retention=Retention(minutes=3650)) as hub:
+        assert hub.context.store.schema_version() == SCHEMA_VERSION
+        for resource, expected in fixture["expected"].items():
+            params = {} if resource == "instances" else {"since": since, "until": until}
+            answer = hub.query(client_id, "prod", resource, **params)
+            if resource == "consumers":  # listed by their traffic in the window now, without percentiles
+                expected["consumers"] = [
+                    {k: v for k, v in c.items() if not k.endswith("_ms")}
+                    for c in expected["consumers"]
+                    if c["requests"]
+                ]
+            assert _covers(_without_volatile(answer), _without_volatile(expected)), resource
+        # resends of messages stored before the migration are still recognised
+        assert hub.context.store.queue_stats().folded == 2 + 6 + 1
+    conn = sqlite3.connect(db)
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert not names & {"messages", "request_counts", "log_files", "v1_request_log"}
+    finally:
+        conn.close()
+
+
+def test_schema_6_fills_the_group_traffic_from_the_consumer_rows(db_file: Path) -> None:
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:5]) == 5
+        conn.executemany(
+            "INSERT INTO consumers (client_id, env, identifier, group_name, first_seen, last_seen)"
+            " VALUES ('c', 'prod', ?, ?, 0, 0)",
+            BACKFILL_CONSUMERS,
+        )
+        conn.executemany(
+            "INSERT INTO consumer_traffic VALUES ('c', 'prod', ?, ?, ?, 'GET', ?, ?, ?, ?, ?, '{}')",
+            BACKFILL_TRAFFIC,
+        )
+        assert migrate(conn) == SCHEMA_VERSION
+        rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
+    finally:
+        conn.close()
+    assert rows == BACKFILL_EXPECTED
+
+
+def test_temporary_database_is_fresh_per_run_and_removed() -> None:
+    hub = HubServer()
+    client_id = new_uuid()
+    with hub, settling_client(hub) as http:
+        first_db = hub.db_path
+        assert http.post(f"/v2/{client_id}/dev/sync", json=sync()).status_code == 202
+    assert not first_db.exists()
+    with hub:
+        assert hub.query(client_id, "dev", "endpoints")["endpoints"] == []
+    hub.stop()  # idempotent
+
+
+def test_invalid_settings_fail_fast_without_leaking() -> None:
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        HubServer(max_body_bytes=0).start()
+    with pytest.raises(ValueError, match="not a UUID"):
+        HubServer(client_ids=["nope"]).start()
+    with pytest.raises(ValueError, match="retention"):
+        HubServer(retention=Retention(minutes=0)).start()
