@@ -87,16 +87,21 @@ class ApitallySpanProcessor(SpanProcessor):
             request = current_request.get()
             if request is not None and request.log is not None and request.trace_id == context.trace_id:
                 request.log.add_span(serialize_span(span))
-            self._on_unclaimed_end(span, context)
+            self._on_unclaimed_end(span, context, inside_request=request is not None)
         except Exception:  # see the module docstring: never raise from on_end
             _logger.exception("apitally-otel: failed to process span %s", getattr(span, "name", "?"))
 
-    def _on_unclaimed_end(self, span: ReadableSpan, context: SpanContext) -> None:
+    def _on_unclaimed_end(self, span: ReadableSpan, context: SpanContext, *, inside_request: bool) -> None:
         attributes = span.attributes or {}
         parent = span.parent
         if span.kind is not SpanKind.SERVER or (parent is not None and not parent.is_remote):
             if ATTR_IDENTIFIER in attributes:
                 self._remember_trace_consumer(context.trace_id, attributes)
+            return
+        if inside_request:
+            # A root SERVER span inside a request the capture middleware already counts: a mounted
+            # app's own contrib middleware, when the outer app does not trace the request (excluded
+            # URLs). The same request: counted once, by the capture.
             return
         # Traced without our capture middleware (instrumented by hand): derive from the span.
         record = _record_from_span(span, attributes)
