@@ -22,7 +22,7 @@ from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.options import FLAG, SECTION, Flag, option, section
 from apitally_hub.protocol.messages import normalize_client_id
 from apitally_hub.security.hosts import HostPolicy
-from apitally_hub.security.tokens import TokenError, resolve_tokens
+from apitally_hub.security.tokens import TokenError, check_token, resolve_token_roles
 from apitally_hub.storage.records import DAY, HOUR, MINUTE, RetentionPolicy
 
 DEFAULT_DB = "./apitally-hub.sqlite"
@@ -316,8 +316,19 @@ class HubConfig:
         help="accept only this client id (repeatable; default: any UUID)",
     )
     tokens: tuple[str, ...] = ()
-    """Read tokens (none: reads are open, and the hub binds loopback only); from ``--token``,
-    ``--token-file`` or ``APITALLY_HUB_TOKEN`` (:func:`load_config`)."""
+    """Admin tokens: read and change everything (none, and no viewer token: everything is open,
+    and the hub binds loopback only); from ``--token``, ``--token-file`` or
+    ``APITALLY_HUB_TOKEN`` (:func:`load_config`)."""
+    viewer_tokens: tuple[str, ...] = option(
+        (),
+        flag="--viewer-token",
+        action="append",
+        metavar="TOKEN",
+        group=_ACCESS,
+        help="a viewer token: reads pages and the query API, changes nothing (repeatable; needs an"
+        " admin token too)",
+    )
+    """Viewer tokens (also ``viewer <token>`` lines of ``--token-file``)."""
     allowed_hosts: tuple[str, ...] = option(
         (),
         flag="--allowed-host",
@@ -399,6 +410,11 @@ class HubConfig:
         if self.client_ids is not None and not isinstance(self.client_ids, frozenset):
             object.__setattr__(self, "client_ids", parse_allow_list(self.client_ids))
         object.__setattr__(self, "tokens", tuple(self.tokens))
+        object.__setattr__(self, "viewer_tokens", tuple(self.viewer_tokens))
+        if self.viewer_tokens and not self.tokens:
+            raise ValueError("viewer tokens need an admin token too (--token): nobody could change anything")
+        if set(self.tokens) & set(self.viewer_tokens):
+            raise ValueError("a token is both an admin token and a viewer token")
         object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         for name in (
             "max_body_bytes",
@@ -446,12 +462,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     groups: dict[str, Any] = {}
     access = groups[_ACCESS] = parser.add_argument_group(
         _ACCESS,
-        "Reads (the query API) need a bearer token when one is configured; without one the hub"
-        " binds loopback only. Tokens: --token and --token-file, else APITALLY_HUB_TOKEN"
-        " (comma-separated).",
+        "Pages and the API need a bearer token (or a dashboard login) when one is configured;"
+        " without one the hub binds loopback only. Admin tokens (read and change everything):"
+        " --token and --token-file, else APITALLY_HUB_TOKEN (comma-separated); viewer tokens"
+        " (read only): --viewer-token and 'viewer <token>' lines of --token-file.",
     )
-    access.add_argument("--token", action="append", metavar="TOKEN", help="a read token (repeatable)")
-    access.add_argument("--token-file", metavar="PATH", help="read tokens from a file, one per line")
+    access.add_argument("--token", action="append", metavar="TOKEN", help="an admin token (repeatable)")
+    access.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="read tokens from a file, one per line: '<token>' or 'admin <token>' (admin),"
+        " 'viewer <token>' (viewer)",
+    )
     groups[_TLS] = parser.add_argument_group(_TLS)
     groups[_LIMITS] = parser.add_argument_group(
         _LIMITS, "What clients can make the hub hold (docs/hub-protocol.md §8)."
@@ -494,7 +516,12 @@ def load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> HubConf
     :class:`ConfigError` for anything the hub will not start with (before it binds or logs)."""
     try:
         values = _section(HubConfig, args)
-        values["tokens"] = tuple(resolve_tokens(args.token, args.token_file, environ))
+        viewers = values.pop("viewer_tokens", None)
+        for token in viewers or ():
+            check_token(token, "--viewer-token")
+        values["tokens"], values["viewer_tokens"] = resolve_token_roles(
+            args.token, args.token_file, environ, viewers
+        )
         config = HubConfig(**values, fold_in_subprocess=True)  # keep folding off the event loop's GIL
     except (TokenError, ValueError) as exc:
         raise ConfigError(str(exc)) from None

@@ -113,8 +113,9 @@ def serve(config: HubConfig, *, out: TextIO | None = None) -> int:
         print(f"apitally-otel hub listening on {url}  (set APITALLY_HUB_BASE_URL={url})", file=out)
         where = f"{redact_url(str(location))}  (PostgreSQL)" if postgres else f"{location}  (SQLite, WAL)"
         print(f"data: {where}", file=out)
-        tokens = config.tokens
-        reads = f"need a bearer token ({len(tokens)} configured)" if tokens else "are open (loopback only)"
+        tokens, viewers = config.tokens, config.viewer_tokens
+        configured = f"{len(tokens)} admin" + (f", {len(viewers)} viewer" if viewers else "")
+        reads = f"need a bearer token ({configured})" if tokens else "are open (loopback only)"
         print(f"reads {reads}", file=out, flush=True)
         server = HubUvicornServer(uvicorn_config(config.transport, app, log_level=config.log_level))
         # uvicorn re-raises the Ctrl+C it handled after its graceful stop: that is a normal exit here

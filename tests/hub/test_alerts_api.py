@@ -19,6 +19,8 @@ from tests.support.servers import ServerThread, WebhookReceiver
 
 RULE = {"name": "5xx", "metric": "server_errors", "condition": ">", "threshold": 0, "window_minutes": 1}
 
+JSON = {"Content-Type": "application/json"}
+
 
 @pytest.fixture
 def client_id() -> str:
@@ -141,8 +143,10 @@ def test_conflicts_and_bad_bodies(hub: DrivenHub) -> None:
     assert hub.http.post(f"{hub.api}/alert-rules", json=RULE).status_code == 409
     in_use = hub.http.delete(f"{hub.api}/channels/{channel['id']}")
     assert in_use.status_code == 409 and "5xx" in in_use.json()["detail"]
-    assert error_locs(hub.http.post(f"{hub.api}/alert-rules", content=b"{not json")) == [["body"]]
-    assert hub.http.post(f"{hub.api}/alert-rules", content=b"x" * 70_000).status_code == 413
+    assert error_locs(hub.http.post(f"{hub.api}/alert-rules", content=b"{not json", headers=JSON)) == [
+        ["body"]
+    ]
+    assert hub.http.post(f"{hub.api}/alert-rules", content=b"x" * 70_000, headers=JSON).status_code == 413
     assert hub.http.get(f"{hub.api}/alerts", params={"state": "burning"}).status_code == 422
     assert hub.http.get("/api/not-a-uuid/prod/alert-rules").status_code == 404
 

@@ -323,7 +323,7 @@ def test_hub_serves_https_with_a_token(
         first = process.stdout.readline()
         assert "listening on https://127.0.0.1:" in first, first
         url = first.split("listening on ", 1)[1].split()[0]
-        assert "need a bearer token (1 configured)" in process.stdout.readline() + process.stdout.readline()
+        assert "need a bearer token (1 admin)" in process.stdout.readline() + process.stdout.readline()
         context = ssl.create_default_context(cafile=str(cert))
         with httpx.Client(base_url=url, verify=context, timeout=5) as http:
             assert _wait_healthy(http)

@@ -1,9 +1,12 @@
-"""Read tokens: where they come from and the constant-time check of a bearer token.
+"""Hub tokens: where they come from, their role, and the constant-time check of a bearer token.
 
-Sources, resolved once by :func:`resolve_tokens`: ``--token`` (repeatable) and ``--token-file``
-(one token per line; blank lines and ``#`` comments ignored) when either is given, else
-``APITALLY_HUB_TOKEN`` (several separated by commas). A token is at least
-:data:`MIN_TOKEN_LENGTH` visible ASCII characters without commas.
+Every token has a role: :data:`ADMIN` (reads and changes everything) or :data:`VIEWER` (reads
+only: pages and the query API). Sources, resolved once by :func:`resolve_token_roles`:
+``--token`` (repeatable, admin), ``--viewer-token`` (repeatable, viewer) and ``--token-file``
+when any is given, else ``APITALLY_HUB_TOKEN`` (admin; several separated by commas). A token
+file has one token per line — ``<token>`` or ``admin <token>`` (admin), ``viewer <token>``
+(viewer) —; blank lines and ``#`` comments are ignored; any other line is an error. A token is
+at least :data:`MIN_TOKEN_LENGTH` visible ASCII characters without commas (so without spaces).
 """
 
 from __future__ import annotations
@@ -13,6 +16,12 @@ import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
+
+Role = Literal["admin", "viewer"]
+ADMIN: Role = "admin"
+VIEWER: Role = "viewer"
+ROLES: tuple[Role, ...] = (ADMIN, VIEWER)
 
 TOKEN_ENV = "APITALLY_HUB_TOKEN"
 MIN_TOKEN_LENGTH = 16
@@ -31,36 +40,66 @@ def check_token(token: str, source: str) -> str:
     return token
 
 
-def read_token_file(path: str | Path) -> list[str]:
-    """The tokens of a token file; a file without any is an error (it would silently protect nothing)."""
+def read_token_roles(path: str | Path) -> tuple[list[str], list[str]]:
+    """The (admin, viewer) tokens of a token file; a file without any is an error (it would
+    silently protect nothing), and so is a line that is neither ``<token>`` nor ``<role> <token>``."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TokenError(f"cannot read the token file {str(path)!r}: {exc}") from None
-    tokens = []
-    for line in text.splitlines():
-        token = line.strip()
-        if token and not token.startswith("#"):
-            tokens.append(check_token(token, f"the token file {str(path)!r}"))
-    if not tokens:
+    found: dict[Role, list[str]] = {ADMIN: [], VIEWER: []}
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split()
+        if not words or words[0].startswith("#"):
+            continue
+        where = f"the token file {str(path)!r}, line {number}"
+        if len(words) == 1:
+            role, token = ADMIN, words[0]
+        elif len(words) == 2 and words[0] in ROLES:
+            role, token = words[0], words[1]
+        else:
+            raise TokenError(
+                f"{where}: expected '<token>' or '<role> <token>' with a role among {', '.join(ROLES)}"
+            )
+        found[role].append(check_token(token, where))
+    if not found[ADMIN] and not found[VIEWER]:
         raise TokenError(f"the token file {str(path)!r} has no token")
-    return tokens
+    return found[ADMIN], found[VIEWER]
+
+
+def read_token_file(path: str | Path) -> list[str]:
+    """The admin tokens of a token file (see :func:`read_token_roles`)."""
+    return read_token_roles(path)[0]
+
+
+def resolve_token_roles(
+    tokens: Sequence[str] | None,
+    token_file: str | Path | None,
+    environ: Mapping[str, str],
+    viewer_tokens: Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The hub's (admin, viewer) tokens: the arguments when given, else ``APITALLY_HUB_TOKEN``
+    (admin); no duplicates."""
+    admins = [check_token(token, "--token") for token in tokens or ()]
+    viewers = [check_token(token, "--viewer-token") for token in viewer_tokens or ()]
+    if token_file is not None:
+        from_file = read_token_roles(token_file)
+        admins += from_file[0]
+        viewers += from_file[1]
+    if not admins and not viewers and tokens is None and token_file is None and viewer_tokens is None:
+        admins = [
+            check_token(token.strip(), TOKEN_ENV)
+            for token in environ.get(TOKEN_ENV, "").split(",")
+            if token.strip()
+        ]
+    return tuple(dict.fromkeys(admins)), tuple(dict.fromkeys(viewers))
 
 
 def resolve_tokens(
     tokens: Sequence[str] | None, token_file: str | Path | None, environ: Mapping[str, str]
 ) -> tuple[str, ...]:
-    """The hub's read tokens: the arguments when given, else ``APITALLY_HUB_TOKEN``; no duplicates."""
-    found = [check_token(token, "--token") for token in tokens or ()]
-    if token_file is not None:
-        found += read_token_file(token_file)
-    if not found and tokens is None and token_file is None:
-        found = [
-            check_token(token.strip(), TOKEN_ENV)
-            for token in environ.get(TOKEN_ENV, "").split(",")
-            if token.strip()
-        ]
-    return tuple(dict.fromkeys(found))
+    """The hub's admin tokens: the arguments when given, else ``APITALLY_HUB_TOKEN``; no duplicates."""
+    return resolve_token_roles(tokens, token_file, environ)[0]
 
 
 def resolve_client_token(token: str | None, environ: Mapping[str, str]) -> str | None:
@@ -76,7 +115,8 @@ def _digest(value: str | bytes) -> bytes:
 
 
 class TokenSet:
-    """The configured tokens, kept as SHA-256 digests.
+    """The configured tokens, kept as SHA-256 digests: the admin tokens, then ``viewers``
+    (:meth:`role` of a position).
 
     :meth:`matches` compares the candidate's digest with **every** token's digest using
     :func:`hmac.compare_digest` and never stops at the first match, so the time taken depends
@@ -85,10 +125,20 @@ class TokenSet:
     """
 
     def __init__(
-        self, tokens: Iterable[str] = (), *, _compare: Callable[[bytes, bytes], bool] = hmac.compare_digest
+        self,
+        tokens: Iterable[str] = (),
+        *,
+        viewers: Iterable[str] = (),
+        _compare: Callable[[bytes, bytes], bool] = hmac.compare_digest,
     ) -> None:
-        self._digests = tuple(_digest(token) for token in tokens)
+        admins = tuple(_digest(token) for token in tokens)
+        self._admins = len(admins)
+        self._digests = admins + tuple(_digest(token) for token in viewers)
         self._compare = _compare
+
+    def role(self, index: int) -> Role:
+        """The role of the token at ``index`` (admin tokens come first)."""
+        return ADMIN if index < self._admins else VIEWER
 
     def __bool__(self) -> bool:
         return bool(self._digests)
@@ -115,6 +165,10 @@ class TokenSet:
 
     def matches_authorization(self, header: str | None) -> bool:
         """True for ``Authorization: Bearer <one of the tokens>`` (the scheme is case-insensitive)."""
+        return self.authorization_role(header) is not None
+
+    def authorization_role(self, header: str | None) -> Role | None:
+        """The role of ``Authorization: Bearer <one of the tokens>``; None for anything else."""
         scheme, _, credentials = (header or "").strip().partition(" ")
-        token_ok = self.matches(credentials.strip())
-        return scheme.lower() == "bearer" and token_ok
+        index = self.index(credentials.strip())
+        return self.role(index) if scheme.lower() == "bearer" and index is not None else None

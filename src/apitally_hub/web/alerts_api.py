@@ -2,7 +2,7 @@
 
 =====================================  ==============================================================
 ``GET|POST channels``                  list; create ``{"name", "type", ...}`` -> 201 ``{"id"}``
-``GET|PUT|PATCH|DELETE channels/{id}`` one channel (secrets are never shown: ``secret_set``)
+``GET|PUT|PATCH|DELETE channels/{id}`` one channel (secrets are never shown, see :mod:`.masking`)
 ``POST channels/{id}/test``            send a test notification -> 202 ``{"notification_ids"}``
 ``GET|POST alert-rules``               list (with their alerts' states); create -> 201 ``{"id"}``
 ``GET|PUT|PATCH|DELETE alert-rules/{id}``  one rule (deleting a firing rule sends resolved notices)
@@ -14,13 +14,18 @@
 ``GET|PUT|DELETE health-check``        the app env's optional health check
 =====================================  ==============================================================
 
-Bodies are JSON objects of at most 64 KiB; anything invalid is a 422 whose ``detail`` names each
-field (``{"loc": ["body", "threshold"], "msg": ..., "type": ...}``) and changes nothing. Entries
-from the ``--alerts-file`` are read-only here (409).
+Bodies are JSON objects of at most 64 KiB (``Content-Type: application/json``); anything
+invalid — including a lone UTF-16 surrogate escape such as ``"\\ud800"`` — is a 422 whose
+``detail`` names each field (``{"loc": ["body", "threshold"], "msg": ..., "type": ...}``) and
+changes nothing. Entries from the ``--alerts-file`` are read-only here (409). A silence lasts at
+most 90 days, however it is given (``minutes`` or ``ends_at``). Channel URLs, header values and
+secrets are masked in answers; sending a masked value back keeps the stored one. Client ids
+outside the ``--client-id`` allow-list are 404.
 
-Who may call it: like every ``/api/`` route, these need the hub's bearer token when one is
-configured (:mod:`apitally_hub.security.access` gates them before they run); without a token the
-hub binds only to loopback.
+Who may call it: like every ``/api/`` route, these need the hub's bearer token (or a dashboard
+session with its CSRF header) when one is configured, and writes need an admin's
+(:mod:`apitally_hub.security.access` gates them before they run); without a token the hub binds
+only to loopback.
 """
 
 from __future__ import annotations
@@ -40,12 +45,12 @@ from starlette.routing import Route
 from apitally_hub.alerting.model import labels_of, rule_from_record
 from apitally_hub.alerting.urls import target_host
 from apitally_hub.alerting.validation import (
+    MAX_SILENCE_MINUTES,
     Invalid,
     parse_channel,
     parse_health_check,
     parse_rule,
     parse_silence,
-    public_config,
     rule_document,
 )
 from apitally_hub.alerting.workers import Alerting
@@ -64,7 +69,8 @@ from apitally_hub.storage.alert_records import (
 )
 from apitally_hub.storage.records import AppKey
 from apitally_hub.web.context import HubContext
-from apitally_hub.web.query_api import app_param
+from apitally_hub.web.masking import masked_config, unmask_channel_body
+from apitally_hub.web.query_api import allowed_app
 
 _logger = logging.getLogger(__name__)
 
@@ -81,9 +87,16 @@ async def json_body(request: Request) -> Any:
             raise HubError(413, f"Body larger than {MAX_BODY} bytes")
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks) or b"null")
-    except (ValueError, UnicodeDecodeError):
+        value = json.loads(b"".join(chunks) or b"null")
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise field_error(("body",), "Should be a JSON object", "json_invalid") from None
+    try:  # "\ud800" is valid JSON but no Unicode text: nothing could store or send it
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, RecursionError):
+        raise field_error(
+            ("body",), "Text contains a lone UTF-16 surrogate escape (\\ud800-\\udfff)", "string_unicode"
+        ) from None
+    return value
 
 
 def channel_view(c: ChannelRecord) -> dict[str, Any]:
@@ -94,7 +107,7 @@ def channel_view(c: ChannelRecord) -> dict[str, Any]:
         "source": c.source,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
-        **public_config(c.config),
+        **masked_config(c.config),
     }
 
 
@@ -225,7 +238,7 @@ class AlertEndpoints:
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(request, app_param(request))
+                return await handler(request, allowed_app(request, self.context))
             except Invalid as exc:
                 raise unprocessable(exc.errors) from None
 
@@ -283,10 +296,11 @@ class AlertEndpoints:
             raise HubError(409, "This channel is managed by the alerts file")
         body = await json_body(request)
         if request.method == "PATCH" and isinstance(body, dict):
-            body = {"name": current.name, "type": current.type, **public_config(current.config), **body}
+            body = {"name": current.name, "type": current.type, **masked_config(current.config), **body}
+        if isinstance(body, dict):
             for key in ("secret_set", "password_set"):
                 body.pop(key, None)
-        parsed = parse_channel(body, existing=current.config)
+        parsed = parse_channel(unmask_channel_body(body, current.config), existing=current.config)
         record = ChannelRecord(
             current.id,
             app,
@@ -487,6 +501,10 @@ class AlertEndpoints:
     async def create_silence(self, request: Request, app: AppKey) -> Response:
         now = self.context.clock()
         parsed = parse_silence(await json_body(request), now)
+        if parsed["ends_at"] - parsed["starts_at"] > MAX_SILENCE_MINUTES * 60:
+            raise field_error(
+                ("body", "ends_at"), f"A silence lasts at most {MAX_SILENCE_MINUTES // 1440} days", "silence"
+            )
         store = self.context.store.alerts
         if parsed["rule_id"] is not None:
             rule = await self._run(lambda: store.rule(parsed["rule_id"]))

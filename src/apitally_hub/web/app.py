@@ -40,7 +40,11 @@ def create_app(
     """Build the hub app from its configuration; the store is opened (migrated, pruned) by its
     lifespan. ``faults``: a plan whose entries make ingest calls fail on purpose (client tests).
     ``clock``: epoch-seconds source (tests)."""
-    context = HubContext(config=config, faults=faults or FaultPlan(), tokens=TokenSet(config.tokens))
+    context = HubContext(
+        config=config,
+        faults=faults or FaultPlan(),
+        tokens=TokenSet(config.tokens, viewers=config.viewer_tokens),
+    )
     if clock is not None:
         context.clock = clock
     dashboard = Dashboard(context)

@@ -90,6 +90,15 @@ def app_param(request: Request) -> AppKey:
     return AppKey(client_id, env)
 
 
+def allowed_app(request: Request, context: HubContext) -> AppKey:
+    """:func:`app_param`, and 404 for a client id outside the ``--client-id`` allow-list (like
+    ingest: the hub knows nothing of it)."""
+    app = app_param(request)
+    if not context.config.is_allowed(app.client_id):
+        raise HubError(404, "Unknown client id")
+    return app
+
+
 def bucket_param(request: Request) -> int | None:
     raw = text_param(request, "bucket")
     if raw is None:
@@ -166,6 +175,8 @@ class QueryEndpoints:
 
     def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
+            if "client_id" in request.path_params:
+                allowed_app(request, self.context)
             queries = self.context.queries
             try:
                 body = await self.context.run(lambda: handler(queries, request))

@@ -3,7 +3,8 @@ family: :mod:`.routes`).
 
 Who may read is decided before: the hub's read gate (:mod:`apitally_hub.security.access`) lets
 a page through with a bearer token or a session cookie (:meth:`Dashboard.authenticates`) and
-sends a browser without either to ``/login``. The guard around each page then finds the
+sends a browser without either to ``/login``; it also refuses a viewer's POST (403). Pages show
+write controls (``is_admin`` in templates) to admins only. The guard around each page then finds the
 session (for logout and CSRF); for a POST it wants a same-origin ``Origin`` and a valid CSRF
 token in a bounded urlencoded form;
 security headers (a strict Content-Security-Policy: scripts and styles only from
@@ -33,6 +34,9 @@ from starlette.routing import Route
 from apitally_hub.errors import HubError
 from apitally_hub.protocol.messages import is_valid_env
 from apitally_hub.query.service import QueryService
+from apitally_hub.security.access import Grant
+from apitally_hub.security.attempts import FailureLimit
+from apitally_hub.security.tokens import ADMIN, VIEWER
 from apitally_hub.storage.records import AppKey
 from apitally_hub.web.context import HubContext
 from apitally_hub.web.dashboard import session as sessions_module
@@ -82,6 +86,8 @@ class Dashboard:
             self._version = "dev"
         self._sessions: Sessions | None = None
         self._sessions_lock: anyio.Lock | None = None
+        self.login_failures = FailureLimit(clock=context.clock)
+        """Wrong login tokens, per client address and overall (:mod:`.pages.login` backs off)."""
 
     @property
     def templates(self) -> jinja2.Environment:
@@ -180,9 +186,15 @@ class Dashboard:
         """Load the session secret from the store (the app's lifespan calls this once it is open)."""
         await self.sessions()
 
-    def authenticates(self, headers: Headers) -> bool:
-        """The read gate's credential check: a valid session cookie."""
-        return self._sessions is not None and self._sessions.authenticates(headers)
+    async def authenticates(self, headers: Headers) -> Grant | None:
+        """The access gate's credential check: a valid, unrevoked session cookie (its grant)."""
+        sessions = self._sessions
+        if sessions is None or sessions.grant(headers) is None:
+            return None
+        if sessions.revocations_stale:  # another hub process may have revoked it
+            store = self.context.store
+            await self.context.run(lambda: sessions.load_revoked(store))
+        return sessions.grant(headers)
 
     async def sessions(self) -> Sessions:
         """The session keeper, made on first use (the store holds its secret)."""
@@ -237,6 +249,7 @@ class Dashboard:
             "now": self.context.clock(),
             "csrf_token": sessions.csrf_token(access.nonce) if sessions and access else "",
             "logged_in": access is not None and access.session is not None,
+            "is_admin": role_of(request, sessions) == ADMIN,
             "login_required": bool(sessions and sessions.required),
             **values,
         }
@@ -261,6 +274,16 @@ class Dashboard:
 
     def view(self, request: Request, **options: Any) -> View:
         return View.parse(request, self.context.clock(), **options)
+
+
+def role_of(request: Request, sessions: Sessions | None) -> str:
+    """The asker's role: admin without tokens, else their bearer token's or session's."""
+    if sessions is None or not sessions.required:
+        return ADMIN
+    access: Access | None = getattr(request.state, "access", None)
+    if access is not None and access.session is not None:
+        return access.session.role
+    return sessions.bearer_role(request.headers.get("authorization")) or VIEWER
 
 
 ROUTE_PREFIX = "dashboard:"
