@@ -8,6 +8,9 @@ and the notifications (one per channel) in **one** transaction fenced by the lea
 
 - a restart finds each evaluation either wholly committed (the alert is firing and its notice is
   in the outbox: nothing is sent twice) or not at all (the next round does it once);
+- a round in which many alerts of one rule change alike (say 300 consumers start firing) sends
+  each channel one grouped notice (:func:`.formats.grouped_document`) rather than hundreds: more
+  than :data:`GROUP_AFTER` notices of one rule and one kind in one round are grouped;
 - with several hub processes only the lease holder evaluates; one that lost the lease while
   evaluating (a long pause) writes nothing; another takes over when the lease expires (or at
   once when the holder stops and releases it).
@@ -41,6 +44,8 @@ from apitally_hub.storage.alert_records import (
 _logger = logging.getLogger(__name__)
 
 LEASE = "alerting"
+GROUP_AFTER = 3
+"""A round sends up to this many notices of one rule and kind one by one; more become one."""
 _EPISODES = uuid.UUID("5b7d3a52-8d1e-4c33-9f57-0d6a1c2b4e10")
 
 
@@ -104,6 +109,7 @@ def plan_rule(
     policy = policy_of(rule, config.minute_seconds)
     known = {record.labels_key: record for record in existing}
     result = RuleResult([], [], [])
+    notices: dict[str, list[dict[str, object]]] = {}
     created = 0
     for key in sorted(set(observed) | set(known)):
         record = known.get(key)
@@ -167,6 +173,11 @@ def plan_rule(
                 at=now,
                 reminder=outcome.notice == "reminder",
             )
+            notices.setdefault(outcome.notice, []).append(doc)
+    for notice, docs in notices.items():
+        if len(docs) > GROUP_AFTER:
+            docs = [formats.grouped_document(docs)]
+        for doc in docs:
             payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
             for channel_id in channel_ids:
                 result.notifications.append(
@@ -175,7 +186,7 @@ def plan_rule(
                         channel_id,
                         rule.app,
                         rule.id,
-                        outcome.notice,
+                        notice,
                         payload,
                         "pending",
                         now,
@@ -271,6 +282,10 @@ class Evaluator:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="hub-alerting", daemon=True)
             self._thread.start()
+
+    def request_stop(self) -> None:
+        """Start stopping (no new work); :meth:`stop` waits for it."""
+        self._stop.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the round in progress and release the lease (another process takes over

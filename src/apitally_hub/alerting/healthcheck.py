@@ -4,6 +4,11 @@ among the accepted ones (default 2xx) is up, anything else â€” after one retry â
 Only http(s), only the configured host: a redirect is followed (up to 5) only to the same host
 (or an http -> https upgrade of it); a redirect elsewhere counts as a failure. Checks run in
 the process holding the ``health-checks`` lease, in parallel, on threads of their own.
+
+Each attempt has one total deadline (the 5 s timeout: connect, TLS, write and reads together)
+and reads at most 64 kB of the response (:mod:`apitally_hub.alerting.outgoing`); a check still
+running when its next round comes is skipped that round, never waited for, so one slow target
+never holds up the checks of other apps.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from apitally_hub.alerting import outgoing
 from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.alerting.urls import same_origin
 from apitally_hub.alerting.validation import status_accepted
@@ -32,6 +39,8 @@ LEASE = "health-checks"
 MAX_REDIRECTS = 5
 ATTEMPTS = 2
 """One retry before "down"."""
+CHECKERS = 16
+"""Checks in flight at once."""
 
 
 @dataclass(frozen=True)
@@ -43,13 +52,15 @@ class CheckResult:
 
 
 def probe(client: httpx.Client, url: str, accepted: list[str], timeout: float) -> CheckResult:
-    """One GET of ``url``, following same-host redirects only."""
+    """One GET of ``url``, following same-host redirects only, all within ``timeout`` seconds."""
     target = httpx.URL(url)
     started = time.perf_counter()
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            with suppress_instrumentation():
-                response = client.get(target, timeout=timeout, follow_redirects=False)
+            left = timeout - (time.perf_counter() - started)
+            if left <= 0:
+                raise httpx.TimeoutException("the check's deadline passed")
+            response = outgoing.call(client, "GET", target, seconds=left)
             code = response.status_code
             location = response.headers.get("location")
             if response.is_redirect and location and not status_accepted(code, accepted):
@@ -97,23 +108,38 @@ class HealthChecker:
         self.config = config
         self.holder = holder
         self.clock = clock
-        self._client = httpx.Client(
-            transport=transport, headers={"User-Agent": "apitally-otel-hub health check"}
-        )
-        self._pool = ThreadPoolExecutor(8, thread_name_prefix="hub-health")
+        self._client = outgoing.client(transport, "apitally-otel-hub health check")
+        self._pool = ThreadPoolExecutor(CHECKERS, thread_name_prefix="hub-health")
+        self._in_flight: dict[str, Future[None]] = {}
+        self._lock = threading.Lock()
         self._leader = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def run_once(self) -> int:
-        """Check every enabled health check (if this process holds the lease); returns how many."""
+    def run_once(self, *, wait: bool = True) -> int:
+        """Start a check of every enabled health check not still running (if this process holds
+        the lease); returns how many started. With ``wait`` (tests), wait for them, at most as
+        long as one check can last; the checker's thread does not: its rounds keep their pace."""
         lease = max(self.config.health_check_interval * 3, 30.0)
         if not self.storage.try_lease(LEASE, self.holder, seconds=lease, now=self.clock()):
             return 0
         self._leader = True
         checks = [c for c in self.storage.alerts.health_checks() if c.config.get("enabled", True)]
-        list(self._pool.map(self._check_one, checks))
-        return len(checks)
+        started: list[Future[None]] = []
+        with self._lock:
+            for record in checks:
+                if self._stop.is_set():  # stopping: the pool takes no more work
+                    break
+                key = f"{record.app.client_id}/{record.app.env}"
+                running = self._in_flight.get(key)
+                if running is not None and not running.done():
+                    continue  # still on its last round (a slow target): not queued twice
+                future = self._pool.submit(self._check_one, record)
+                self._in_flight[key] = future
+                started.append(future)
+        if wait:
+            wait_futures(started, timeout=self.config.health_check_timeout * ATTEMPTS + 1.0)
+        return len(started)
 
     def _check_one(self, record: HealthCheckRecord) -> None:
         try:
@@ -146,10 +172,17 @@ class HealthChecker:
             self._thread = threading.Thread(target=self._run, name="hub-health-checks", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def request_stop(self) -> None:
+        """Start stopping (no new work); :meth:`stop` waits for it."""
+        self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop, waiting for the checks in flight at most ``timeout`` seconds (then abandoning
+        them, logged: they end at their deadline); idempotent."""
+        end = time.monotonic() + timeout
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(end - time.monotonic(), 0.0))
             self._thread = None
         if self._leader:
             self._leader = False
@@ -157,14 +190,23 @@ class HealthChecker:
                 self.storage.release_lease(LEASE, self.holder)
             except Exception:  # stopping anyway: the lease then simply expires
                 _logger.exception("Releasing the health-check lease failed")
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            futures = list(self._in_flight.items())
+        for key, future in futures:
+            try:
+                future.result(max(end - time.monotonic(), 0.0))
+            except FutureTimeout:
+                _logger.warning("Stopping: abandoned the health check of %s in flight", key)
+            except CancelledError:
+                pass
         self._client.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self.run_once()
+                self.run_once(wait=False)
             except Exception:  # the store is unavailable: try again next round
                 _logger.exception("Health-check round failed")
             self._stop.wait(max(self.config.health_check_interval - (time.monotonic() - started), 0.05))

@@ -4,13 +4,16 @@ Trust model: channels, rules and health checks are configured by holders of the 
 without one, by local users): the same people who can read all the data. They can point the hub
 at any http(s) address they choose — also an internal one — so the hub limits what such a call
 can do rather than where it goes: only ``http``/``https`` (no ``file:``, ``gopher:``, ``ftp:``,
-...), no credentials in the URL's host part for health checks, no redirects followed (webhooks)
+...), no credentials in the URL (``user:password@``: they would be sent as Basic auth and shown
+wherever the URL is), for channels and health checks alike, no redirects followed (webhooks)
 or only to the same host (health checks), and the response body of a call is never shown back
 (a test notification reports the status code only), so the hub cannot be used to read internal
 pages. Every channel change is logged with its target host.
 """
 
 from __future__ import annotations
+
+import re
 
 import httpx
 
@@ -29,6 +32,9 @@ def url_problem(url: str) -> str | None:
         return "Should be an http:// or https:// URL"
     if not parsed.host:
         return "Should name a host"
+    authority = re.split(r"[/?#]", url.split("//", 1)[-1], maxsplit=1)[0]
+    if parsed.userinfo or "@" in authority:
+        return "Should not carry credentials (user:password@): use the channel's headers or secret instead"
     return None
 
 

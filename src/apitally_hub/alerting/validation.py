@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -31,7 +32,50 @@ MAX_SILENCE_MINUTES = 90 * 24 * 60
 _EMAIL_RE = re.compile(r"[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+")
 _METHOD_RE = re.compile(r"[A-Za-z]{1,16}")
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
-_HEADER_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+_HEADER_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
+"""A header name: an RFC 7230 token."""
+_HEADER_VALUE_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+"""A header value: visible ASCII, inner spaces (no CR, LF, other controls or non-ASCII bytes)."""
+MAX_HEADERS = 20
+FORBIDDEN_HEADERS = frozenset(
+    {
+        # the request's framing and routing belong to the HTTP client, not to a channel's settings
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        # the hub's own headers (a receiver trusts them: they are signed or set by the hub)
+        "x-apitally-signature",
+        "x-apitally-timestamp",
+        "x-apitally-notification-id",
+    }
+)
+"""Headers a webhook channel may not set (compared case-insensitively)."""
+
+
+def unprintable(value: str) -> bool:
+    """Whether ``value`` holds a control character or a line or paragraph separator (which would
+    split a line of a log, an email header or a chat message)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in value)
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """Why ``name: value`` cannot be a webhook channel's extra header, or None."""
+    if not isinstance(name, str) or not _HEADER_RE.fullmatch(name):
+        return "Should be a header name (an RFC 7230 token of at most 64 characters)"
+    if name.lower() in FORBIDDEN_HEADERS:
+        return f"{name} cannot be configured: the hub's HTTP client or the hub itself sets it"
+    if not isinstance(value, str) or len(value) > 1000 or not _HEADER_VALUE_RE.fullmatch(value):
+        return "Should be a header value of 1 to 1000 visible ASCII characters (no line breaks)"
+    return None
 
 
 class Invalid(Exception):
@@ -76,7 +120,7 @@ class _Fields:
         value = value.strip()
         if required and not value:
             self.fail((name,), "Should not be empty", "string_too_short")
-        elif len(value) > max_len or any(ord(c) < 32 for c in value):
+        elif len(value) > max_len or unprintable(value):
             self.fail((name,), f"Should be at most {max_len} printable characters", "string_invalid")
         return value
 
@@ -185,12 +229,19 @@ def parse_channel(
             config["secret"] = secret
         headers = f.raw("headers")
         if headers is not None:
-            if not isinstance(headers, Mapping) or len(headers) > 20:
-                f.fail(("headers",), "Should be an object of at most 20 header names and values", "headers")
+            if not isinstance(headers, Mapping) or len(headers) > MAX_HEADERS:
+                f.fail(
+                    ("headers",),
+                    f"Should be an object of at most {MAX_HEADERS} header names and values",
+                    "headers",
+                )
             else:
                 for key, value in headers.items():
-                    if not _HEADER_RE.fullmatch(str(key)) or not isinstance(value, str) or len(value) > 1000:
-                        f.fail(("headers", str(key)), "Should be a header name and a string value", "header")
+                    problem = header_problem(key, value)
+                    if problem is not None:
+                        f.fail(("headers", str(key)), problem, "header")
+                if len({str(k).lower() for k in headers}) < len(headers):
+                    f.fail(("headers",), "Should name each header once", "headers")
                 config["headers"] = dict(headers)
     if type_ == "email":
         security = f.choice("smtp_security", SMTP_SECURITY, default="starttls")

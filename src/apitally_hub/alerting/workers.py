@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from apitally_hub.alerting import rulesfile
 from apitally_hub.alerting.config import AlertingConfig
-from apitally_hub.alerting.evaluator import Evaluator
+from apitally_hub.alerting.evaluator import GROUP_AFTER, Evaluator
 from apitally_hub.alerting.healthcheck import HealthChecker
 from apitally_hub.alerting.model import Rule, Scope, labels_of
 from apitally_hub.alerting.notifiers import formats
@@ -23,6 +25,10 @@ from apitally_hub.storage.base import Storage
 from apitally_hub.storage.records import AppKey
 
 _logger = logging.getLogger(__name__)
+
+STOP_SECONDS = 5.0
+""":meth:`Alerting.stop` returns within about this long, whatever its threads are doing (a thread
+still busy then is abandoned, logged: each outgoing attempt ends at its own deadline)."""
 
 
 class Alerting:
@@ -65,10 +71,20 @@ class Alerting:
             self.evaluator.start()
             self.health.start()
 
-    def stop(self) -> None:
-        self.evaluator.stop()
-        self.health.stop()
-        self.delivery.stop()
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop evaluating, checking and delivering, in at most about ``timeout`` seconds."""
+        end = time.monotonic() + timeout
+
+        def left(share: float) -> float:
+            return max((end - time.monotonic()) * share, 0.1)
+
+        started = time.monotonic()
+        for part in (self.evaluator, self.health, self.delivery):
+            part.request_stop()  # all wind down at once
+        self.evaluator.stop(left(0.3))
+        self.health.stop(left(0.5))
+        self.delivery.stop(left(1.0))
+        _logger.debug("Alerting stopped in %.1f s", time.monotonic() - started)
 
     # -- notices outside evaluation -----------------------------------------------------------
 
@@ -139,6 +155,7 @@ class Alerting:
     def resolve_deleted(self, rule: Rule, instances: Sequence[InstanceRecord]) -> None:
         """A rule deleted while its alerts fire: close them with resolved notices."""
         now = self.clock()
+        docs: list[dict[str, Any]] = []
         for instance in instances:
             if instance.state == "firing" and instance.notified:
                 doc = formats.document(
@@ -152,5 +169,9 @@ class Alerting:
                     resolved_at=now,
                     at=now,
                 )
-                doc["summary"] += " (the rule was deleted)"
-                self.enqueue(rule.app, rule.id, "resolved", doc, rule.channels)
+                docs.append(doc)
+        if len(docs) > GROUP_AFTER:
+            docs = [formats.grouped_document(docs)]
+        for doc in docs:
+            doc["summary"] += " (the rule was deleted)"
+            self.enqueue(rule.app, rule.id, "resolved", doc, rule.channels)

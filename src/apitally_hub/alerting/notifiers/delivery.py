@@ -8,7 +8,14 @@ with exponential backoff and jitter (honouring ``Retry-After``) until the notifi
 ``retry_for_seconds`` old (an hour), then it is ``failed``; other errors fail it at once.
 Several hub processes may run workers against one store: claims are exclusive. A worker that
 dies mid-send leaves a claim that expires, and the notification is sent again (at least once:
-receivers can deduplicate on its ``id``, the same on every attempt).
+receivers can deduplicate on its ``id``, the same on every attempt). Whatever goes wrong with a
+notification itself (a document that cannot be formatted, say) is a failed attempt with its error
+on record; a notification is not attempted past its ``expires_at``; so one bad notification
+never blocks the ones behind it on its channel.
+
+Every attempt has one total deadline (``delivery_timeout``); :meth:`DeliveryWorker.stop` waits
+for the attempts in flight at most its ``timeout``, then abandons them (their threads end at
+their deadline; the claims expire and the notifications are sent again by the next worker).
 """
 
 from __future__ import annotations
@@ -21,10 +28,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import httpx
 
+from apitally_hub.alerting import outgoing
 from apitally_hub.alerting.config import AlertingConfig
 from apitally_hub.alerting.notifiers.senders import Attempt, deliver
 from apitally_hub.alerting.urls import target_host
@@ -57,7 +66,7 @@ class DeliveryWorker:
         self.config = config
         self.clock = clock
         self.name = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._client = httpx.Client(transport=transport, headers={"User-Agent": "apitally-otel-hub"})
+        self._client = outgoing.client(transport, "apitally-otel-hub")
         self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="hub-delivery")
         self._in_flight: dict[str, Future[None]] = {}
         self._lock = threading.Lock()
@@ -78,7 +87,7 @@ class DeliveryWorker:
         with self._lock:
             busy = [channel for channel, future in self._in_flight.items() if not future.done()]
             room = SENDERS - len(busy)
-        if room <= 0:
+        if room <= 0 or self._stop.is_set():  # stopping: the pool takes no more work
             return 0
         claimed = self.storage.alerts.claim_notifications(
             self.name, now=self.clock(), limit=room, lease_seconds=self.claim_seconds, exclude_channels=busy
@@ -93,8 +102,15 @@ class DeliveryWorker:
     def _send(self, notification: OutboxRecord) -> None:
         try:
             self._attempt(notification)
-        except Exception:  # a store error: the claim expires and the notification is retried
+        except Exception as exc:  # a bug or a store error: record it, don't let the claim loop
             _logger.exception("Delivering notification %s failed unexpectedly", notification.id)
+            error = f"attempt {notification.attempts}: {type(exc).__name__}: {exc}"[:300]
+            try:
+                self.storage.alerts.finish_notification(
+                    notification.id, self.name, status="failed", now=self.clock(), error=error
+                )
+            except Exception:  # the store is down: the claim expires and the notification is retried
+                _logger.exception("Recording the failure of notification %s failed", notification.id)
 
     def _attempt(self, notification: OutboxRecord) -> None:
         alerts, now = self.storage.alerts, self.clock()
@@ -102,6 +118,14 @@ class DeliveryWorker:
         if channel is None:
             alerts.finish_notification(
                 notification.id, self.name, status="failed", now=now, error="channel deleted"
+            )
+            return
+        if now >= notification.expires_at:
+            error = f"expired after {notification.attempts - 1} attempts"
+            if notification.last_error:
+                error += f"; {notification.last_error}"
+            alerts.finish_notification(
+                notification.id, self.name, status="failed", now=now, error=error[:500]
             )
             return
         doc = json.loads(notification.payload)
@@ -178,14 +202,33 @@ class DeliveryWorker:
             self._thread = threading.Thread(target=self._run, name="hub-delivery", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop claiming, let the sends in flight finish (bounded by their timeouts); idempotent."""
+    def request_stop(self) -> None:
+        """Start stopping (no new work); :meth:`stop` waits for it."""
+        self._stop.set()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop claiming, let the sends in flight finish for at most ``timeout`` seconds, then
+        abandon them (logged; their claims expire, so they are sent again); idempotent."""
+        end = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(end - time.monotonic(), 0.0))
             self._thread = None
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            futures = list(self._in_flight.items())
+        for channel_id, future in futures:
+            try:
+                future.result(max(end - time.monotonic(), 0.0))
+            except FutureTimeout:
+                _logger.warning(
+                    "Stopping: abandoned a notification in flight to channel %s (sent again later)",
+                    channel_id,
+                )
+            except CancelledError:
+                pass
         self._client.close()
 
     def _run(self) -> None:

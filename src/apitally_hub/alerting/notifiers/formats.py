@@ -9,9 +9,22 @@ The **document** (what the generic webhook receives, as JSON)::
      "value": 3, "threshold": 0, "state": "firing", "started_at": "<ISO 8601>",
      "resolved_at": null, "at": "<ISO 8601>", "summary": "..."}
 
+A **grouped** document stands for many alerts of one rule that changed in the same evaluation
+round (say 300 consumers firing at once): the channel gets one notice instead of hundreds. It is
+the document of the first alert with ``alert_id``, ``labels`` and ``value`` of the group left
+empty (``null``, ``{}``, ``null``), a summary naming the count, and::
+
+    "grouped": {"count": 300, "alerts": [{"alert_id", "labels", "value", "started_at",
+                                          "resolved_at"}, ... the first GROUP_SHOWN ...]}
+
+A document of one alert has no ``grouped`` field.
+
 Slack gets ``text`` + ``blocks`` (incoming webhooks), Teams an Adaptive Card message (Workflows
 webhooks and the older connectors both take it), email a plain-text message whose subject names
-the rule.
+the rule. Names, paths and consumers come from the hub's users and its clients' traffic: in Slack
+text ``&``, ``<`` and ``>`` are escaped (no ``<!channel>`` mention, no ``<url|text>`` link), in
+Teams the summary is a plain text run and the title and facts have their markdown escaped, and an
+email's subject is one line.
 """
 
 from __future__ import annotations
@@ -19,6 +32,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -29,6 +44,26 @@ from apitally_hub.alerting.model import Rule, format_number
 SIGNATURE_HEADER = "X-Apitally-Signature"
 TIMESTAMP_HEADER = "X-Apitally-Timestamp"
 ID_HEADER = "X-Apitally-Notification-Id"
+GROUP_SHOWN = 5
+"""A grouped notice lists this many of its alerts."""
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>~])")
+_OWN_FACTS = frozenset({"Condition", "Value", "Since", "Resolved"})
+"""Facts the hub writes itself (a metric, a number, a time): shown as they are."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line or paragraph separators as spaces."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
+
+
+def slack_escape(text: str) -> str:
+    """Text for Slack's ``mrkdwn`` and ``text``: ``&``, ``<``, ``>`` escaped, as Slack asks."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown_escape(text: str) -> str:
+    """Text for a Teams ``TextBlock`` or fact: markdown's punctuation backslash-escaped."""
+    return _MARKDOWN.sub(r"\\\1", one_line(text))
 
 
 def iso(epoch: float | None) -> str | None:
@@ -92,6 +127,31 @@ def document(
     }
 
 
+def grouped_document(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document for ``docs`` (alerts of one rule, the same event, one round): see above."""
+    first, count = docs[0], len(docs)
+    shown = [describe_labels(d.get("labels") or {}) or "(all)" for d in docs[:GROUP_SHOWN]]
+    more = f" and {count - len(shown)} more" if count > len(shown) else ""
+    rule = first["rule"]
+    verb = "RESOLVED" if first["event"] == "resolved" else "FIRING"
+    summary = (
+        f"[{verb}] {rule['name']}: {rule['metric']} {rule['condition']} {format_number(rule['threshold'])}"
+        f" for {count} alerts ({', '.join(shown)}{more}) in {first['client_id']}/{first['env']}"
+    )
+    alerts = [
+        {k: d.get(k) for k in ("alert_id", "labels", "value", "started_at", "resolved_at")}
+        for d in docs[:GROUP_SHOWN]
+    ]
+    return {
+        **first,
+        "alert_id": None,
+        "labels": {},
+        "value": None,
+        "summary": summary,
+        "grouped": {"count": count, "alerts": alerts},
+    }
+
+
 def _title(doc: Mapping[str, Any]) -> str:
     kind = (
         "Resolved"
@@ -99,7 +159,8 @@ def _title(doc: Mapping[str, Any]) -> str:
         else ("Reminder: firing" if doc.get("reminder") else "Firing")
     )
     prefix = "Test notification — " if doc.get("test") else ""
-    return f"{prefix}{kind}: {doc['rule']['name']}"
+    count = f" ({doc['grouped']['count']} alerts)" if doc.get("grouped") else ""
+    return one_line(f"{prefix}{kind}: {doc['rule']['name']}{count}")
 
 
 def _facts(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -107,8 +168,16 @@ def _facts(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
     facts = [
         ("App", f"{doc['client_id']} / {doc['env']}"),
         ("Condition", f"{rule['metric']} {rule['condition']} {format_number(rule['threshold'])}"),
-        ("Value", format_number(doc["value"])),
     ]
+    grouped = doc.get("grouped")
+    if grouped:
+        shown = [describe_labels(a.get("labels") or {}) or "(all)" for a in grouped["alerts"]]
+        more = grouped["count"] - len(shown)
+        facts.append(
+            ("Alerts", f"{grouped['count']}: " + ", ".join(shown) + (f" and {more} more" if more else ""))
+        )
+    else:
+        facts.append(("Value", format_number(doc["value"])))
     target = describe_labels(doc.get("labels") or {})
     if target:
         facts.append(("Where", target))
@@ -140,12 +209,16 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 def slack_message(doc: Mapping[str, Any]) -> dict[str, Any]:
     emoji = ":white_check_mark:" if doc["event"] == "resolved" else ":rotating_light:"
     title = f"{emoji} {_title(doc)}"
-    fields = [{"type": "mrkdwn", "text": f"*{name}*\n{value}"} for name, value in _facts(doc)]
+    fields = [
+        {"type": "mrkdwn", "text": f"*{name}*\n{slack_escape(one_line(value))}"[:2000]}
+        for name, value in _facts(doc)
+    ]
+    summary = slack_escape(one_line(doc["summary"]))
     return {
-        "text": f"{title} — {doc['summary']}",
+        "text": slack_escape(title) + " — " + summary,
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": _title(doc)[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": doc["summary"][:3000]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": summary[:3000]}},
             {"type": "section", "fields": fields[:10]},
         ],
     }
@@ -163,11 +236,18 @@ def teams_message(doc: Mapping[str, Any]) -> dict[str, Any]:
                 "size": "Large",
                 "weight": "Bolder",
                 "color": color,
-                "text": _title(doc),
+                "text": markdown_escape(_title(doc)),
                 "wrap": True,
             },
-            {"type": "TextBlock", "text": doc["summary"], "wrap": True},
-            {"type": "FactSet", "facts": [{"title": name, "value": value} for name, value in _facts(doc)]},
+            # a text run is never markdown: the summary carries names and paths as they are
+            {"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": one_line(doc["summary"])}]},
+            {
+                "type": "FactSet",
+                "facts": [
+                    {"title": name, "value": value if name in _OWN_FACTS else markdown_escape(value)}
+                    for name, value in _facts(doc)
+                ],
+            },
         ],
     }
     return {
@@ -180,7 +260,7 @@ def teams_message(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 def email_message(doc: Mapping[str, Any], config: Mapping[str, Any]) -> EmailMessage:
     message = EmailMessage()
-    message["Subject"] = f"[apitally] {_title(doc)} ({doc['client_id']}/{doc['env']})"
+    message["Subject"] = one_line(f"[apitally] {_title(doc)} ({doc['client_id']}/{doc['env']})")
     message["From"] = config["from_address"]
     message["To"] = ", ".join(config["to"])
     lines = [doc["summary"], ""]

@@ -1,22 +1,28 @@
 """Sending one notification to one channel: HTTP (webhook, Slack, Teams) with httpx, email with
-smtplib. Each call returns an :class:`Attempt` instead of raising; the delivery worker decides on
-retries from it."""
+smtplib. Each call returns an :class:`Attempt` instead of raising — whatever goes wrong, also
+while formatting — and the delivery worker decides on retries from it. An attempt has one total
+deadline (``timeout``: connect, TLS, writes and reads together) and reads at most 64 kB of a
+response (:mod:`apitally_hub.alerting.outgoing`)."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import smtplib
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from apitally_hub.alerting import outgoing
 from apitally_hub.alerting.notifiers import formats
+from apitally_hub.alerting.validation import header_problem
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 300.0
@@ -47,13 +53,11 @@ def post_json(
     client: httpx.Client, url: str, body: bytes, headers: Mapping[str, str], timeout: float
 ) -> Attempt:
     try:
-        # the hub's own outgoing calls are never telemetry (no feedback loops)
-        with suppress_instrumentation():
-            response = client.post(
-                url, content=body, headers=dict(headers), timeout=timeout, follow_redirects=False
-            )
+        response = outgoing.call(client, "POST", url, seconds=timeout, content=body, headers=headers)
     except httpx.TimeoutException:
         return Attempt(False, True, f"timed out after {timeout:g} s")
+    except httpx.LocalProtocolError as exc:  # the request itself cannot be sent: so on every attempt
+        return Attempt(False, False, f"{type(exc).__name__}: {exc}"[:300])
     except httpx.HTTPError as exc:
         return Attempt(False, True, f"{type(exc).__name__}: {exc}"[:300])
     code = response.status_code
@@ -70,24 +74,44 @@ def send_email(config: Mapping[str, Any], message: Any, timeout: float) -> Attem
         config.get("smtp_security", "starttls"),
     )
     context = ssl.create_default_context()
+    expired = threading.Event()
     try:
         smtp: smtplib.SMTP
         if security == "tls":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+            smtp = smtplib.SMTP_SSL(timeout=timeout, context=context)
         else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
-        with smtp:
-            if security == "starttls":
-                smtp.starttls(context=context)
-            if config.get("username"):
-                smtp.login(config["username"], config.get("password", ""))
-            smtp.send_message(message)
+            smtp = smtplib.SMTP(timeout=timeout)
+        # smtplib's timeout is per socket operation: at the deadline, cut the connection (also
+        # while it reads the greeting, which connect() does)
+        watchdog = threading.Timer(timeout, _cut, (smtp, expired))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            with smtp:
+                smtp.connect(host, port)
+                if security == "starttls":
+                    smtp.starttls(context=context)
+                if config.get("username"):
+                    smtp.login(config["username"], config.get("password", ""))
+                smtp.send_message(message)
+        finally:
+            watchdog.cancel()
     except smtplib.SMTPResponseException as exc:
         # 4xx replies are temporary by definition; 5xx (bad login, rejected recipient) are not
         return Attempt(False, 400 <= exc.smtp_code < 500, f"SMTP {exc.smtp_code}", exc.smtp_code)
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        if expired.is_set():
+            return Attempt(False, True, f"timed out after {timeout:g} s")
         return Attempt(False, True, f"{type(exc).__name__}: {exc}"[:300])
     return Attempt(True, False, "accepted by the SMTP server")
+
+
+def _cut(smtp: smtplib.SMTP, expired: threading.Event) -> None:
+    expired.set()
+    sock = smtp.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed: the attempt ended on its own
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def deliver(
@@ -100,13 +124,36 @@ def deliver(
     timeout: float,
     now: float,
 ) -> Attempt:
-    """Format ``doc`` for the channel and send it once."""
+    """Format ``doc`` for the channel and send it once. Never raises: an error while formatting
+    (a name the hub would not accept today, say) fails the attempt for good, with its error."""
+    try:
+        return _deliver(client, channel_type, config, doc, notification_id, timeout=timeout, now=now)
+    except Exception as exc:  # any error is a failed attempt, recorded on the notification
+        return Attempt(False, False, f"could not send: {type(exc).__name__}: {exc}"[:300])
+
+
+def _deliver(
+    client: httpx.Client,
+    channel_type: str,
+    config: Mapping[str, Any],
+    doc: Mapping[str, Any],
+    notification_id: str,
+    *,
+    timeout: float,
+    now: float,
+) -> Attempt:
     if channel_type == "email":
         message = formats.email_message({**doc, "id": notification_id}, config)
         return send_email(config, message, float(config.get("timeout_seconds", timeout)))
     if channel_type == "webhook":
         body, headers = formats.webhook_request(doc, notification_id, secret=config.get("secret"), now=now)
-        headers.update(config.get("headers") or {})
+        extra: Mapping[str, Any] = config.get("headers") or {}
+        for name, value in extra.items():
+            # configured before the hub checked headers: the request would be unsafe or unsendable
+            problem = header_problem(name, value)
+            if problem is not None:
+                return Attempt(False, False, f"header {str(name)[:64]!r} refused: {problem}")
+        headers.update(extra)
     else:
         payload = formats.slack_message(doc) if channel_type == "slack" else formats.teams_message(doc)
         body = json.dumps(payload, ensure_ascii=False).encode()
