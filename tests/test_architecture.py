@@ -38,7 +38,15 @@ HUB_LAYERS: tuple[tuple[str, ...], ...] = (
 """The hub's layers, top to bottom: a module may import its own layer's modules and lower ones."""
 
 CLIENT_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("apitally_otel", "apitally_otel.auto", "apitally_otel.instrumentation", "apitally_otel._lifecycle"),
+    (
+        "apitally_otel",
+        "apitally_otel.auto",
+        "apitally_otel.instrumentation",
+        "apitally_otel._lifecycle",
+        "apitally_otel._classic",
+        "apitally_otel.starlette",
+        "apitally_otel.fastapi",
+    ),
     ("apitally_otel.metric_reader",),
     ("apitally_otel.span_processor", "apitally_otel.metric_exporter"),
     # the families: ASGI capture, request logging, hub transport, aggregation

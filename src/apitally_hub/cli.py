@@ -1,4 +1,4 @@
-"""The ``apitally-otel`` command line: ``hub``, ``report``, ``alerts``, ``demo``.
+"""The ``apitally-otel`` command line: ``hub``, ``report``, ``apps``, ``alerts``, ``demo``.
 
 Each subcommand is a module of :mod:`apitally_hub.commands` with ``register(subparsers)``, which
 adds its parser(s) and sets ``handler`` (``args -> int``) as a default. Registering imports only
@@ -13,9 +13,9 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from apitally_hub.commands import alerts, demo, hub, report
+from apitally_hub.commands import alerts, apps, demo, hub, report
 
-SUBCOMMANDS = (hub, report, alerts, demo)
+SUBCOMMANDS = (hub, report, apps, alerts, demo)
 
 HUB_REQUIREMENTS: tuple[str, ...] = ("uvicorn", "jinja2")
 """Import names the ``hub`` extra provides; every subcommand needs them."""

@@ -126,6 +126,52 @@ def instrument_app(
     if existing is not None:
         _logger.debug("apitally-otel: app already instrumented")
         return existing
+    built = build_pipeline(
+        client_id=client_id,
+        env=env,
+        hub_base_url=hub_base_url,
+        consumer_callback=consumer_callback,
+        app_version=app_version,
+        openapi_url=openapi_url,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+        sync_interval=sync_interval,
+        max_consumers=max_consumers,
+        request_logging=request_logging,
+        proxy=proxy,
+        shutdown_timeout=shutdown_timeout,
+        hub_timeout=hub_timeout,
+    )
+    if built is None:
+        return None
+    setup, capture = built
+    _add_middleware(app, capture, setup.tracer_provider, server_request_hook, otel_metrics, meter_provider)
+    _instrumented[app] = setup
+    return setup
+
+
+def build_pipeline(
+    *,
+    client_id: str | None,
+    env: str | None,
+    hub_base_url: str | None = None,
+    consumer_callback: ConsumerCallback | None = None,
+    app_version: str | None = None,
+    openapi_url: str | None = "/openapi.json",
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    sync_interval: float | None = None,
+    max_consumers: int | None = None,
+    request_logging: RequestLoggingConfig | None = None,
+    proxy: str | None = None,
+    shutdown_timeout: float | None = None,
+    hub_timeout: float | None = None,
+) -> tuple[Instrumentation, Capture] | None:
+    """The pipeline behind every middleware way in (``instrument_app``, the classic
+    ``ApitallyMiddleware``): exporter, request logger, span processor on the tracer provider, reader
+    on the meter provider, lifecycle, and the capture the middleware runs. None, with one log line,
+    when the configuration is invalid.
+    """
     try:
         settings = resolve_settings(client_id, env, hub_base_url, sync_interval, max_consumers)
     except ConfigError as exc:
@@ -166,9 +212,7 @@ def instrument_app(
         consumer_callback=consumer_callback,
         request_logger=request_logger,
     )
-    _add_middleware(app, capture, sdk_tracer_provider, server_request_hook, otel_metrics, meter_provider)
-    _instrumented[app] = setup
-    return setup
+    return setup, capture
 
 
 def _sdk_tracer_provider(given: trace.TracerProvider | None) -> TracerProvider:

@@ -23,3 +23,18 @@ def test_import_is_inert() -> None:
         "assert type(trace.get_tracer_provider()).__name__ == 'ProxyTracerProvider'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_classic_modules_export_the_classic_names() -> None:
+    from apitally_otel import fastapi, starlette
+
+    for module in (starlette, fastapi):
+        assert module.__all__ == sorted(module.__all__)
+        assert module.__all__ == [
+            "ApitallyConsumer",
+            "ApitallyMiddleware",
+            "RequestLoggingConfig",
+            "set_consumer",
+        ]
+        for name in module.__all__:
+            assert hasattr(module, name), name

@@ -29,7 +29,8 @@ from apitally_hub.query.timewindow import Window
 from apitally_hub.storage import create_storage
 from apitally_hub.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate, script
 from apitally_hub.storage.postgres.store import PostgresStorage
-from apitally_hub.storage.records import AppKey, LogQuery, RawMessage, StoreUnavailable
+from apitally_hub.storage.records import AppKey, AppRecord, LogQuery, RawMessage, StoreUnavailable
+from apitally_hub.storage.sql.apps import APP_DATA_TABLES
 from tests.support.backends import new_postgres_database
 from tests.support.hub_samples import (
     BACKFILL_CONSUMERS,
@@ -223,6 +224,46 @@ def test_schema_5_fills_the_group_traffic_from_the_consumer_rows(pg_cluster: Pos
         assert migrate(conn) == SCHEMA_VERSION
         rows = conn.execute("SELECT * FROM group_traffic ORDER BY resolution, status_code").fetchall()
     assert rows == BACKFILL_EXPECTED
+
+
+def test_schema_6_adds_the_apps_registry_to_a_database_with_data(pg_cluster: PostgresCluster) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    old = PostgresStorage(url, migrations=MIGRATIONS[:5])
+    assert old.open() == 5
+    old.close()
+    client_id = new_uuid()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, last_sync_at,"
+            " syncs)"
+            " VALUES (%s, 'prod', %s, 100, 200, 200, 3)",
+            (client_id, new_uuid()),
+        )
+        conn.execute(
+            "INSERT INTO endpoint_traffic VALUES (%s, 'prod', 60, 120, 'GET', '/a', 200, 5, 0, 0,"
+            " '{}', '{}', '{}')",
+            (client_id,),
+        )
+    store = PostgresStorage(url)
+    try:
+        assert store.open() == SCHEMA_VERSION == 6
+        assert store.app_records() == []
+        [info] = store.list_apps()  # the app that reported before stays, unnamed
+        assert info.app == AppKey(client_id, "prod") and info.instances == 1
+        store.put_app(AppRecord(client_id, "Shop", "fastapi", ("prod", "dev"), 300, 300))
+        assert store.app_record(client_id) == AppRecord(
+            client_id, "Shop", "fastapi", ("prod", "dev"), 300, 300
+        )
+        assert store.delete_app(client_id) == {"instances": 1, "endpoint_traffic": 1, "apps": 1}
+        tables = store.read(
+            lambda tx: tx.execute(
+                "SELECT table_name FROM information_schema.columns"
+                " WHERE column_name = 'client_id' AND table_schema = current_schema()"
+            ).fetchall()
+        )
+        assert {row[0] for row in tables} == set(APP_DATA_TABLES)
+    finally:
+        store.close()
 
 
 # -- several hub processes on one database ----------------------------------------------------

@@ -14,6 +14,8 @@ import pytest
 
 from apitally_hub import HubServer
 from apitally_hub.config import Retention
+from apitally_hub.storage.records import AppKey, AppRecord
+from apitally_hub.storage.sql.apps import APP_DATA_TABLES
 from apitally_hub.storage.sqlite.schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -246,3 +248,51 @@ def test_invalid_settings_fail_fast_without_leaking() -> None:
         HubServer(client_ids=["nope"]).start()
     with pytest.raises(ValueError, match="retention"):
         HubServer(retention=Retention(minutes=0)).start()
+
+
+def test_schema_7_adds_the_apps_registry_to_a_database_with_data(db_file: Path) -> None:
+    client_id = new_uuid()
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:6]) == 6
+        conn.execute(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, last_sync_at,"
+            " syncs)"
+            " VALUES (?, 'prod', ?, 100, 200, 200, 3)",
+            (client_id, new_uuid()),
+        )
+        conn.execute(
+            "INSERT INTO endpoint_traffic VALUES (?, 'prod', 60, 120, 'GET', '/a', 200, 5, 0, 0,"
+            " '{}', '{}', '{}')",
+            (client_id,),
+        )
+    finally:
+        conn.close()
+    store = SQLiteStorage(db_file)
+    try:
+        assert store.open() == SCHEMA_VERSION == 7
+        assert store.app_records() == []
+        [info] = store.list_apps()  # the app that reported before stays, unnamed
+        assert info.app == AppKey(client_id, "prod") and info.instances == 1
+        store.put_app(AppRecord(client_id, "Shop", "fastapi", ("prod",), 300, 300))
+        assert store.app_record(client_id) == AppRecord(client_id, "Shop", "fastapi", ("prod",), 300, 300)
+        assert store.delete_app(client_id) == {"instances": 1, "endpoint_traffic": 1, "apps": 1}
+    finally:
+        store.close()
+
+
+def test_deleting_an_app_covers_every_table_with_a_client_id(db_file: Path) -> None:
+    store = SQLiteStorage(db_file)
+    store.open()
+    store.close()
+    conn = sqlite3.connect(db_file)
+    try:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        with_client_id = {
+            table
+            for table in tables
+            if any(column[1] == "client_id" for column in conn.execute(f"PRAGMA table_info({table})"))
+        }
+    finally:
+        conn.close()
+    assert with_client_id == set(APP_DATA_TABLES)

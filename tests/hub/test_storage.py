@@ -17,21 +17,27 @@ from apitally_hub.ingest import folding
 from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.query import planner
 from apitally_hub.query.percentiles import percentiles
+from apitally_hub.storage.alert_records import ChannelRecord, RuleRecord
 from apitally_hub.storage.base import Storage
 from apitally_hub.storage.records import (
     DAY,
     HOUR,
     MINUTE,
     AppKey,
+    AppRecord,
     ClaimLost,
     EventQuery,
     FoldProgress,
     LogQuery,
     RawMessage,
+    Rejection,
     Segment,
     TrafficFilter,
     TrafficQuery,
 )
+from apitally_hub.storage.sql.apps import APP_DATA_TABLES
+from apitally_hub.storage.sql.store import SQLStorage
+from apitally_hub.storage.sql.tx import Tx
 from tests.support.hub_samples import (
     REQUEST_ITEM,
     SERVER_ERROR_ITEM,
@@ -563,3 +569,83 @@ def test_app_settings_are_kept_per_app_and_can_be_created_once(store: Storage) -
     assert store.app_settings(other) == {}
     store.prune(Retention(minutes=1, hours=1, days=1).policy(), T0 + 10 * 365 * DAY)
     assert store.app_settings(APP) == {"apdex_ms": "300"}  # never pruned
+
+
+# -- the apps registry ------------------------------------------------------------------------
+
+
+def test_apps_registry_creates_replaces_and_lists(store: Storage) -> None:
+    first = AppRecord(APP.client_id, "Shop", "fastapi", ("prod", "dev"), T0, T0)
+    other = AppRecord(new_uuid(), "Billing", "starlette", ("prod",), T0 + 1, T0 + 1)
+    assert store.app_records() == [] and store.app_record(APP.client_id) is None
+    store.put_app(first)
+    store.put_app(other)
+    assert store.app_record(APP.client_id) == first
+    assert store.app_records() == sorted([first, other], key=lambda r: r.client_id)
+    renamed = AppRecord(APP.client_id, "Shop API", "other", ("dev",), T0 + 50, T0 + 60)
+    store.put_app(renamed)  # replaced, keeping when it was created
+    assert store.app_record(APP.client_id) == AppRecord(
+        APP.client_id, "Shop API", "other", ("dev",), T0, T0 + 60
+    )
+    store.prune(Retention(minutes=1, hours=1, days=1).policy(), T0 + 10 * 365 * DAY)
+    assert len(store.app_records()) == 2  # never pruned
+
+
+def _rows_of(store: Storage, client_id: str) -> dict[str, int]:
+    assert isinstance(store, SQLStorage)
+
+    def work(tx: Tx) -> dict[str, int]:
+        counts = {}
+        for table in APP_DATA_TABLES:
+            counts[table] = int(
+                tx.execute(f"SELECT COUNT(*) FROM {table} WHERE client_id = ?", (client_id,)).fetchone()[0]
+            )
+        return counts
+
+    return store.read(work)
+
+
+def test_deleting_an_app_deletes_all_its_data_in_every_env(store: Storage) -> None:
+    dev, other = AppKey(APP.client_id, "dev"), AppKey(new_uuid(), "prod")
+    for app in (APP, dev, other):
+        store.enqueue(raw_sync(sync(timestamp=T0 + 5), app))
+        store.enqueue(
+            RawMessage(app, "log", new_uuid(), None, T0, gzip_lines([log_line(timestamp=T0)]), "gzip", 1)
+        )
+        store.record_rejection(Rejection(app, "sync", 422, "bad", T0))
+        store.put_app_setting(app, "apdex_ms", "300", now=T0)
+        store.alerts.put_channel(
+            ChannelRecord(new_uuid(), app, "ops", "webhook", {"url": "http://x/"}, "api", T0, T0)
+        )
+        spec = {"metric": "server_errors", "condition": ">", "threshold": 0, "channels": []}
+        store.alerts.put_rule(RuleRecord(new_uuid(), app, "5xx", spec, True, "api", T0, T0))
+    store.enqueue(raw_sync(sync(timestamp=T0 + 65), APP))  # one still pending
+    fold(store)
+    store.enqueue(raw_sync(sync(timestamp=T0 + 125), dev))
+    store.put_app(AppRecord(APP.client_id, "Shop", "fastapi", ("prod", "dev"), T0, T0))
+    store.put_app(AppRecord(other.client_id, "Other", "fastapi", ("prod",), T0, T0))
+    before = _rows_of(store, APP.client_id)
+    for table in (
+        "queue",
+        "endpoint_traffic",
+        "app_traffic",
+        "consumer_traffic",
+        "instances",
+        "consumers",
+        "request_log",
+        "rejections",
+        "app_settings",
+        "alert_channels",
+        "alert_rules",
+        "apps",
+    ):
+        assert before[table] > 0, table
+    kept = _rows_of(store, other.client_id)
+
+    deleted = store.delete_app(APP.client_id)
+
+    assert deleted == {table: count for table, count in before.items() if count}
+    assert set(_rows_of(store, APP.client_id).values()) == {0}
+    assert _rows_of(store, other.client_id) == kept
+    assert store.app_record(APP.client_id) is None and [i.app for i in store.list_apps()] == [other]
+    assert store.delete_app(APP.client_id) == {}  # nothing left

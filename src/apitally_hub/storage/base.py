@@ -16,6 +16,8 @@ The data model, common to every backend:
   once per group), and heartbeats (syncs per minute). Histogram bins are additive, so a coarser
   row equals the sum of the finer rows it covers.
 - registries: instances, consumers (with name/group history), the request log, rejections.
+- the apps registry: apps created (or named) in the dashboard or the API — name, framework, envs
+  — by client id; apps that report without one are still apps (:meth:`Storage.list_apps`).
 - settings: a few named values per app (e.g. the dashboard's Apdex threshold), and the hub's own
   under :data:`~.records.HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
 - alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
@@ -35,6 +37,7 @@ from apitally_hub.storage.records import (
     AppDelta,
     AppInfo,
     AppKey,
+    AppRecord,
     ClaimedMessage,
     ConsumerChange,
     ConsumerInfo,
@@ -203,6 +206,25 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def delete_app_setting(self, app: AppKey, name: str) -> None: ...
+
+    # -- the apps registry -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def app_records(self) -> list[AppRecord]:
+        """Every app of the registry, by client id."""
+
+    @abc.abstractmethod
+    def app_record(self, client_id: str) -> AppRecord | None: ...
+
+    @abc.abstractmethod
+    def put_app(self, record: AppRecord) -> None:
+        """Create or replace the app ``record.client_id`` (a replaced one keeps its ``created_at``)."""
+
+    @abc.abstractmethod
+    def delete_app(self, client_id: str) -> dict[str, int]:
+        """In one transaction, delete the app and everything held for it in any env: its registry
+        row, queued messages, aggregates, instances, consumers, request log, rejections, settings
+        and alerting; returns the rows deleted per table (none: nothing was held)."""
 
 
 StorageFactory = Callable[[str], Storage]

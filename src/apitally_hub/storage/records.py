@@ -476,3 +476,23 @@ class RetentionPolicy:
 
 
 Page = tuple[list[Any], int]
+
+
+# -- the apps registry -------------------------------------------------------------------------
+
+FRAMEWORKS: tuple[str, ...] = ("starlette", "fastapi", "other")
+"""What an app of the registry may be built with (the setup page's snippets follow it)."""
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """An app of the hub's registry: created in the dashboard or the API (or named there after it
+    first reported). Its data is keyed by ``client_id`` and each env, like every app's."""
+
+    client_id: str
+    name: str
+    framework: str
+    envs: tuple[str, ...]
+    """In the order given; at least one."""
+    created_at: float
+    updated_at: float

@@ -1,5 +1,6 @@
 """The hub's Starlette application: every route the hub serves — ``/health``, ingest
-(:mod:`.ingest`), the JSON query API (:mod:`.query_api`), the alerting API (:mod:`.alerts_api`)
+(:mod:`.ingest`), the JSON query API (:mod:`.query_api`), the apps registry's API
+(:mod:`.apps_api`), the alerting API (:mod:`.alerts_api`)
 and the dashboard (:mod:`.dashboard`) — behind the Host check and the read gate
 (:mod:`apitally_hub.security`), with the lifespan of :mod:`.lifespan` (store, folding, jobs)."""
 
@@ -23,6 +24,7 @@ from apitally_hub.security.hosts import HostCheckMiddleware, HostPolicy
 from apitally_hub.security.tokens import TokenSet
 from apitally_hub.storage.records import StoreUnavailable
 from apitally_hub.web.alerts_api import AlertEndpoints
+from apitally_hub.web.apps_api import AppEndpoints
 from apitally_hub.web.context import HubContext
 from apitally_hub.web.dashboard.routes import dashboard_routes
 from apitally_hub.web.dashboard.site import Dashboard
@@ -74,6 +76,7 @@ def create_app(
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
+        *AppEndpoints(context).routes(),
         *AlertEndpoints(context).routes(),
         *dashboard_routes(dashboard),
     ]

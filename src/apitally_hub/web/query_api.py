@@ -1,8 +1,10 @@
 """Read-only JSON query API under ``/api/`` (GET only), a thin HTTP face on
 :class:`~apitally_hub.query.service.QueryService`.
 
-``/api/apps`` lists the apps (``stats=true``: each with its ``overview`` over the window —
-default the last 24 h — and its ``status`` now). Per app, under ``/api/{client_id}/{env}/``:
+``/api/apps`` lists the apps — each env that reported or is in the apps registry, with its
+``name``, ``framework`` and ``registered`` (the registry's own routes: :mod:`.apps_api`) —
+(``stats=true``: each with its ``overview`` over the window — default the last 24 h — and its
+``status`` now). Per app, under ``/api/{client_id}/{env}/``:
 ``overview``, ``settings``, ``endpoints``, ``timeseries`` (``percentiles=false``: without them),
 ``percentiles`` (per bucket), ``histogram``, ``sizes``,
 ``error-status-codes``, ``consumers`` and ``consumers/{identifier}``, ``consumer-groups``,

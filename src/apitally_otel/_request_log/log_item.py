@@ -30,6 +30,10 @@ _HEADER_ATTRIBUTE_PREFIXES = ("http.request.header.", "http.response.header.")
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 TOO_LARGE = base64.b64encode(b"<body too large>").decode()
 MASKED_BODY = b"<masked>"
+ROUTE_KEY = "apitally_otel.route"
+"""In the scope of the ``Request`` request-logging callbacks get: the route template, or None."""
+CONSUMER_KEY = "apitally_otel.consumer"
+"""In the scope of the ``Request`` request-logging callbacks get: the consumer's identifier, or None."""
 
 
 class ItemBuilder:
@@ -56,7 +60,14 @@ class ItemBuilder:
             return None
         response_info = response_info_of(item)
         response_headers = response_info.headers
+        # What callbacks may need besides the request itself (the classic client's dict-shaped
+        # ones, see apitally_otel._classic): the route template and consumer in the item's own
+        # scope copy, and the body where Starlette keeps a body it has read.
+        scope[ROUTE_KEY] = item.path
+        scope[CONSUMER_KEY] = item.consumer
         request = Request(scope)
+        if item.request_body is not None:
+            request._body = item.request_body
         if self.config.exclude_callback is not None and self._call(
             "exclude_callback", self.config.exclude_callback, request, response_info, default=False
         ):

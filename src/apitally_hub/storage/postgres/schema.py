@@ -7,7 +7,7 @@ ones that wait find the work done). Never edit a released migration; append a ne
 ``statements(SHARED_DDL)`` for tables whose SQL lives in :mod:`..sql` (portable DDL, as the
 alerting tables; :meth:`~..sql.dialect.Dialect.ddl` names types that differ).
 
-Tables and columns are those of SQLite's schema 6 (the shared SQL reads and writes both), with
+Tables and columns are those of SQLite's schema 7 (the shared SQL reads and writes both), with
 PostgreSQL types: ``BIGINT`` counters and buckets, ``DOUBLE PRECISION`` epoch seconds, ``BYTEA``
 bodies, ``JSONB`` histogram bins (``{"<lower edge>": count}``, merged by ``merge_bins``).
 """
@@ -23,6 +23,7 @@ from apitally_hub.storage.records import MAX_STORED_COUNT
 from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
+from apitally_hub.storage.sql.apps import APPS_DDL
 from apitally_hub.storage.sql.dialect import POSTGRES
 
 _logger = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     statements(ALERTING_DDL),  # 3: alerting (portable DDL, SQLite's schema 3)
     statements(APP_SETTINGS_DDL),  # 4: the dashboard's settings and consumer list (SQLite's schema 5)
     statements(group_traffic.migration(POSTGRES)),  # 5: traffic per consumer group (SQLite's schema 6)
+    statements(APPS_DDL),  # 6: the apps registry (SQLite's schema 7)
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

@@ -17,6 +17,7 @@ from apitally_hub.storage.records import (
     AppDelta,
     AppInfo,
     AppKey,
+    AppRecord,
     ClaimedMessage,
     ConsumerChange,
     ConsumerInfo,
@@ -35,7 +36,7 @@ from apitally_hub.storage.records import (
     TrafficRow,
     ValidationErrorRow,
 )
-from apitally_hub.storage.sql import app_settings, reads, writes
+from apitally_hub.storage.sql import app_settings, apps, reads, writes
 from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -195,3 +196,17 @@ class SQLStorage(Storage):
 
     def delete_app_setting(self, app: AppKey, name: str) -> None:
         self.write(lambda tx: app_settings.delete_app_setting(tx, app, name))
+
+    # -- the apps registry ----------------------------------------------------------------------
+
+    def app_records(self) -> list[AppRecord]:
+        return self.read(apps.app_records)
+
+    def app_record(self, client_id: str) -> AppRecord | None:
+        return self.read(lambda tx: apps.app_record(tx, client_id))
+
+    def put_app(self, record: AppRecord) -> None:
+        self.write(lambda tx: apps.put_app(tx, record))
+
+    def delete_app(self, client_id: str) -> dict[str, int]:
+        return self.write(lambda tx: apps.delete_app(tx, client_id))

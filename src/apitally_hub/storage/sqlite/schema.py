@@ -17,6 +17,7 @@ from apitally_hub.storage.records import MAX_STORED_COUNT, error_group_hash
 from apitally_hub.storage.sql import group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
+from apitally_hub.storage.sql.apps import APPS_DDL
 from apitally_hub.storage.sql.dialect import SQLITE
 
 _logger = logging.getLogger(__name__)
@@ -338,6 +339,13 @@ def _v6_group_traffic(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v7_apps(conn: sqlite3.Connection) -> None:
+    """Schema 7: the apps registry (name, framework and envs by client id; portable DDL shared
+    with PostgreSQL). Apps that reported before stay as they are, without a row until named."""
+    for statement in APPS_DDL:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_queue_and_rollups,
@@ -345,6 +353,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_app_traffic,
     _v5_app_settings,
     _v6_group_traffic,
+    _v7_apps,
 )
 """Ordered migrations; the schema version is the number applied."""
 

@@ -8,6 +8,7 @@ from starlette.staticfiles import StaticFiles
 
 from apitally_hub.web.dashboard.pages import (
     alerts,
+    app_setup,
     apps,
     consumers,
     endpoints,
@@ -19,7 +20,7 @@ from apitally_hub.web.dashboard.pages import (
 )
 from apitally_hub.web.dashboard.site import Dashboard
 
-PAGE_FAMILIES = (apps, traffic, endpoints, errors, consumers, requests, instances, alerts, login)
+PAGE_FAMILIES = (apps, app_setup, traffic, endpoints, errors, consumers, requests, instances, alerts, login)
 
 
 def dashboard_routes(dashboard: Dashboard) -> list[BaseRoute]:

@@ -18,11 +18,12 @@ STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 
 
 def chrome(q: QueryService, view: View) -> dict[str, Any]:
-    """What ``app.html``'s controls need: the envs, endpoints and groups to pick from."""
+    """What ``app.html``'s controls need: the app's name, the envs, endpoints and groups to pick from."""
     assert view.app is not None
     return {
         "ranges": RANGES,
         "chrome": {
+            "app_name": q.app_name(view.app.client_id),
             "envs": q.envs(view.app.client_id) or [view.app.env],
             "endpoints": q.endpoint_keys(view.app, view.window),
             "groups": q.group_names(view.app),

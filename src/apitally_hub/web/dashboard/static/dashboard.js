@@ -160,8 +160,22 @@
     }, seconds * 1000);
   }
 
+  // Copy buttons: <button data-copy="id"> copies the text of the element with that id.
+  function copyButtons(root) {
+    root.querySelectorAll("button[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var source = document.getElementById(button.getAttribute("data-copy"));
+        if (!source || !navigator.clipboard) { return; }
+        navigator.clipboard.writeText(source.textContent).then(function () {
+          button.textContent = "Copied";
+        });
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawAll(document);
+    copyButtons(document);
     liveRefresh();
   });
 })();
