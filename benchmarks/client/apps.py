@@ -28,6 +28,7 @@ VARIANTS = (
     "bare",
     "otel",
     "apitally-otel",
+    "apitally-otel-middleware",
     "apitally-otel-contrib",
     "apitally-otel-pipeline",
     "apitally-otel-auto",
@@ -38,6 +39,7 @@ VARIANT_LABELS = {
     "bare": "bare app",
     "otel": "contrib OpenTelemetryMiddleware (SDK tracer, exclude receive/send)",
     "apitally-otel": "apitally-otel instrument_app",
+    "apitally-otel-middleware": "apitally-otel ApitallyMiddleware (the classic apitally API)",
     "apitally-otel-contrib": "apitally-otel on a hand-added contrib OpenTelemetryMiddleware",
     "apitally-otel-pipeline": "apitally-otel in an existing pipeline (contrib instrumentor)",
     "apitally-otel-auto": "apitally-otel zero-code (opentelemetry-instrument hook)",
@@ -172,6 +174,8 @@ def setup(variant: str, app_name: str, sink_url: str, sync_interval: float = 360
         return _otel(app)
     if variant == "apitally-otel":
         return _apitally_otel(app, sink_url, sync_interval)
+    if variant == "apitally-otel-middleware":
+        return _apitally_otel_middleware(app, app_name, sync_interval)
     if variant == "apitally-otel-contrib":
         return _apitally_otel(app, sink_url, sync_interval, composed=True)
     if variant == "apitally-otel-pipeline":
@@ -222,6 +226,33 @@ def _apitally_otel(app: Any, sink_url: str, sync_interval: float, *, composed: b
     )
     assert setup is not None, "instrument_app refused the configuration"
     return Handle(app, _flusher(provider), _recorded(setup.span_processor))
+
+
+def _apitally_otel_middleware(app: Any, app_name: str, sync_interval: float) -> Handle:
+    """``app.add_middleware(ApitallyMiddleware, client_id=..., env=...)`` as the classic client's
+    setup guide writes it (the hub URL from ``APITALLY_HUB_BASE_URL``); set up when Starlette builds
+    the stack, on the same lean path as ``instrument_app``."""
+    from apitally_otel import _classic
+
+    os.environ["APITALLY_SYNC_INTERVAL"] = str(sync_interval)
+    if app_name == "fastapi":
+        from apitally_otel.fastapi import ApitallyMiddleware
+    else:
+        from apitally_otel.starlette import ApitallyMiddleware
+    app.add_middleware(ApitallyMiddleware, client_id=CLIENT_ID, env=ENV)
+
+    def instrumentation() -> Any:
+        setup = _classic._setup_for(app.router)
+        assert setup is not None and setup.instrumentation is not None, "the middleware was not set up"
+        return setup.instrumentation
+
+    def flush() -> None:
+        _flusher(instrumentation().tracer_provider)()
+
+    def recorded() -> int:
+        return _recorded(instrumentation().span_processor)()
+
+    return Handle(app, flush, recorded)
 
 
 def _recorded(processor: Any) -> Callable[[], int]:
