@@ -594,6 +594,10 @@ def page_paths(app: AppKey, request_uuid: str | None, endpoint: str, consumer: s
         "groups": f"{base}/groups",
         "consumer": f"{base}/consumer?consumer={quote(consumer)}",
         "requests": f"{base}/requests",
+        # the request log's filters at their worst: a body text no item has (the whole bounded
+        # scan is read and decoded) and a size no item has (every item of the window is looked at)
+        "requests body": f"{base}/requests?response_body={quote('no such text')}",
+        "requests size": f"{base}/requests?min_response_size=1000000",
         "instances": f"{base}/instances",
     }
     if request_uuid:
@@ -624,6 +628,32 @@ def time_pages(url: str, targets: dict[str, str], rounds: int) -> dict[str, dict
     return {
         name: {"median_ms": round(common.median(values), 1), "max_ms": round(max(values), 1)}
         for name, values in samples.items()
+    }
+
+
+def time_csv(url: str, app: AppKey) -> dict[str, float]:
+    """The whole request log (30 days) downloaded as CSV: wall time, size, rows, and the RSS of
+    this process (the hub runs in it) before and at its highest while the download streams."""
+    before = peak = common.rss_mb()
+    rows = size = 0
+    started = time.perf_counter()
+    with (
+        httpx.Client(base_url=url, timeout=600) as http,
+        http.stream(
+            "GET", f"/api/{app.client_id}/{app.env}/requests", params={"since": "30d", "format": "csv"}
+        ) as response,
+    ):
+        response.raise_for_status()
+        for chunk in response.iter_bytes():
+            rows += chunk.count(b"\n")
+            size += len(chunk)
+            peak = max(peak, common.rss_mb())
+    return {
+        "rows": rows - 1,
+        "seconds": round(time.perf_counter() - started, 2),
+        "mb": round(size / 2**20, 1),
+        "rss_before_mb": round(before, 1),
+        "rss_peak_mb": round(peak, 1),
     }
 
 
@@ -690,6 +720,7 @@ def run(*, quick: bool, rounds: int | None = None, regenerate: bool = False) -> 
                 targets[f"{name} {key}"] = with_range(page, key)
         result["dataset"]["pages"] = time_pages(hub.url, targets, rounds)
         result["dataset"]["hub_rss_mb"] = round(common.rss_mb(), 1)
+        result["dataset"]["csv_request_log"] = time_csv(hub.url, APP)
     return result
 
 
@@ -729,6 +760,13 @@ def report(result: dict[str, Any]) -> str:
         f" {result['dataset']['aggregate_rows']:,} aggregate rows, {result['dataset']['size_gb']} GB"
         f" (generated in {result['dataset']['generation_s']} s).",
     ]
+    csv_log = result["dataset"].get("csv_request_log")
+    if csv_log:
+        lines.append(
+            f"The whole request log as CSV (30 d): {csv_log['rows']:,} rows, {csv_log['mb']} MB in"
+            f" {csv_log['seconds']} s; RSS {csv_log['rss_before_mb']:.0f} MB before,"
+            f" {csv_log['rss_peak_mb']:.0f} MB at most while it streamed."
+        )
     return "\n".join(lines)
 
 

@@ -29,8 +29,19 @@ from apitally_hub.query.timewindow import Window
 from apitally_hub.storage import create_storage
 from apitally_hub.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION, current_version, migrate, script
 from apitally_hub.storage.postgres.store import PostgresStorage
-from apitally_hub.storage.records import AppKey, AppRecord, LogQuery, RawMessage, StoreUnavailable
+from apitally_hub.storage.records import (
+    AppKey,
+    AppRecord,
+    ConsumerInfo,
+    EndpointSetting,
+    LogQuery,
+    RawMessage,
+    Segment,
+    StoreUnavailable,
+    TrafficQuery,
+)
 from apitally_hub.storage.sql.apps import APP_DATA_TABLES
+from apitally_hub.storage.sql.endpoint_settings import DDL as ENDPOINT_SETTINGS_DDL
 from tests.support.backends import new_postgres_database
 from tests.support.hub_samples import (
     BACKFILL_CONSUMERS,
@@ -187,9 +198,21 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
     log_uuid = new_uuid()
     body = gzip_lines(lines)
     assert old.enqueue(RawMessage(app, "log", log_uuid, None, T0, body, "gzip", len(lines)))
+    # this hub's code reads what schema 7 adds (consumers' columns, endpoint settings): there
+    # while it folds and answers, dropped again before the upgrade (then the schema-1 hub's)
+    added = ("override_name", "override_group", "overridden_at")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for column in added:
+            conn.execute(f"ALTER TABLE consumers ADD COLUMN {column} TEXT")
+        for statement in ENDPOINT_SETTINGS_DDL:
+            conn.execute(statement)
     FoldingWorker(old).drain()
     before = _answers(old, app)
     old.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for column in added:
+            conn.execute(f"ALTER TABLE consumers DROP COLUMN {column}")
+        conn.execute("DROP TABLE endpoint_settings")
     assert "queue_pending" not in _indexes(url)
 
     store = PostgresStorage(url)
@@ -246,7 +269,7 @@ def test_schema_6_adds_the_apps_registry_to_a_database_with_data(pg_cluster: Pos
         )
     store = PostgresStorage(url)
     try:
-        assert store.open() == SCHEMA_VERSION == 6
+        assert store.open() == SCHEMA_VERSION >= 6
         assert store.app_records() == []
         [info] = store.list_apps()  # the app that reported before stays, unnamed
         assert info.app == AppKey(client_id, "prod") and info.instances == 1
@@ -477,5 +500,47 @@ def test_store_errors_while_the_server_is_down(own_cluster: PostgresCluster) -> 
             except StoreUnavailable:
                 assert time.monotonic() < deadline, "no reconnection"
                 time.sleep(0.1)
+    finally:
+        store.close()
+
+
+def test_schema_7_adds_consumer_names_and_endpoint_settings_to_a_database_with_data(
+    pg_cluster: PostgresCluster,
+) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    old = PostgresStorage(url, migrations=MIGRATIONS[:6])
+    assert old.open() == 6
+    old.close()
+    client_id = new_uuid()
+    app = AppKey(client_id, "prod")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO consumers (client_id, env, identifier, name, group_name, first_seen, last_seen)"
+            " VALUES (%s, 'prod', 'c1', 'One', 'Gold', 100, 200)",
+            (client_id,),
+        )
+        conn.execute(
+            "INSERT INTO consumer_traffic (client_id, env, resolution, bucket, consumer, method, path,"
+            " status_code, request_count, request_size_sum, response_size_sum, response_times)"
+            " VALUES (%s, 'prod', 60, 120, 'c1', 'GET', '/a', 200, 5, 50, 500, '{}')",
+            (client_id,),
+        )
+        conn.execute(
+            "INSERT INTO group_traffic VALUES (%s, 'prod', 60, 120, 'Gold', 200, 5, 50, 500)", (client_id,)
+        )
+    store = PostgresStorage(url)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 7
+        assert store.consumers_info(app, ["c1"])["c1"] == ConsumerInfo(
+            "c1", "One", "Gold", 100, 200, "One", "Gold"
+        )
+        moved = store.set_consumer_overrides(app, "c1", name=None, group="Silver", now=300)
+        assert moved == ConsumerInfo("c1", "One", "Silver", 100, 200, "One", "Gold", None, "Silver")
+        assert store.consumer_groups(app) == [("Silver", 1)]
+        rows = store.traffic(TrafficQuery(app, (Segment(60, 120, 120),), ("consumer_group",)))
+        assert [(r.key, r.request_count, r.response_size_sum) for r in rows] == [(("Silver",), 5, 500)]
+        assert store.endpoint_settings(app) == []
+        store.put_endpoint_setting(app, EndpointSetting("GET", "/a", 100, True, 300))
+        assert store.endpoint_settings(app) == [EndpointSetting("GET", "/a", 100, True, 300)]
     finally:
         store.close()

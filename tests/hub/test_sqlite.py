@@ -14,7 +14,14 @@ import pytest
 
 from apitally_hub import HubServer
 from apitally_hub.config import Retention
-from apitally_hub.storage.records import AppKey, AppRecord
+from apitally_hub.storage.records import (
+    AppKey,
+    AppRecord,
+    ConsumerInfo,
+    EndpointSetting,
+    Segment,
+    TrafficQuery,
+)
 from apitally_hub.storage.sql.apps import APP_DATA_TABLES
 from apitally_hub.storage.sqlite.schema import (
     MIGRATIONS,
@@ -270,13 +277,54 @@ def test_schema_7_adds_the_apps_registry_to_a_database_with_data(db_file: Path) 
         conn.close()
     store = SQLiteStorage(db_file)
     try:
-        assert store.open() == SCHEMA_VERSION == 7
+        assert store.open() == SCHEMA_VERSION >= 7
         assert store.app_records() == []
         [info] = store.list_apps()  # the app that reported before stays, unnamed
         assert info.app == AppKey(client_id, "prod") and info.instances == 1
         store.put_app(AppRecord(client_id, "Shop", "fastapi", ("prod",), 300, 300))
         assert store.app_record(client_id) == AppRecord(client_id, "Shop", "fastapi", ("prod",), 300, 300)
         assert store.delete_app(client_id) == {"instances": 1, "endpoint_traffic": 1, "apps": 1}
+    finally:
+        store.close()
+
+
+def test_schema_8_adds_consumer_names_and_endpoint_settings_to_a_database_with_data(db_file: Path) -> None:
+    client_id = new_uuid()
+    app = AppKey(client_id, "prod")
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:7]) == 7
+        conn.execute(
+            "INSERT INTO consumers (client_id, env, identifier, name, group_name, first_seen, last_seen)"
+            " VALUES (?, 'prod', 'c1', 'One', 'Gold', 100, 200)",
+            (client_id,),
+        )
+        conn.execute(
+            "INSERT INTO consumer_traffic (client_id, env, resolution, bucket, consumer, method, path,"
+            " status_code, request_count, request_size_sum, response_size_sum, response_times)"
+            " VALUES (?, 'prod', 60, 120, 'c1', 'GET', '/a', 200, 5, 50, 500, '{}')",
+            (client_id,),
+        )
+        conn.execute(
+            "INSERT INTO group_traffic VALUES (?, 'prod', 60, 120, 'Gold', 200, 5, 50, 500)", (client_id,)
+        )
+    finally:
+        conn.close()
+    store = SQLiteStorage(db_file)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 8
+        assert store.consumers_info(app, ["c1"])["c1"] == ConsumerInfo(
+            "c1", "One", "Gold", 100, 200, "One", "Gold"
+        )
+        moved = store.set_consumer_overrides(app, "c1", name=None, group="Silver", now=300)
+        assert moved == ConsumerInfo("c1", "One", "Silver", 100, 200, "One", "Gold", None, "Silver")
+        assert store.consumer_groups(app) == [("Silver", 1)]
+        segments = (Segment(60, 120, 120),)
+        rows = store.traffic(TrafficQuery(app, segments, ("consumer_group",)))
+        assert [(r.key, r.request_count, r.response_size_sum) for r in rows] == [(("Silver",), 5, 500)]
+        assert store.endpoint_settings(app) == []
+        store.put_endpoint_setting(app, EndpointSetting("GET", "/a", 100, True, 300))
+        assert store.endpoint_settings(app) == [EndpointSetting("GET", "/a", 100, True, 300)]
     finally:
         store.close()
 

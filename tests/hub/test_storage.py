@@ -26,6 +26,8 @@ from apitally_hub.storage.records import (
     AppKey,
     AppRecord,
     ClaimLost,
+    ConsumerInfo,
+    EndpointSetting,
     EventQuery,
     FoldProgress,
     LogQuery,
@@ -457,6 +459,98 @@ def test_group_traffic_counts_each_request_for_the_group_its_consumer_had(store:
     path = REQUEST_ITEM["path"]
     assert by_group(store, day, path=path) == {"Gold": (4, 2, 0, 40, 400), "Free": (9, 0, 1, 90, 900)}
     assert by_group(store, ()) == {}
+
+
+def test_a_consumer_moved_in_the_dashboard_takes_its_traffic_along(store: Storage) -> None:
+    named = [{"identifier": c, "name": c.upper(), "group": "Gold"} for c in ("a", "b")]
+    first = [small("a", 200, 3), small("a", 500, 1), small("b", 404, 2)]
+    store.enqueue(raw_sync(sync(timestamp=T0 + 30, requests=first, consumers=named)))
+    fold(store)
+    minute0, day = (Segment(MINUTE, T0, T0),), (Segment(DAY, T0, T0),)
+    assert by_group(store, day) == {"Gold": (6, 2, 1, 60, 600)}
+
+    moved = store.set_consumer_overrides(APP, "a", name="Alpha", group="Silver", now=T0 + 60)
+    assert moved == ConsumerInfo(
+        "a", "Alpha", "Silver", moved.first_seen, moved.last_seen, "A", "Gold", "Alpha", "Silver"
+    )
+    for segments in (minute0, day):
+        assert by_group(store, segments) == {"Gold": (2, 2, 0, 20, 200), "Silver": (4, 0, 1, 40, 400)}
+    assert by_group(store, day, path=REQUEST_ITEM["path"]) == by_group(store, day)  # the members' rows agree
+    assert store.consumer_groups(APP) == [("Gold", 1), ("Silver", 1)]
+    assert [i.identifier for i in store.recent_consumers(APP, 0, group="Silver", limit=10, offset=0)[0]] == [
+        "a"
+    ]
+    assert [
+        row.request_count for row in totals(store, day, filter=TrafficFilter(consumer_group="Silver"))
+    ] == [4]
+
+    # the client names it again and sends more: the dashboard's name and group hold
+    again = [{"identifier": "a", "name": "A2", "group": "Gold"}]
+    store.enqueue(raw_sync(sync(timestamp=T0 + 40, requests=[small("a", 200, 5)], consumers=again)))
+    fold(store)
+    info = store.consumers_info(APP, ["a"])["a"]
+    assert (info.name, info.group, info.client_name, info.client_group) == ("Alpha", "Silver", "A2", "Gold")
+    assert by_group(store, day) == {"Gold": (2, 2, 0, 20, 200), "Silver": (9, 0, 1, 90, 900)}
+
+    # a reset: the client's values, and the traffic back to the client's group
+    reset = store.set_consumer_overrides(APP, "a", name=None, group=None, now=T0 + 90)
+    assert reset is not None and (reset.name, reset.group, reset.dashboard_group) == ("A2", "Gold", None)
+    assert by_group(store, day) == {"Gold": (11, 2, 1, 110, 1100)}
+    assert store.set_consumer_overrides(APP, "nobody", name="x", group=None, now=T0) is None
+    assert (
+        store.set_consumer_overrides(AppKey(APP.client_id, "other"), "a", name="x", group=None, now=T0)
+        is None
+    )
+
+
+def test_endpoint_settings_are_kept_per_endpoint_and_excluded_endpoints_left_out(store: Storage) -> None:
+    other = AppKey(APP.client_id, "other")
+    assert store.endpoint_settings(APP) == []
+    store.put_endpoint_setting(APP, EndpointSetting("GET", "/b", 100, False, T0))
+    store.put_endpoint_setting(APP, EndpointSetting("POST", "/a", None, True, T0))
+    store.put_endpoint_setting(other, EndpointSetting("GET", "/b", 300, True, T0))
+    store.put_endpoint_setting(APP, EndpointSetting("GET", "/b", 200, False, T0 + 1))  # replaced
+    assert store.endpoint_settings(APP) == [
+        EndpointSetting("POST", "/a", None, True, T0),
+        EndpointSetting("GET", "/b", 200, False, T0 + 1),
+    ]
+    store.put_endpoint_setting(APP, EndpointSetting("GET", "/b", None, False, T0 + 2))  # the defaults: gone
+    assert [s.path for s in store.endpoint_settings(APP)] == ["/a"]
+    assert [s.apdex_ms for s in store.endpoint_settings(other)] == [300]
+
+    requests = [
+        small("a", 200, 3),
+        request_item(
+            path="/x",
+            consumer="a",
+            status_code=500,
+            request_count=2,
+            response_times={"0": 2},
+            request_sizes={"0": 2},
+            response_sizes={"0": 2},
+            request_size_sum=0,
+            response_size_sum=0,
+        ),
+    ]
+    named = [{"identifier": "a", "name": None, "group": "Gold"}]
+    store.enqueue(raw_sync(sync(timestamp=T0 + 30, requests=requests, consumers=named)))
+    fold(store)
+    day = (Segment(DAY, T0, T0),)
+    left_out = TrafficFilter(excluded=(("GET", "/x"),))
+    [everything] = totals(store, day)
+    [kept] = totals(store, day, filter=left_out)
+    assert (everything.request_count, kept.request_count, kept.server_errors) == (5, 3, 0)
+    assert [r.request_count for r in totals(store, day, group_by=("bucket",), filter=left_out)] == [3]
+    assert [r.request_count for r in totals(store, day, group_by=("consumer",), filter=left_out)] == [3]
+    assert by_group(store, day, excluded=(("GET", "/x"),)) == {"Gold": (3, 0, 0, 30, 300)}
+    server = sync(timestamp=T0 + 40, requests=[], consumers=[])  # its one server error: POST /api/baz
+    store.enqueue(raw_sync(server))
+    fold(store)
+    events = EventQuery(APP, day, TrafficFilter(), 10, 0)
+    assert store.server_errors(events)[1] == 1
+    gone = EventQuery(APP, day, TrafficFilter(excluded=(("POST", "/api/baz"),)), 10, 0)
+    assert store.server_errors(gone) == ([], 0)
+    assert store.delete_app(APP.client_id)["endpoint_settings"] == 2
 
 
 def test_group_traffic_is_pruned_with_its_tier(store: Storage) -> None:

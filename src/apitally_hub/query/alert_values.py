@@ -30,6 +30,7 @@ class AlertValueQueries(QueryBase):
         """Traffic stats (as :func:`.stats.traffic_stats`, with Apdex) per label set: one set
         ``()`` for all traffic in scope, or one per endpoint ``(method, path)`` (``by="endpoint"``)
         or per consumer ``(identifier,)`` (``by="consumer"``, identified requests only)."""
+        flt = self._scoped(app, flt, always=True)  # excluded endpoints are out of every rule
         if by == "consumer":
             flt = replace(flt, identified_only=True)
         dims: tuple[Any, ...] = ("method", "path") if (match is not None or by == "endpoint") else ()
@@ -64,7 +65,7 @@ class AlertValueQueries(QueryBase):
         by_endpoint: bool = False,
     ) -> dict[tuple[str, ...], int]:
         """Validation errors in scope: one total ``()``, or one per endpoint ``(method, path)``."""
-        segments = self._segments(window)
+        segments, flt = self._segments(window), self._scoped(app, flt, always=True)
         totals: dict[tuple[str, ...], int] = {} if by_endpoint else {(): 0}
         offset = 0
         while True:

@@ -1,11 +1,13 @@
 """:class:`QueryBase`: what every family of queries shares — the store, the retention that
 decides which resolution covers which part of a window (:mod:`.planner`), the clock — and the
-app's settings (its Apdex threshold), which several families honour."""
+app's settings (its Apdex threshold), which several families honour, and the endpoints excluded
+in the dashboard, which every family leaves out (:mod:`.endpoint_settings`)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from apitally_hub.query import planner
@@ -41,8 +43,24 @@ class QueryBase:
     def _segments(self, window: Window) -> tuple[Any, ...]:
         return planner.summary_segments(window.since, window.until, self.clock(), self.retention)
 
-    def _traffic(self, app: AppKey, window: Window, **query: Any) -> list[TrafficRow]:
-        return self.storage.traffic(TrafficQuery(app, self._segments(window), **query))
+    def _traffic(
+        self, app: AppKey, window: Window, *, show_excluded: bool = False, **query: Any
+    ) -> list[TrafficRow]:
+        """Traffic rows of the window; endpoints excluded in the dashboard left out, unless
+        ``show_excluded`` (:meth:`_scoped`)."""
+        flt = query.pop("filter", ALL_TRAFFIC)
+        if not show_excluded:
+            flt = self._scoped(app, flt)
+        return self.storage.traffic(TrafficQuery(app, self._segments(window), filter=flt, **query))
+
+    def _scoped(self, app: AppKey, flt: TrafficFilter, *, always: bool = False) -> TrafficFilter:
+        """``flt`` leaving out the endpoints excluded in the dashboard — unless it names an
+        endpoint (that endpoint's page and queries still show its data) and not ``always``
+        (alert rules: an excluded endpoint is out of every rule, one naming it too)."""
+        if flt.excluded or ((flt.method or flt.path) and not always):
+            return flt
+        excluded = tuple((s.method, s.path) for s in self.storage.endpoint_settings(app) if s.excluded)
+        return replace(flt, excluded=excluded) if excluded else flt
 
     # -- the app's settings -------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 """Consumers: the identified consumers with traffic in a window (by requests, or most recently
-seen), one consumer with its name/group history, and the consumer groups."""
+seen), one consumer with its name/group history, and the consumer groups. A consumer's ``name``
+and ``group`` are the ones it has: set in the dashboard, else the client's
+(:mod:`.consumer_names`)."""
 
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ class ConsumerQueries(QueryBase):
         top-N list.
         """
         offset = page_offset(page.cursor)
-        flt = replace(flt, identified_only=True)
+        flt = self._scoped(app, replace(flt, identified_only=True))
         endpoint_filter = any(
             v is not None for v in (flt.method, flt.path, flt.status_code, flt.status_class, flt.consumers)
         )
@@ -78,7 +80,8 @@ class ConsumerQueries(QueryBase):
                 app, window.since, group=flt.consumer_group, limit=page.limit, offset=offset
             )
         ids = tuple(info.identifier for info in shown)
-        query = TrafficQuery(app, self._segments(window), ("consumer",), TrafficFilter(consumers=ids))
+        scoped = self._scoped(app, TrafficFilter(consumers=ids))
+        query = TrafficQuery(app, self._segments(window), ("consumer",), scoped)
         traffic = {row.key[0]: row for row in self.storage.traffic(query)}
         rows = [traffic.get(i) or TrafficRow((i,), 0, 0, 0, 0, 0, {}, {}, {}) for i in ids]
         result = self._consumer_entries(app, rows, {info.identifier: info for info in shown}, history)
@@ -156,6 +159,10 @@ class ConsumerQueries(QueryBase):
             "identifier": identifier,
             "name": info.name,
             "group": info.group,
+            "client_name": info.client_name,
+            "client_group": info.client_group,
+            "dashboard_name": info.dashboard_name,
+            "dashboard_group": info.dashboard_group,
             "first_seen": info.first_seen,
             "last_seen": info.last_seen,
             **stats.traffic_stats(row),

@@ -25,17 +25,26 @@ class EndpointQueries(QueryBase):
         sort: str = "path",
         descending: bool | None = None,
         page: Page = FIRST_PAGE,
+        show_excluded: bool = False,
     ) -> dict[str, Any]:
         """One entry per endpoint (method, path) with traffic in the window — and with
         ``include_idle`` those the app announced at startup without any — sorted by ``sort`` (a
-        key of :data:`ENDPOINT_SORTS`; ``descending`` None: the key's natural order)."""
+        key of :data:`ENDPOINT_SORTS`; ``descending`` None: the key's natural order).
+
+        Each endpoint's Apdex uses its own threshold where it has one (``apdex_ms`` of the entry),
+        else ``apdex_ms`` (None: the app env's). Endpoints excluded in the dashboard are left out
+        (``excluded`` in the answer counts them), unless ``show_excluded`` (each entry says
+        whether it is)."""
         apdex_ms = self._apdex_ms(app, apdex_ms)
+        own = {(s.method, s.path): s for s in self.storage.endpoint_settings(app)}
+        excluded = {key for key, s in own.items() if s.excluded}
         rows = self._traffic(
             app,
             window,
             group_by=("method", "path", "status_code"),
             filter=flt,
             response_times=True,
+            show_excluded=show_excluded,
         )
         by_endpoint: dict[tuple[str, str], list[TrafficRow]] = {}
         for row in rows:
@@ -48,12 +57,19 @@ class EndpointQueries(QueryBase):
                     by_endpoint.setdefault((method, path), [])
         result = []
         for (method, path), parts in by_endpoint.items():
+            if (method, path) in excluded and not show_excluded and not (flt.method or flt.path):
+                continue
             merged = stats.merge_rows(parts, (method, path))
+            setting = own.get((method, path))
+            threshold = setting.apdex_ms if setting is not None and setting.apdex_ms is not None else apdex_ms
             result.append(
                 {
                     "method": method,
                     "path": path,
-                    **stats.traffic_stats(merged, apdex_ms=apdex_ms),
+                    "apdex_ms": threshold,
+                    "own_apdex_ms": None if setting is None else setting.apdex_ms,
+                    "excluded": (method, path) in excluded,
+                    **stats.traffic_stats(merged, apdex_ms=threshold),
                     "status_codes": {
                         str(r.key[2]): r.request_count for r in sorted(parts, key=lambda r: r.key[2])
                     },
@@ -64,6 +80,7 @@ class EndpointQueries(QueryBase):
         shown = result[offset : offset + page.limit]
         return {
             "apdex_ms": apdex_ms,
+            "excluded": len(excluded),
             "endpoints": shown,
             "total": len(result),
             "next_cursor": next_page_cursor(offset, len(shown), len(result)),

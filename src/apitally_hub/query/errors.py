@@ -31,7 +31,7 @@ class ErrorQueries(QueryBase):
     ) -> dict[str, Any]:
         offset = page_offset(page.cursor)
         rows, total = self.storage.validation_errors(
-            EventQuery(app, self._segments(window), flt, page.limit, offset)
+            EventQuery(app, self._segments(window), self._scoped(app, flt), page.limit, offset)
         )
         return {
             "validation_errors": [
@@ -57,7 +57,7 @@ class ErrorQueries(QueryBase):
     ) -> dict[str, Any]:
         offset = page_offset(page.cursor)
         rows, total = self.storage.server_errors(
-            EventQuery(app, self._segments(window), flt, page.limit, offset)
+            EventQuery(app, self._segments(window), self._scoped(app, flt), page.limit, offset)
         )
         return {
             "server_errors": [

@@ -10,7 +10,7 @@ from typing import Any
 from apitally_hub.query.base import QueryBase
 from apitally_hub.query.cursors import FIRST_PAGE, Page, decode_cursor, encode_cursor
 from apitally_hub.query.timewindow import Window
-from apitally_hub.storage.records import AppKey, LogQuery, LogSummary
+from apitally_hub.storage.records import LOG_BODY_SCAN, AppKey, LogQuery, LogSummary
 
 
 class RequestLogQueries(QueryBase):
@@ -25,12 +25,15 @@ class RequestLogQueries(QueryBase):
         next_cursor = None
         if len(items) > limit:
             next_cursor = encode_cursor({"t": shown[-1].timestamp, "id": shown[-1].row_id})
-        return {
+        answer: dict[str, Any] = {
             "total": total,
             "limit": limit,
             "items": [_log_summary(i) for i in shown],
             "next_cursor": next_cursor,
         }
+        if query.request_body or query.response_body:
+            answer["body_search_scanned_at_most"] = LOG_BODY_SCAN
+        return answer
 
     def request_log_item(self, app: AppKey, request_uuid: str) -> dict[str, Any] | None:
         found = self.storage.request_log_item(app, request_uuid)

@@ -35,6 +35,7 @@ class TrafficQueries(QueryBase):
         )
         # bins per bucket, and only the counts per status code: a third of the rows to sum and
         # nothing to merge in Python (a 24-hour chart of minutes has 1 440 buckets)
+        flt = self._scoped(app, flt)
         totals = self.storage.traffic(
             TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=percentiles)
         )
@@ -75,7 +76,7 @@ class TrafficQueries(QueryBase):
             window.since, window.until, bucket, self.clock(), self.retention
         )
         rows = self.storage.traffic(
-            TrafficQuery(app, segments, ("bucket",), flt, bucket, response_times=True)
+            TrafficQuery(app, segments, ("bucket",), self._scoped(app, flt), bucket, response_times=True)
         )
         points = []
         for row in sorted(rows, key=lambda r: int(r.key[0])):

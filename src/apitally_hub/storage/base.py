@@ -15,10 +15,12 @@ The data model, common to every backend:
   consumer, endpoint and status, validation errors, server-error counts (the error's text is kept
   once per group), and heartbeats (syncs per minute). Histogram bins are additive, so a coarser
   row equals the sum of the finer rows it covers.
-- registries: instances, consumers (with name/group history), the request log, rejections.
+- registries: instances, consumers (with name/group history, and a name and group set in the
+  dashboard, which win over the client's), the request log, rejections.
 - the apps registry: apps created (or named) in the dashboard or the API — name, framework, envs
   — by client id; apps that report without one are still apps (:meth:`Storage.list_apps`).
-- settings: a few named values per app (e.g. the dashboard's Apdex threshold), and the hub's own
+- settings: a few named values per app (e.g. the dashboard's Apdex threshold), per endpoint (its
+  own Apdex threshold, whether the dashboard leaves it out), and the hub's own
   under :data:`~.records.HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
 - alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
   history, silences, the notification outbox, health checks.
@@ -41,6 +43,7 @@ from apitally_hub.storage.records import (
     ClaimedMessage,
     ConsumerChange,
     ConsumerInfo,
+    EndpointSetting,
     EventQuery,
     FoldProgress,
     InstanceInfo,
@@ -179,6 +182,15 @@ class Storage(abc.ABC):
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]: ...
 
     @abc.abstractmethod
+    def set_consumer_overrides(
+        self, app: AppKey, identifier: str, *, name: str | None, group: str | None, now: float
+    ) -> ConsumerInfo | None:
+        """Set the dashboard's name and group of a consumer (None: none set, the client's holds;
+        both None: a reset). They win over the client's until changed or reset here. A consumer
+        whose group changes takes its traffic history along to the new group's totals. Returns
+        the consumer as it is now; None when the app env has no such consumer."""
+
+    @abc.abstractmethod
     def request_log(self, query: LogQuery) -> tuple[list[LogSummary], int]:
         """Newest first; the page and the number of matching items."""
 
@@ -206,6 +218,14 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def delete_app_setting(self, app: AppKey, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def endpoint_settings(self, app: AppKey) -> list[EndpointSetting]:
+        """The endpoints of ``app`` with a setting of their own (by path, then method)."""
+
+    @abc.abstractmethod
+    def put_endpoint_setting(self, app: AppKey, setting: EndpointSetting) -> None:
+        """Store an endpoint's settings (replacing its previous ones)."""
 
     # -- the apps registry -----------------------------------------------------------------------
 

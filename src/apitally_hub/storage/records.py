@@ -284,6 +284,8 @@ class TrafficFilter:
     status_code: int | None = None
     identified_only: bool = False
     """Leave out requests without a consumer."""
+    excluded: tuple[tuple[str, str], ...] = ()
+    """(method, path) of endpoints to leave out (those excluded in the dashboard)."""
 
     @property
     def needs_consumers(self) -> bool:
@@ -392,11 +394,31 @@ class InstanceInfo:
 
 @dataclass(frozen=True)
 class ConsumerInfo:
+    """A consumer of the registry. ``name`` and ``group`` are the ones it has: the dashboard's
+    (``dashboard_name``, ``dashboard_group``: set there or through the JSON API, None when not)
+    where set, else the client's (``client_name``, ``client_group``)."""
+
     identifier: str
     name: str | None
     group: str | None
     first_seen: float
     last_seen: float
+    client_name: str | None = None
+    client_group: str | None = None
+    dashboard_name: str | None = None
+    dashboard_group: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSetting:
+    """An endpoint's settings: its own Apdex threshold (None: the app env's), and whether the
+    dashboard, the query API and alert rules leave it out (``excluded``; its data is kept)."""
+
+    method: str
+    path: str
+    apdex_ms: int | None
+    excluded: bool
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -405,6 +427,11 @@ class ConsumerChange:
     name: str | None
     group: str | None
     changed_at: float
+
+
+LOG_BODY_SCAN = 5000
+"""How many of the newest logged requests (matching a query's other filters) a body search reads:
+it decodes every one, so this bounds its time (~0.1-0.3 s) whatever the window."""
 
 
 @dataclass(frozen=True)
@@ -421,9 +448,22 @@ class LogQuery:
     """Case-insensitive substring of the URL."""
     min_response_time: float | None = None
     max_response_time: float | None = None
+    min_request_size: int | None = None
+    max_request_size: int | None = None
+    min_response_size: int | None = None
+    max_response_size: int | None = None
+    """Sizes in bytes, bounds included (an item without a size matches no bound)."""
+    request_body: str | None = None
+    response_body: str | None = None
+    """Case-insensitive substrings of the bodies. Bodies are kept base64-encoded inside each item,
+    where no index reaches them: only the newest :data:`LOG_BODY_SCAN` items matching the other
+    filters are searched."""
     limit: int = 100
     before: tuple[float, int] | None = None
     """Keyset cursor: only items older than this (timestamp, row id)."""
+    count: bool = True
+    """Count every matching item (the answer's ``total``); False: ``total`` is -1 (a CSV download
+    reads page after page and needs no count)."""
 
 
 @dataclass(frozen=True)

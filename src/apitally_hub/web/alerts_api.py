@@ -17,7 +17,8 @@
 Bodies are JSON objects of at most 64 KiB (``Content-Type: application/json``); anything
 invalid — including a lone UTF-16 surrogate escape such as ``"\\ud800"`` — is a 422 whose
 ``detail`` names each field (``{"loc": ["body", "threshold"], "msg": ..., "type": ...}``) and
-changes nothing. Entries from the ``--alerts-file`` are read-only here (409). A silence lasts at
+changes nothing (the checks and the changes are :mod:`.alerts_actions`, shared with the dashboard's
+forms). Entries from the ``--alerts-file`` are read-only here (409). A silence lasts at
 most 90 days, however it is given (``minutes`` or ``ends_at``). Channel URLs, header values and
 secrets are masked in answers; sending a masked value back keeps the stored one. Client ids
 outside the ``--client-id`` allow-list are 404.
@@ -34,7 +35,6 @@ import base64
 import binascii
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -42,34 +42,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from apitally_hub.alerting.model import labels_of, rule_from_record
-from apitally_hub.alerting.urls import target_host
+from apitally_hub.alerting.model import labels_of
 from apitally_hub.alerting.validation import (
-    MAX_SILENCE_MINUTES,
     Invalid,
-    parse_channel,
-    parse_health_check,
-    parse_rule,
-    parse_silence,
     rule_document,
 )
-from apitally_hub.alerting.workers import Alerting
-from apitally_hub.errors import HubError, field_error, unprocessable
+from apitally_hub.errors import HubError, field_error
 from apitally_hub.query.cursors import encode_cursor
 from apitally_hub.query.params import int_param, text_param
 from apitally_hub.storage.alert_records import (
     ChannelRecord,
-    HealthCheckRecord,
     InstanceRecord,
-    NameTaken,
     OutboxRecord,
     OutboxStatus,
     RuleRecord,
     SilenceRecord,
 )
 from apitally_hub.storage.records import AppKey
+from apitally_hub.web import alerts_actions as actions
 from apitally_hub.web.context import HubContext
-from apitally_hub.web.masking import masked_config, unmask_channel_body
+from apitally_hub.web.masking import masked_config
 from apitally_hub.web.query_api import allowed_app
 
 _logger = logging.getLogger(__name__)
@@ -196,13 +188,6 @@ class AlertEndpoints:
     def __init__(self, context: HubContext) -> None:
         self.context = context
 
-    @property
-    def alerting(self) -> Alerting:
-        service: Alerting | None = getattr(self.context, "alerting", None)
-        if service is None:
-            raise HubError(503, "The hub is starting or stopping", {"Retry-After": "1"})
-        return service
-
     def routes(self) -> list[Route]:
         base = "/api/{client_id}/{env}"
         table: list[tuple[str, list[str], Handler]] = [
@@ -240,7 +225,8 @@ class AlertEndpoints:
             try:
                 return await handler(request, allowed_app(request, self.context))
             except Invalid as exc:
-                raise unprocessable(exc.errors) from None
+                status = exc.status_code if isinstance(exc, actions.Conflict) else 422
+                raise HubError(status, [error.as_dict() for error in exc.errors]) from None
 
         return endpoint
 
@@ -249,113 +235,45 @@ class AlertEndpoints:
 
     # -- channels -----------------------------------------------------------------------------
 
-    async def _channel(self, request: Request, app: AppKey) -> ChannelRecord:
-        store = self.context.store.alerts
-        channel: ChannelRecord | None = await self._run(lambda: store.channel(request.path_params["id"]))
-        if channel is None or channel.app != app:
-            raise HubError(404, "No such channel")
-        return channel
-
     async def list_channels(self, request: Request, app: AppKey) -> Response:
         channels = await self._run(lambda: self.context.store.alerts.channels(app))
         return JSONResponse({"channels": [channel_view(c) for c in channels]})
 
-    async def _save_channel(self, channel: ChannelRecord, status: int) -> Response:
-        store = self.context.store.alerts
-        try:
-            await self._run(lambda: store.put_channel(channel))
-        except NameTaken:
-            raise field_error(
-                ("body", "name"), "Another channel of this app env has this name", "unique", 409
-            ) from None
-        where = channel.config.get("smtp_host") or target_host(channel.config["url"])
-        _logger.info(
-            "Channel %r (%s to %s) saved for %s/%s",
-            channel.name,
-            channel.type,
-            where,
-            channel.app.client_id,
-            channel.app.env,
-        )
-        return JSONResponse({"id": channel.id, **channel_view(channel)}, status_code=status)
-
     async def create_channel(self, request: Request, app: AppKey) -> Response:
-        parsed = parse_channel(await json_body(request))
-        now = self.context.clock()
-        record = ChannelRecord(
-            str(uuid.uuid4()), app, parsed["name"], parsed["type"], parsed["config"], "api", now, now
-        )
-        return await self._save_channel(record, 201)
+        body = await json_body(request)
+        channel = await self._run(lambda: actions.save_channel(self.context, app, body))
+        return JSONResponse({"id": channel.id, **channel_view(channel)}, status_code=201)
 
     async def get_channel(self, request: Request, app: AppKey) -> Response:
-        return JSONResponse(channel_view(await self._channel(request, app)))
+        return JSONResponse(channel_view(await self._run(lambda: self._channel(request, app))))
+
+    def _channel(self, request: Request, app: AppKey) -> ChannelRecord:
+        return actions.channel_of(self.context, app, request.path_params["id"])
 
     async def update_channel(self, request: Request, app: AppKey) -> Response:
-        current = await self._channel(request, app)
-        if current.source == "file":
-            raise HubError(409, "This channel is managed by the alerts file")
+        current = await self._run(lambda: self._channel(request, app))
+        actions.writable(current.source, "channel")
         body = await json_body(request)
         if request.method == "PATCH" and isinstance(body, dict):
             body = {"name": current.name, "type": current.type, **masked_config(current.config), **body}
-        if isinstance(body, dict):
-            for key in ("secret_set", "password_set"):
-                body.pop(key, None)
-        parsed = parse_channel(unmask_channel_body(body, current.config), existing=current.config)
-        record = ChannelRecord(
-            current.id,
-            app,
-            parsed["name"],
-            parsed["type"],
-            parsed["config"],
-            "api",
-            current.created_at,
-            self.context.clock(),
-        )
-        return await self._save_channel(record, 200)
+        channel = await self._run(lambda: actions.save_channel(self.context, app, body, current))
+        return JSONResponse({"id": channel.id, **channel_view(channel)})
 
     async def delete_channel(self, request: Request, app: AppKey) -> Response:
-        channel = await self._channel(request, app)
-        if channel.source == "file":
-            raise HubError(409, "This channel is managed by the alerts file")
-        store = self.context.store.alerts
-        users = [
-            r.name
-            for r in await self._run(lambda: store.rules(app))
-            if channel.id in r.spec.get("channels", [])
-        ]
-        if users:
-            raise HubError(
-                409, f"Channel used by rule(s) {', '.join(sorted(users))}: remove it from them first"
-            )
-        await self._run(lambda: store.delete_channel(channel.id))
+        await self._run(lambda: actions.delete_channel(self.context, app, request.path_params["id"]))
         return Response(status_code=204)
 
     async def test_channel(self, request: Request, app: AppKey) -> Response:
-        channel = await self._channel(request, app)
-        ids = await self._run(lambda: self.alerting.test_channel(channel))
+        ids = await self._run(lambda: actions.test_channel(self.context, app, request.path_params["id"]))
         return JSONResponse({"notification_ids": ids}, status_code=202)
 
     # -- rules --------------------------------------------------------------------------------
 
-    async def _rule(self, request: Request, app: AppKey) -> RuleRecord:
-        store = self.context.store.alerts
-        rule: RuleRecord | None = await self._run(lambda: store.rule(request.path_params["id"]))
-        if rule is None or rule.app != app:
-            raise HubError(404, "No such alert rule")
-        return rule
+    def _rule(self, request: Request, app: AppKey) -> RuleRecord:
+        return actions.rule_of(self.context, app, request.path_params["id"])
 
-    async def _channel_ids(self, app: AppKey) -> list[str]:
-        return [c.id for c in await self._run(lambda: self.context.store.alerts.channels(app))]
-
-    async def _save_rule(self, rule: RuleRecord, status: int) -> Response:
-        store = self.context.store.alerts
-        try:
-            await self._run(lambda: store.put_rule(rule))
-        except NameTaken:
-            raise field_error(
-                ("body", "name"), "Another rule of this app env has this name", "unique", 409
-            ) from None
-        instances = await self._run(lambda: store.instances(rule.id))
+    async def _rule_answer(self, rule: RuleRecord, status: int) -> Response:
+        instances = await self._run(lambda: self.context.store.alerts.instances(rule.id))
         return JSONResponse({"id": rule.id, **rule_view(rule, instances)}, status_code=status)
 
     async def list_rules(self, request: Request, app: AppKey) -> Response:
@@ -368,57 +286,31 @@ class AlertEndpoints:
         return JSONResponse({"rules": await self._run(work)})
 
     async def create_rule(self, request: Request, app: AppKey) -> Response:
-        parsed = parse_rule(await json_body(request), channel_ids=await self._channel_ids(app))
-        now = self.context.clock()
-        record = RuleRecord(
-            str(uuid.uuid4()), app, parsed["name"], parsed["spec"], parsed["enabled"], "api", now, now
+        body = await json_body(request)
+        return await self._rule_answer(
+            await self._run(lambda: actions.save_rule(self.context, app, body)), 201
         )
-        return await self._save_rule(record, 201)
 
     async def get_rule(self, request: Request, app: AppKey) -> Response:
-        rule = await self._rule(request, app)
+        rule = await self._run(lambda: self._rule(request, app))
         instances = await self._run(lambda: self.context.store.alerts.instances(rule.id))
         return JSONResponse(rule_view(rule, instances))
 
     async def update_rule(self, request: Request, app: AppKey) -> Response:
-        current = await self._rule(request, app)
-        if current.source == "file":
-            raise HubError(409, "This rule is managed by the alerts file")
+        current = await self._run(lambda: self._rule(request, app))
+        actions.writable(current.source, "rule")
         body = await json_body(request)
         if request.method == "PATCH" and isinstance(body, dict):
             body = {**rule_document(current.name, current.enabled, current.spec), **body}
-        parsed = parse_rule(body, channel_ids=await self._channel_ids(app))
-        record = RuleRecord(
-            current.id,
-            app,
-            parsed["name"],
-            parsed["spec"],
-            parsed["enabled"],
-            "api",
-            current.created_at,
-            self.context.clock(),
-        )
-        return await self._save_rule(record, 200)
+        rule = await self._run(lambda: actions.save_rule(self.context, app, body, current))
+        return await self._rule_answer(rule, 200)
 
     async def delete_rule(self, request: Request, app: AppKey) -> Response:
-        record = await self._rule(request, app)
-        if record.source == "file":
-            raise HubError(409, "This rule is managed by the alerts file")
-        store = self.context.store.alerts
-
-        def work() -> None:
-            instances = store.instances(record.id)
-            store.delete_rule(record.id)
-            self.alerting.resolve_deleted(rule_from_record(record), instances)
-
-        await self._run(work)
+        await self._run(lambda: actions.delete_rule(self.context, app, request.path_params["id"]))
         return Response(status_code=204)
 
     async def test_rule(self, request: Request, app: AppKey) -> Response:
-        rule = rule_from_record(await self._rule(request, app))
-        if not rule.channels:
-            raise HubError(409, "The rule has no channels")
-        ids = await self._run(lambda: self.alerting.test_rule(rule, rule.channels))
+        ids = await self._run(lambda: actions.test_rule(self.context, app, request.path_params["id"]))
         return JSONResponse({"notification_ids": ids}, status_code=202)
 
     # -- alerts and history -------------------------------------------------------------------
@@ -499,35 +391,12 @@ class AlertEndpoints:
         return JSONResponse({"silences": [silence_view(s, now) for s in rows]})
 
     async def create_silence(self, request: Request, app: AppKey) -> Response:
-        now = self.context.clock()
-        parsed = parse_silence(await json_body(request), now)
-        if parsed["ends_at"] - parsed["starts_at"] > MAX_SILENCE_MINUTES * 60:
-            raise field_error(
-                ("body", "ends_at"), f"A silence lasts at most {MAX_SILENCE_MINUTES // 1440} days", "silence"
-            )
-        store = self.context.store.alerts
-        if parsed["rule_id"] is not None:
-            rule = await self._run(lambda: store.rule(parsed["rule_id"]))
-            if rule is None or rule.app != app:
-                raise field_error(("body", "rule_id"), "No such rule in this app env", "rule")
-        record = SilenceRecord(
-            str(uuid.uuid4()),
-            app,
-            parsed["rule_id"],
-            parsed["starts_at"],
-            parsed["ends_at"],
-            parsed["comment"],
-            now,
-        )
-        await self._run(lambda: store.put_silence(record))
-        return JSONResponse({"id": record.id, **silence_view(record, now)}, status_code=201)
+        body = await json_body(request)
+        record = await self._run(lambda: actions.create_silence(self.context, app, body))
+        return JSONResponse({"id": record.id, **silence_view(record, self.context.clock())}, status_code=201)
 
     async def delete_silence(self, request: Request, app: AppKey) -> Response:
-        store = self.context.store.alerts
-        silences = await self._run(lambda: store.silences(app))
-        if not any(s.id == request.path_params["id"] for s in silences):
-            raise HubError(404, "No such silence")
-        await self._run(lambda: store.delete_silence(request.path_params["id"]))
+        await self._run(lambda: actions.end_silence(self.context, app, request.path_params["id"]))
         return Response(status_code=204)
 
     # -- health check -------------------------------------------------------------------------
@@ -551,22 +420,10 @@ class AlertEndpoints:
         )
 
     async def put_health_check(self, request: Request, app: AppKey) -> Response:
-        parsed = parse_health_check(await json_body(request))
-        store = self.context.store.alerts
-        current = await self._run(lambda: store.health_check(app))
-        if current is not None and current.source == "file":
-            raise HubError(409, "This health check is managed by the alerts file")
-        record = HealthCheckRecord(app, parsed["url"], parsed["config"], "api", self.context.clock())
-        await self._run(lambda: store.put_health_check(record))
-        _logger.info("Health check for %s/%s set to %s", app.client_id, app.env, target_host(record.url))
+        body = await json_body(request)
+        await self._run(lambda: actions.put_health_check(self.context, app, body))
         return await self.get_health_check(request, app)
 
     async def delete_health_check(self, request: Request, app: AppKey) -> Response:
-        store = self.context.store.alerts
-        current = await self._run(lambda: store.health_check(app))
-        if current is None:
-            raise HubError(404, "No health check configured for this app env")
-        if current.source == "file":
-            raise HubError(409, "This health check is managed by the alerts file")
-        await self._run(lambda: store.delete_health_check(app))
+        await self._run(lambda: actions.delete_health_check(self.context, app))
         return Response(status_code=204)

@@ -25,9 +25,11 @@ from apitally_hub.security.tokens import TokenSet
 from apitally_hub.storage.records import StoreUnavailable
 from apitally_hub.web.alerts_api import AlertEndpoints
 from apitally_hub.web.apps_api import AppEndpoints
+from apitally_hub.web.consumers_api import ConsumerEndpoints
 from apitally_hub.web.context import HubContext
 from apitally_hub.web.dashboard.routes import dashboard_routes
 from apitally_hub.web.dashboard.site import Dashboard
+from apitally_hub.web.endpoint_settings_api import EndpointSettingEndpoints
 from apitally_hub.web.errors import http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.web.ingest import IngestEndpoints
 from apitally_hub.web.lifespan import hub_lifespan
@@ -75,6 +77,9 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
+        # writes on paths the query API reads too (…/consumers/{identifier:path}): by method
+        *ConsumerEndpoints(context).routes(),
+        *EndpointSettingEndpoints(context).routes(),
         *QueryEndpoints(context).routes(),
         *AppEndpoints(context).routes(),
         *AlertEndpoints(context).routes(),

@@ -19,7 +19,10 @@ lists ``limit`` (1-1000, default 100) and ``cursor`` (the ``next_cursor`` of the
 (``asc``/``desc``; default: the key's natural order); ``consumers`` takes ``sort=requests``
 (default) or ``last_seen`` (cheap over long windows:
 :meth:`~apitally_hub.query.service.QueryService.consumers`).
-``apdex_ms`` defaults to the app's setting.
+``apdex_ms`` defaults to the app's setting. ``requests`` also takes ``q`` (URL text), ``min_ms``/``max_ms``,
+the size bounds and the body texts of :func:`log_filters`.
+``format=csv`` on a table (``endpoints``, ``validation-errors``, ``server-errors``, ``consumers``,
+``consumer-groups``, ``requests``) downloads all its rows as CSV (:mod:`.csv_export`).
 Bad parameters give 422 naming ``["query", <name>]``.
 """
 
@@ -50,9 +53,16 @@ from apitally_hub.query.service import QueryService
 from apitally_hub.query.timewindow import Window
 from apitally_hub.storage.records import NO_CONSUMER, AppKey, LogQuery, TrafficFilter
 from apitally_hub.web.context import HubContext
+from apitally_hub.web.csv_export import CSV_PAGE_ROWS, TABLES, CsvTable, csv_response
+from apitally_hub.web.csv_export import filename as csv_filename
 
 MAX_LIMIT = 1000
 CONSUMER_SORTS = ("requests", "last_seen")
+
+
+def _first_page(handler: PagedHandler) -> Handler:
+    """A table's JSON handler: its page from the request's ``limit`` and ``cursor``."""
+    return lambda q, r: handler(q, r, None)
 
 
 def status_filter(request: Request) -> tuple[int | None, int | None]:
@@ -74,6 +84,26 @@ def traffic_filter(request: Request) -> TrafficFilter:
         status_code=code,
         status_class=status_class,
     )
+
+
+SIZE_FILTERS = ("min_request_size", "max_request_size", "min_response_size", "max_response_size")
+BODY_FILTERS = ("request_body", "response_body")
+MAX_BODY_SEARCH = 256
+"""Longest body text to search for."""
+
+
+def log_filters(request: Request) -> dict[str, Any]:
+    """The request log's filters on sizes (bytes, bounds included) and on body text (a
+    case-insensitive substring, over the newest :data:`~apitally_hub.storage.records.LOG_BODY_SCAN`
+    requests matching the other filters): keywords of :class:`LogQuery`. The JSON API and the
+    dashboard's request log read them alike."""
+    values: dict[str, Any] = {}
+    for name in SIZE_FILTERS:
+        value = int_param(request, name, -1, 0, 2**53)
+        values[name] = None if value < 0 else value
+    for name in BODY_FILTERS:
+        values[name] = text_param(request, name, max_len=MAX_BODY_SEARCH)
+    return values
 
 
 def page_param(request: Request) -> Page:
@@ -136,6 +166,17 @@ def sort_param(request: Request) -> tuple[str, bool | None]:
 
 
 Handler = Callable[[QueryService, Request], Any]
+PagedHandler = Callable[[QueryService, Request, Page | None], Any]
+"""A table's handler, given a page (None: the request's ``limit`` and ``cursor``): the CSV download
+reads the table page by page through it."""
+
+
+def format_param(request: Request, *, csv: bool) -> str:
+    """``format=json`` (the default) or, for a table (``csv``), ``format=csv``."""
+    value = text_param(request, "format") or "json"
+    if value == "json" or (value == "csv" and csv):
+        return value
+    raise field_error(("query", "format"), f"Should be {'json or csv' if csv else 'json'}", "enum")
 
 
 class QueryEndpoints:
@@ -148,38 +189,46 @@ class QueryEndpoints:
             ("/api/apps", self._apps),
             (f"{app}/overview", self._overview),
             (f"{app}/settings", lambda q, r: {"settings": q.settings(app_param(r))}),
-            (f"{app}/endpoints", self._endpoints),
             (f"{app}/timeseries", self._timeseries),
             (f"{app}/percentiles", self._percentiles),
             (f"{app}/histogram", self._histogram),
             (f"{app}/sizes", self._sizes),
             (f"{app}/error-status-codes", self._error_status_codes),
-            (f"{app}/consumers", self._consumers),
             (f"{app}/consumers/{{identifier:path}}", self._consumer),
-            (
-                f"{app}/consumer-groups",
-                lambda q, r: {"groups": q.consumer_groups(app_param(r), self._window(r))},
-            ),
-            (f"{app}/validation-errors", self._validation_errors),
-            (f"{app}/server-errors", self._server_errors),
             (f"{app}/status", lambda q, r: q.uptime_status(app_param(r))),
             (f"{app}/uptime", self._uptime),
             (f"{app}/instances", lambda q, r: q.instances(app_param(r), page_param(r))),
             (f"{app}/instances/{{instance_uuid}}", self._instance),
-            (f"{app}/requests", self._requests),
             (f"{app}/requests/{{request_uuid}}", self._request_item),
             (f"{app}/rejections", lambda q, r: q.rejections(app_param(r), self._window(r), page_param(r))),
         ]
-        endpoint = self._endpoint
-        return [
-            Route(path, endpoint(handler), methods=["GET"], name=f"api:{path}") for path, handler in table
+        tables: list[tuple[str, PagedHandler]] = [
+            ("endpoints", self._endpoints),
+            ("consumers", self._consumers),
+            ("consumer-groups", self._consumer_groups),
+            ("validation-errors", self._validation_errors),
+            ("server-errors", self._server_errors),
+            ("requests", self._requests),
         ]
+        routes = [
+            Route(path, self._endpoint(handler), methods=["GET"], name=f"api:{path}")
+            for path, handler in table
+        ]
+        for name, paged in tables:
+            path = f"{app}/{name}"
+            endpoint = self._endpoint(_first_page(paged), csv=(TABLES[name], paged))
+            routes.append(Route(path, endpoint, methods=["GET"], name=f"api:{path}"))
+        return routes
 
-    def _endpoint(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(
+        self, handler: Handler, *, csv: tuple[CsvTable, PagedHandler] | None = None
+    ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             if "client_id" in request.path_params:
                 allowed_app(request, self.context)
             queries = self.context.queries
+            if format_param(request, csv=csv is not None) == "csv" and csv is not None:
+                return await self._csv(request, *csv)
             try:
                 body = await self.context.run(lambda: handler(queries, request))
             except BadCursor as exc:
@@ -192,6 +241,20 @@ class QueryEndpoints:
             return JSONResponse(body)
 
         return endpoint
+
+    async def _csv(self, request: Request, table: CsvTable, handler: PagedHandler) -> Response:
+        """The table as a CSV download, with the request's filters and sort: its first page read
+        here (a bad parameter is a 422), the rest as the response streams."""
+        queries = self.context.queries
+
+        def read_page(cursor: str | None) -> dict[str, Any]:
+            body: dict[str, Any] = handler(queries, request, Page(CSV_PAGE_ROWS, cursor))
+            return body
+
+        first = await self.context.run(lambda: read_page(None))  # the first page takes no cursor
+        app = app_param(request)
+        name = csv_filename(app, table, self.context.clock())
+        return csv_response(self.context, table, first, read_page, download_name=name)
 
     def _window(self, request: Request) -> Window:
         return window_params(request, self.context.clock())
@@ -210,17 +273,18 @@ class QueryEndpoints:
         body = q.app_overview(app_param(r), self._window(r), flt=traffic_filter(r), apdex_ms=apdex_param(r))
         return self._windowed(r, body)
 
-    def _endpoints(self, q: QueryService, r: Request) -> dict[str, Any]:
+    def _endpoints(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
         sort, descending = sort_param(r)
         body = q.endpoints(
             app_param(r),
             self._window(r),
             flt=traffic_filter(r),
             include_idle=bool_param(r, "include_idle"),
+            show_excluded=bool_param(r, "show_excluded"),
             apdex_ms=apdex_param(r),
             sort=sort,
             descending=descending,
-            page=page_param(r),
+            page=page or page_param(r),
         )
         return self._windowed(r, body)
 
@@ -261,21 +325,25 @@ class QueryEndpoints:
         bins = q.response_time_histogram(app_param(r), self._window(r), flt=traffic_filter(r))
         return self._windowed(r, {"response_times": bins})
 
-    def _consumers(self, q: QueryService, r: Request) -> dict[str, Any]:
+    def _consumers(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
         sort = text_param(r, "sort") or "requests"
         if sort not in CONSUMER_SORTS:
             raise field_error(("query", "sort"), f"Should be one of {', '.join(CONSUMER_SORTS)}", "enum")
         body = q.consumers(
-            app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r), sort=sort
+            app_param(r), self._window(r), flt=traffic_filter(r), page=page or page_param(r), sort=sort
         )
         return self._windowed(r, body)
 
-    def _validation_errors(self, q: QueryService, r: Request) -> dict[str, Any]:
-        body = q.validation_errors(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+    def _validation_errors(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
+        body = q.validation_errors(
+            app_param(r), self._window(r), flt=traffic_filter(r), page=page or page_param(r)
+        )
         return self._windowed(r, body)
 
-    def _server_errors(self, q: QueryService, r: Request) -> dict[str, Any]:
-        body = q.server_errors(app_param(r), self._window(r), flt=traffic_filter(r), page=page_param(r))
+    def _server_errors(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
+        body = q.server_errors(
+            app_param(r), self._window(r), flt=traffic_filter(r), page=page or page_param(r)
+        )
         return self._windowed(r, body)
 
     def _uptime(self, q: QueryService, r: Request) -> dict[str, Any]:
@@ -285,7 +353,11 @@ class QueryEndpoints:
     def _instance(self, q: QueryService, r: Request) -> dict[str, Any] | None:
         return q.instance(app_param(r), r.path_params["instance_uuid"])
 
-    def _requests(self, q: QueryService, r: Request) -> dict[str, Any]:
+    def _consumer_groups(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
+        """Every group (one page: a few dozen at most)."""
+        return {"groups": q.consumer_groups(app_param(r), self._window(r))}
+
+    def _requests(self, q: QueryService, r: Request, page: Page | None) -> dict[str, Any]:
         window = self._window(r)
         code, status_class = status_filter(r)
         times = {}
@@ -304,9 +376,12 @@ class QueryEndpoints:
             search=text_param(r, "q"),
             min_response_time=times["min_ms"],
             max_response_time=times["max_ms"],
-            limit=int_param(r, "limit", 100, 1, MAX_LIMIT),
+            **log_filters(r),
+            limit=page.limit if page else int_param(r, "limit", 100, 1, MAX_LIMIT),
+            count=page is None,
         )
-        return self._windowed(r, q.request_log(query, text_param(r, "cursor")))
+        cursor = page.cursor if page else text_param(r, "cursor")
+        return self._windowed(r, q.request_log(query, cursor))
 
     def _request_item(self, q: QueryService, r: Request) -> dict[str, Any] | None:
         return q.request_log_item(app_param(r), r.path_params["request_uuid"])

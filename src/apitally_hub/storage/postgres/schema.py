@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 import psycopg
 
 from apitally_hub.storage.records import MAX_STORED_COUNT
-from apitally_hub.storage.sql import group_traffic
+from apitally_hub.storage.sql import consumer_overrides, endpoint_settings, group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
@@ -192,6 +192,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     statements(APP_SETTINGS_DDL),  # 4: the dashboard's settings and consumer list (SQLite's schema 5)
     statements(group_traffic.migration(POSTGRES)),  # 5: traffic per consumer group (SQLite's schema 6)
     statements(APPS_DDL),  # 6: the apps registry (SQLite's schema 7)
+    # 7: consumers named in the dashboard, settings per endpoint (SQLite's 8)
+    statements((*consumer_overrides.MIGRATION, *endpoint_settings.DDL)),
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

@@ -36,6 +36,7 @@ APP_DATA_TABLES: tuple[str, ...] = (
     "request_log",
     "rejections",
     "app_settings",
+    "endpoint_settings",
     "alert_channels",
     "alert_rules",
     "alert_instances",

@@ -3,14 +3,16 @@
 Summing a group's traffic from its members' rows means reading every consumer row of the window:
 ~4 M rows and seconds over 30 days of 150 000 consumers. So folding also adds each consumer's
 requests to the group the consumer has when they are folded (one row per group, status and
-bucket), and the groups' totals read those rows. A consumer that changes group takes only its
-later requests along; its earlier ones stay with the group it had then. Both SQL backends create,
+bucket), and the groups' totals read those rows. A consumer the client moves to another group takes
+only its later requests along; its earlier ones stay with the group it had then. A consumer moved
+in the dashboard takes its history along (:mod:`.consumer_overrides`). Both SQL backends create,
 fill and read the table with the same statements (the reads are in :mod:`.reads`).
 """
 
 from __future__ import annotations
 
 from apitally_hub.storage.records import MAX_STORED_COUNT, NO_CONSUMER, AppDelta, AppKey, TrafficFilter
+from apitally_hub.storage.sql.consumer_overrides import GROUP
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 
@@ -47,8 +49,14 @@ def migration(dialect: Dialect) -> list[str]:
 
 def usable(flt: TrafficFilter) -> bool:
     """Whether the group rows answer a per-group query with ``flt`` (they have no endpoint and no
-    consumer: a filter on those sums the members' rows instead)."""
-    return not flt.method and not flt.path and flt.consumer is None and flt.consumers is None
+    consumer: a filter on those, or endpoints left out, sums the members' rows instead)."""
+    return (
+        not flt.method
+        and not flt.path
+        and not flt.excluded
+        and flt.consumer is None
+        and flt.consumers is None
+    )
 
 
 def apply(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
@@ -61,8 +69,8 @@ def apply(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
     for start in range(0, len(identifiers), _LOOKUP_CHUNK):
         chunk = identifiers[start : start + _LOOKUP_CHUNK]
         rows = tx.execute(
-            "SELECT identifier, group_name FROM consumers WHERE client_id = ? AND env = ?"
-            f" AND group_name IS NOT NULL AND identifier IN ({', '.join('?' * len(chunk))})",
+            f"SELECT identifier, {GROUP} FROM consumers WHERE client_id = ? AND env = ?"
+            f" AND {GROUP} IS NOT NULL AND identifier IN ({', '.join('?' * len(chunk))})",
             (app.client_id, app.env, *chunk),
         ).fetchall()
         groups.update((str(identifier), str(group)) for identifier, group in rows)

@@ -8,11 +8,13 @@ before grouping. Histograms are summed in SQL from their JSON bins (``json_each`
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from apitally_hub.storage.records import (
+    LOG_BODY_SCAN,
     NO_CONSUMER,
     AppInfo,
     AppKey,
@@ -31,7 +33,7 @@ from apitally_hub.storage.records import (
     TrafficRow,
     ValidationErrorRow,
 )
-from apitally_hub.storage.sql import group_traffic
+from apitally_hub.storage.sql import consumer_overrides, group_traffic
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
 
@@ -50,6 +52,9 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
     if flt.status_class is not None:
         sql += " AND status_code >= ? AND status_code < ?"
         params += [flt.status_class * 100, flt.status_class * 100 + 100]
+    if flt.excluded:
+        sql += f" AND NOT ({' OR '.join(['(method = ? AND path = ?)'] * len(flt.excluded))})"
+        params += [part for endpoint in flt.excluded for part in endpoint]
     if consumers and flt.consumer is not None:
         sql += " AND consumer = ?"
         params.append(flt.consumer)
@@ -62,7 +67,7 @@ def _filters(flt: TrafficFilter, app: AppKey, *, consumers: bool) -> tuple[str, 
     if consumers and flt.consumer_group is not None:
         sql += (
             " AND consumer IN (SELECT identifier FROM consumers"
-            " WHERE client_id = ? AND env = ? AND group_name = ?)"
+            f" WHERE client_id = ? AND env = ? AND {consumer_overrides.GROUP} = ?)"
         )
         params += [app.client_id, app.env, flt.consumer_group]
     return sql, params
@@ -111,7 +116,7 @@ def _traffic_table(query: TrafficQuery) -> str:
     flt = query.filter
     if "consumer" in query.group_by or flt.needs_consumers:
         return "consumer_traffic"
-    if set(query.group_by) <= {"bucket", "status_code"} and not flt.method and not flt.path:
+    if set(query.group_by) <= {"bucket", "status_code"} and not (flt.method or flt.path or flt.excluded):
         return "app_traffic"
     return "endpoint_traffic"
 
@@ -154,10 +159,11 @@ def _group_traffic(tx: Tx, dialect: Dialect, query: TrafficQuery) -> list[Traffi
         f" {s}(CASE WHEN status_code >= 500 THEN request_count ELSE 0 END) AS c5,"
         f" {s}(request_size_sum) AS rq, {s}(response_size_sum) AS rs FROM ({source}) AS s GROUP BY s.consumer"
     )
+    group = "COALESCE(g.override_group, g.group_name)"  # the group it has (consumer_overrides.GROUP)
     sql = (
-        f"SELECT g.group_name, {s}(t.n), {s}(t.c4), {s}(t.c5), {s}(t.rq), {s}(t.rs) FROM ({inner}) AS t"
+        f"SELECT {group}, {s}(t.n), {s}(t.c4), {s}(t.c5), {s}(t.rq), {s}(t.rs) FROM ({inner}) AS t"
         " JOIN consumers AS g ON g.client_id = ? AND g.env = ? AND g.identifier = t.consumer"
-        " WHERE g.group_name IS NOT NULL GROUP BY g.group_name ORDER BY g.group_name"
+        f" WHERE {group} IS NOT NULL GROUP BY {group} ORDER BY {group}"
     )
     rows = tx.execute(sql, [*values, query.app.client_id, query.app.env]).fetchall()
     return [
@@ -299,6 +305,7 @@ def _event_filters(query: EventQuery) -> tuple[str, list[Any]]:
         path=query.filter.path,
         consumer=query.filter.consumer,
         consumer_group=query.filter.consumer_group,
+        excluded=query.filter.excluded,
     )
     return _filters(flt, query.app, consumers=True)
 
@@ -338,6 +345,9 @@ def server_errors(tx: Tx, dialect: Dialect, query: EventQuery) -> tuple[list[Ser
     if flt.path:
         group_where += " AND g.path = ?"
         group_params.append(flt.path)
+    if flt.excluded:
+        group_where += f" AND NOT ({' OR '.join(['(g.method = ? AND g.path = ?)'] * len(flt.excluded))})"
+        group_params += [part for endpoint in flt.excluded for part in endpoint]
     where, params = _filters(
         TrafficFilter(consumer=flt.consumer, consumer_group=flt.consumer_group), query.app, consumers=True
     )
@@ -432,12 +442,13 @@ def consumers_info(tx: Tx, app: AppKey, identifiers: Sequence[str]) -> dict[str,
     for start in range(0, len(identifiers), 500):
         chunk = list(identifiers[start : start + 500])
         marks = ", ".join("?" * len(chunk))
-        for identifier, name, group, first, last in tx.execute(
-            "SELECT identifier, name, group_name, first_seen, last_seen FROM consumers"
+        for row in tx.execute(
+            f"SELECT {consumer_overrides.INFO_COLUMNS} FROM consumers"
             f" WHERE client_id = ? AND env = ? AND identifier IN ({marks})",
             (app.client_id, app.env, *chunk),
         ).fetchall():
-            result[identifier] = ConsumerInfo(identifier, name, group, first, last)
+            info = consumer_overrides.info(tuple(row))
+            result[info.identifier] = info
     return result
 
 
@@ -447,22 +458,22 @@ def recent_consumers(
     where = "client_id = ? AND env = ? AND last_seen >= ?"
     params: list[Any] = [app.client_id, app.env, seen_since]
     if group is not None:
-        where += " AND group_name = ?"
+        where += f" AND {consumer_overrides.GROUP} = ?"
         params.append(group)
     rows = tx.execute(
-        f"SELECT identifier, name, group_name, first_seen, last_seen FROM consumers WHERE {where}"
+        f"SELECT {consumer_overrides.INFO_COLUMNS} FROM consumers WHERE {where}"
         " ORDER BY last_seen DESC, identifier LIMIT ? OFFSET ?",
         [*params, limit, offset],
     ).fetchall()
     total = tx.execute(f"SELECT COUNT(*) FROM consumers WHERE {where}", params).fetchone()[0]
-    return [ConsumerInfo(i, n, g, f, last) for i, n, g, f, last in rows], int(total)
+    return [consumer_overrides.info(tuple(row)) for row in rows], int(total)
 
 
 def consumer_groups(tx: Tx, app: AppKey) -> list[tuple[str, int]]:
     rows = tx.execute(
-        "SELECT group_name, COUNT(*) FROM consumers"
-        " WHERE client_id = ? AND env = ? AND group_name IS NOT NULL"
-        " GROUP BY group_name ORDER BY group_name",
+        f"SELECT {consumer_overrides.GROUP} AS g, COUNT(*) FROM consumers"
+        f" WHERE client_id = ? AND env = ? AND {consumer_overrides.GROUP} IS NOT NULL"
+        f" GROUP BY {consumer_overrides.GROUP} ORDER BY g",
         (app.client_id, app.env),
     ).fetchall()
     return [(group, int(n)) for group, n in rows]
@@ -517,8 +528,21 @@ def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
     if query.max_response_time is not None:
         where.append("response_time <= ?")
         params.append(query.max_response_time)
+    for column, op, bound in (
+        ("request_size", ">=", query.min_request_size),
+        ("request_size", "<=", query.max_request_size),
+        ("response_size", ">=", query.min_response_size),
+        ("response_size", "<=", query.max_response_size),
+    ):
+        if bound is not None:
+            where.append(f"{column} {op} ?")
+            params.append(bound)
     condition = " AND ".join(where)
-    total = int(tx.execute(f"SELECT COUNT(*) FROM request_log WHERE {condition}", params).fetchone()[0])
+    if query.request_body or query.response_body:
+        return _request_log_by_body(tx, query, condition, params)
+    total = -1
+    if query.count:
+        total = int(tx.execute(f"SELECT COUNT(*) FROM request_log WHERE {condition}", params).fetchone()[0])
     page_where, page_params = condition, list(params)
     if query.before is not None:
         page_where += " AND (timestamp < ? OR (timestamp = ? AND id < ?))"
@@ -528,6 +552,71 @@ def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
         [*page_params, query.limit],
     ).fetchall()
     return [_log_summary(row) for row in rows], total
+
+
+_BODY_BATCH = 250
+"""Items read at once by a body search (their bodies may be large: memory stays bounded)."""
+
+
+def _request_log_by_body(
+    tx: Tx, query: LogQuery, condition: str, params: list[Any]
+) -> tuple[list[LogSummary], int]:
+    """The request log filtered by body text: the newest :data:`LOG_BODY_SCAN` items matching
+    the other filters, read in batches, each item's bodies decoded and searched; ``total`` counts
+    the matches among them."""
+    matches: list[tuple[float, int]] = []
+    last: tuple[float, int] | None = None
+    scanned = 0
+    while scanned < LOG_BODY_SCAN:
+        extra, extra_params = "", []
+        if last is not None:
+            extra = " AND (timestamp < ? OR (timestamp = ? AND id < ?))"
+            extra_params = [last[0], last[0], last[1]]
+        batch = tx.execute(
+            f"SELECT id, timestamp, item FROM request_log WHERE {condition}{extra}"
+            " ORDER BY timestamp DESC, id DESC LIMIT ?",
+            [*params, *extra_params, min(_BODY_BATCH, LOG_BODY_SCAN - scanned)],
+        ).fetchall()
+        for row_id, timestamp, item in batch:
+            if _bodies_match(item, query.request_body, query.response_body):
+                matches.append((float(timestamp), int(row_id)))
+        scanned += len(batch)
+        if len(batch) < _BODY_BATCH:
+            break
+        last = (float(batch[-1][1]), int(batch[-1][0]))
+    total = len(matches) if query.count else -1
+    if query.before is not None:
+        matches = [m for m in matches if m < query.before]
+    ids = [row_id for _, row_id in matches[: query.limit]]
+    if not ids:
+        return [], total
+    marks = ", ".join("?" for _ in ids)
+    rows = tx.execute(
+        f"SELECT {_LOG_COLUMNS} FROM request_log WHERE id IN ({marks}) ORDER BY timestamp DESC, id DESC", ids
+    ).fetchall()
+    return [_log_summary(row) for row in rows], total
+
+
+def _bodies_match(item: str, request_text: str | None, response_text: str | None) -> bool:
+    try:
+        line = json.loads(item)
+    except ValueError:  # stored items were validated at ingest; a damaged one matches nothing
+        return False
+    for part, text in (("request", request_text), ("response", response_text)):
+        if text and text.lower() not in _body_text(line.get(part)):
+            return False
+    return True
+
+
+def _body_text(part: object) -> str:
+    """A request's or response's body as lower-case text ('' without one)."""
+    if not isinstance(part, dict) or not isinstance(part.get("body"), str):
+        return ""
+    try:
+        body = base64.b64decode(part["body"], validate=False)
+    except ValueError:
+        return ""
+    return body.decode("utf-8", errors="replace").lower()
 
 
 def request_log_item(tx: Tx, app: AppKey, request_uuid: str) -> tuple[LogSummary, str, str] | None:

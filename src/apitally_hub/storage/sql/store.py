@@ -21,6 +21,7 @@ from apitally_hub.storage.records import (
     ClaimedMessage,
     ConsumerChange,
     ConsumerInfo,
+    EndpointSetting,
     EventQuery,
     FoldProgress,
     InstanceInfo,
@@ -36,7 +37,7 @@ from apitally_hub.storage.records import (
     TrafficRow,
     ValidationErrorRow,
 )
-from apitally_hub.storage.sql import app_settings, apps, reads, writes
+from apitally_hub.storage.sql import app_settings, apps, consumer_overrides, endpoint_settings, reads, writes
 from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -173,6 +174,14 @@ class SQLStorage(Storage):
     def consumer_history(self, app: AppKey, identifiers: Sequence[str]) -> list[ConsumerChange]:
         return self.read(lambda tx: reads.consumer_history(tx, app, identifiers))
 
+    def set_consumer_overrides(
+        self, app: AppKey, identifier: str, *, name: str | None, group: str | None, now: float
+    ) -> ConsumerInfo | None:
+        dialect = self.dialect
+        return self.write(
+            lambda tx: consumer_overrides.set_overrides(tx, dialect, app, identifier, name, group, now)
+        )
+
     def request_log(self, query: LogQuery) -> tuple[list[LogSummary], int]:
         return self.read(lambda tx: reads.request_log(tx, query))
 
@@ -196,6 +205,12 @@ class SQLStorage(Storage):
 
     def delete_app_setting(self, app: AppKey, name: str) -> None:
         self.write(lambda tx: app_settings.delete_app_setting(tx, app, name))
+
+    def endpoint_settings(self, app: AppKey) -> list[EndpointSetting]:
+        return self.read(lambda tx: endpoint_settings.endpoint_settings(tx, app))
+
+    def put_endpoint_setting(self, app: AppKey, setting: EndpointSetting) -> None:
+        self.write(lambda tx: endpoint_settings.put_endpoint_setting(tx, app, setting))
 
     # -- the apps registry ----------------------------------------------------------------------
 

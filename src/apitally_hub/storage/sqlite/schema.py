@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Callable
 
 from apitally_hub.storage.records import MAX_STORED_COUNT, error_group_hash
-from apitally_hub.storage.sql import group_traffic
+from apitally_hub.storage.sql import consumer_overrides, endpoint_settings, group_traffic
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
@@ -346,6 +346,13 @@ def _v7_apps(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v8_workspace(conn: sqlite3.Connection) -> None:
+    """Schema 8: a consumer's name and group set in the dashboard, and settings per endpoint
+    (portable DDL shared with PostgreSQL)."""
+    for statement in (*consumer_overrides.MIGRATION, *endpoint_settings.DDL):
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_queue_and_rollups,
@@ -354,6 +361,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_app_settings,
     _v6_group_traffic,
     _v7_apps,
+    _v8_workspace,
 )
 """Ordered migrations; the schema version is the number applied."""
 

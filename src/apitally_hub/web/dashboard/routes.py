@@ -7,6 +7,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from apitally_hub.web.dashboard.pages import (
+    alert_forms,
     alerts,
     app_setup,
     apps,
@@ -20,7 +21,19 @@ from apitally_hub.web.dashboard.pages import (
 )
 from apitally_hub.web.dashboard.site import Dashboard
 
-PAGE_FAMILIES = (apps, app_setup, traffic, endpoints, errors, consumers, requests, instances, alerts, login)
+PAGE_FAMILIES = (
+    apps,
+    app_setup,
+    traffic,
+    endpoints,
+    errors,
+    consumers,
+    requests,
+    instances,
+    alerts,
+    alert_forms,
+    login,
+)
 
 
 def dashboard_routes(dashboard: Dashboard) -> list[BaseRoute]:

@@ -51,6 +51,8 @@ _logger = logging.getLogger(__name__)
 
 LOGIN_PATH = "/login"
 MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 64
+"""Enough for the alert rule form: its fields and a checkbox for each of up to 20 channels."""
 _NONCE_RE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 SECURITY_HEADERS = {
@@ -135,7 +137,8 @@ class Dashboard:
         access = self._access(request, sessions)
         request.state.access = access
         if request.method == "POST":
-            request.state.form = await self._checked_form(request, sessions, access)
+            request.state.form_lists = await self._checked_form(request, sessions, access)
+            request.state.form = {key: values[-1] for key, values in request.state.form_lists.items()}
         return await handler(self, request)
 
     def _access(self, request: Request, sessions: Sessions) -> Access:
@@ -147,7 +150,11 @@ class Dashboard:
             return Access(None, nonce, new_nonce=False)
         return Access(None, sessions_module.new_nonce(), new_nonce=True)
 
-    async def _checked_form(self, request: Request, sessions: Sessions, access: Access) -> dict[str, str]:
+    async def _checked_form(
+        self, request: Request, sessions: Sessions, access: Access
+    ) -> dict[str, list[str]]:
+        """The form's fields, each with all its values (``request.state.form`` has the last of each;
+        ``request.state.form_lists`` all, for checkboxes sharing a name)."""
         origin = request.headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
             raise HubError(403, "This form was sent from another site")
@@ -165,14 +172,17 @@ class Dashboard:
                 raise HubError(413, "The form is too large")
         try:
             fields = parse_qs(
-                body.decode("utf-8"), keep_blank_values=True, max_num_fields=32, strict_parsing=False
+                body.decode("utf-8"),
+                keep_blank_values=True,
+                max_num_fields=MAX_FORM_FIELDS,
+                strict_parsing=False,
             )
         except (UnicodeDecodeError, ValueError):
             raise HubError(400, "The form could not be read") from None
-        form = {key: values[-1] for key, values in fields.items()}
-        if access.new_nonce or not sessions.check_csrf(access.nonce, form.get("csrf")):
+        csrf = fields.get("csrf", [None])[-1]
+        if access.new_nonce or not sessions.check_csrf(access.nonce, csrf):
             raise HubError(403, "The form has expired: reload the page and send it again")
-        return form
+        return fields
 
     # -- sessions -----------------------------------------------------------------------------
 

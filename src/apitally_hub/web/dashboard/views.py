@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -156,6 +157,29 @@ class View:
         path = str(self.request.app.url_path_for("dashboard:" + name, **path_params))
         return path + _query(self.shared_params() if keep else {}, query)
 
+    def csv_link(self, table: str, **query: str | int | None) -> str:
+        """The query API's CSV download of ``table`` (a route of :data:`.csv_export.TABLES`) over
+        this view's window (as ISO times: the rows shown now) and filters, with ``query`` (the
+        page's own parameters: sort, status, ...) added."""
+        assert self.app is not None
+        path = str(
+            self.request.app.url_path_for(
+                f"api:/api/{{client_id}}/{{env}}/{table}", client_id=self.app.client_id, env=self.app.env
+            )
+        )
+        method, endpoint_path = self.endpoint or (None, None)
+        params: dict[str, str | int | None] = {
+            "format": "csv",
+            "since": _iso(self.window.since),
+            "until": _iso(self.window.until),
+            "method": method,
+            "path": endpoint_path,
+            "consumer": self.consumer,
+            "group": self.group,
+            **query,
+        }
+        return path + _query({}, params)
+
     def with_range(self, key: str) -> str:
         return self.here(range=key, since=None, until=None, cursor=None)
 
@@ -168,6 +192,10 @@ def _query(params: Mapping[str, str], changes: Mapping[str, str | int | None]) -
         else:
             merged[key] = str(value)
     return "?" + urlencode(merged) if merged else ""
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat()
 
 
 def _describe(detail: object) -> str:

@@ -13,16 +13,17 @@ from starlette.routing import Route
 
 from apitally_hub.errors import HubError
 from apitally_hub.query.service import QueryService
-from apitally_hub.storage.records import LogQuery
+from apitally_hub.storage.records import LOG_BODY_SCAN, LogQuery
 from apitally_hub.web.dashboard.pages.common import chrome
 from apitally_hub.web.dashboard.pages.request_item import present_item
 from apitally_hub.web.dashboard.site import Dashboard, env_switch
 from apitally_hub.web.dashboard.views import BadView
+from apitally_hub.web.query_api import BODY_FILTERS, SIZE_FILTERS, log_filters
 
 PAGE_SIZE = 50
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-LOG_FILTERS = ("method", "status", "q", "min_ms", "max_ms")
+LOG_FILTERS = ("method", "status", "q", "min_ms", "max_ms", *SIZE_FILTERS, *BODY_FILTERS)
 
 
 def _milliseconds(view_value: str | None, name: str) -> float | None:
@@ -60,9 +61,17 @@ async def requests(dash: Dashboard, request: Request) -> Response:
         search=view.param("q"),
         min_response_time=_milliseconds(view.param("min_ms"), "min_ms"),
         max_response_time=_milliseconds(view.param("max_ms"), "max_ms"),
+        **log_filters(request),
         limit=PAGE_SIZE,
     )
     cursor = view.param("cursor")
+    csv_href = view.csv_link(
+        "requests",
+        method=method,
+        path=path,
+        consumer=query.consumer,
+        **{name: view.param(name) for name in LOG_FILTERS if name != "method"},
+    )
 
     def data(q: QueryService) -> dict[str, Any]:
         return {**chrome(q, view), "log": q.request_log(query, cursor)}
@@ -77,6 +86,8 @@ async def requests(dash: Dashboard, request: Request) -> Response:
         methods=METHODS,
         custom_time=True,
         extra_filtered=any(view.param(name) for name in LOG_FILTERS),
+        csv_href=csv_href,
+        body_scan=LOG_BODY_SCAN if query.request_body or query.response_body else None,
     )
 
 

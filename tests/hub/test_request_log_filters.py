@@ -1,0 +1,145 @@
+"""The request log's filters on sizes and body text, in the JSON API and the dashboard's page, on
+each backend: the right items, cursor paging, and the body search's bound (the newest
+:data:`LOG_BODY_SCAN` requests matching the other filters) said in the answer and on the page."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import httpx
+
+from apitally_hub.storage.records import LOG_BODY_SCAN
+from tests.support.hub_samples import gzip_lines, log_line, new_uuid
+
+
+def line(
+    n: int, *, request_body: bytes, response_body: bytes, sizes: tuple[int, int], at: float | None = None
+) -> dict[str, Any]:
+    item = log_line(url=f"https://host/items/{n}", timestamp=at)
+    item["request"]["body"] = base64.b64encode(request_body).decode()
+    item["response"]["body"] = base64.b64encode(response_body).decode()
+    item["request"]["size"], item["response"]["size"] = sizes
+    return item
+
+
+def upload(http: httpx.Client, client_id: str, lines: list[dict[str, Any]]) -> None:
+    for start in range(0, len(lines), 1000):
+        response = http.post(
+            f"/v2/{client_id}/dev/log",
+            params={"uuid": new_uuid()},
+            content=gzip_lines(lines[start : start + 1000]),
+        )
+        assert response.status_code == 202, response.text
+
+
+def urls(http: httpx.Client, client_id: str, **params: str) -> list[str]:
+    response = http.get(f"/api/{client_id}/dev/requests", params={"since": "1h", **params})
+    assert response.status_code == 200, response.text
+    return [item["url"].rsplit("/", 1)[-1] for item in response.json()["items"]]
+
+
+def fill(http: httpx.Client, client_id: str) -> None:
+    now = time.time()
+    upload(
+        http,
+        client_id,
+        [
+            line(
+                0,
+                request_body=b'{"sku": "RED-1"}',
+                response_body=b'{"ok": true}',
+                sizes=(10, 100),
+                at=now - 5,
+            ),
+            line(
+                1,
+                request_body=b'{"sku": "blue-2"}',
+                response_body=b'{"error": "Out of stock"}',
+                sizes=(20, 200),
+                at=now - 4,
+            ),
+            line(
+                2, request_body=b"", response_body=b'{"ok": true, "note": "red"}', sizes=(30, 300), at=now - 3
+            ),
+            line(
+                3,
+                request_body=b"\xff\xfe binary",
+                response_body=b"<html>Stock</html>",
+                sizes=(40, 400),
+                at=now - 2,
+            ),
+        ],
+    )
+
+
+def test_size_filters(http: httpx.Client, client_id: str) -> None:
+    fill(http, client_id)
+    assert urls(http, client_id, min_request_size="20") == ["3", "2", "1"]
+    assert urls(http, client_id, max_request_size="20") == ["1", "0"]
+    assert urls(http, client_id, min_response_size="200", max_response_size="300") == ["2", "1"]
+    assert urls(http, client_id, min_request_size="25", max_response_size="350") == ["2"]
+    response = http.get(f"/api/{client_id}/dev/requests", params={"min_request_size": "-1"})
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == [
+        "query",
+        "min_request_size",
+    ]
+
+
+def test_body_filters(http: httpx.Client, client_id: str) -> None:
+    fill(http, client_id)
+    assert urls(http, client_id, request_body="red") == ["0"]
+    assert urls(http, client_id, response_body="RED") == ["2"]
+    assert urls(http, client_id, response_body="stock") == ["3", "1"]
+    assert urls(http, client_id, response_body="stock", request_body="sku") == ["1"]
+    assert urls(http, client_id, response_body="stock", max_request_size="20") == ["1"]
+    assert urls(http, client_id, request_body="binary") == ["3"]
+    assert urls(http, client_id, request_body="nowhere") == []
+    body = http.get(f"/api/{client_id}/dev/requests", params={"since": "1h", "response_body": "ok"}).json()
+    assert body["total"] == 2 and body["body_search_scanned_at_most"] == LOG_BODY_SCAN
+    # paged with the cursor, one at a time
+    seen, cursor = [], None
+    while True:
+        params = {"since": "1h", "response_body": "o", "limit": "1", **({"cursor": cursor} if cursor else {})}
+        page = http.get(f"/api/{client_id}/dev/requests", params=params).json()
+        seen += [item["url"].rsplit("/", 1)[-1] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["3", "2", "1", "0"]
+
+
+def test_body_search_reads_only_the_newest_items(http: httpx.Client, client_id: str) -> None:
+    now = time.time()
+    old = [
+        line(i, request_body=b"needle", response_body=b"", sizes=(1, 1), at=now - 600 - i) for i in range(3)
+    ]
+    new = [
+        line(100 + i, request_body=b"hay", response_body=b"", sizes=(1, 1), at=now - 500 + i * 0.01)
+        for i in range(LOG_BODY_SCAN)
+    ]
+    upload(http, client_id, old + new)
+    assert urls(http, client_id, request_body="needle") == []  # past the bound
+    narrowed = urls(http, client_id, request_body="needle", until="550")
+    assert narrowed == ["0", "1", "2"]
+
+
+def test_the_page_has_the_filters_and_says_the_bound(http: httpx.Client, client_id: str) -> None:
+    fill(http, client_id)
+    page = http.get(
+        f"/apps/{client_id}/dev/requests", params={"response_body": "stock", "min_request_size": "30"}
+    )
+    assert page.status_code == 200, page.text[:300]
+    for label in (
+        "Request body contains",
+        "Response body contains",
+        "Min request bytes",
+        "Max response bytes",
+    ):
+        assert f"<label>{label} <input" in page.text
+    assert 'id="body-scan"' in page.text and f"searched the last {LOG_BODY_SCAN:,} requests" in page.text
+    assert page.text.count('data-request="') == 1
+    assert "response_body=stock" in page.text and "min_request_size=30" in page.text  # the CSV link
+    plain = http.get(f"/apps/{client_id}/dev/requests")
+    assert 'id="body-scan"' not in plain.text and plain.text.count('data-request="') == 4
