@@ -16,18 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Any
 
+from apitally_hub.commands.hub_api import CLIError, HubApi
 from apitally_hub.config import client_id_arg
 
 Subparsers = Any
-
-
-class CLIError(Exception):
-    pass
 
 
 def register(subparsers: Subparsers) -> None:
@@ -84,32 +80,11 @@ def register(subparsers: Subparsers) -> None:
     alerts.set_defaults(handler=run)
 
 
-class _Api:
+class _Api(HubApi):
+    """The alerting API of one app env."""
+
     def __init__(self, args: argparse.Namespace) -> None:
-        import httpx
-
-        token = args.token or os.environ.get("APITALLY_HUB_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.base = f"/api/{args.client_id}/{args.env}"
-        self.http = httpx.Client(base_url=args.hub.rstrip("/"), headers=headers, timeout=30)
-        self._httpx = httpx
-
-    def call(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
-        try:
-            response = self.http.request(method, self.base + path, json=body)
-        except self._httpx.HTTPError as exc:
-            raise CLIError(f"cannot reach the hub at {self.http.base_url}: {exc}") from None
-        if response.status_code not in expect:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:300]
-            if isinstance(detail, list):
-                detail = "; ".join(
-                    f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail
-                )
-            raise CLIError(f"{method} {path}: {response.status_code} {detail}")
-        return response.json() if response.content else None
+        super().__init__(args, f"/api/{args.client_id}/{args.env}")
 
     def find(self, kind: str, target: str) -> dict[str, Any] | None:
         items = (

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-from apitally_hub.commands.alerts import CLIError
+from apitally_hub.commands.hub_api import CLIError, HubApi
 from apitally_hub.config import client_id_arg
 
 Subparsers = Any
@@ -46,40 +45,13 @@ def register(subparsers: Subparsers) -> None:
     apps.set_defaults(handler=run)
 
 
-class _Api:
-    def __init__(self, args: argparse.Namespace) -> None:
-        import httpx
-
-        token = args.token or os.environ.get("APITALLY_HUB_TOKEN")
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=args.hub.rstrip("/"), headers=headers, timeout=30)
-        self._httpx = httpx
-
-    def call(self, method: str, path: str, body: Any = None, expect: tuple[int, ...] = (200,)) -> Any:
-        try:  # json= sends Content-Type: application/json, as the hub wants for writes
-            response = self.http.request(method, path, json=body)
-        except self._httpx.HTTPError as exc:
-            raise CLIError(f"cannot reach the hub at {self.http.base_url}: {exc}") from None
-        if response.status_code not in expect:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:300]
-            if isinstance(detail, list):
-                detail = "; ".join(
-                    f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail
-                )
-            raise CLIError(f"{method} {path}: {response.status_code} {detail}")
-        return response.json() if response.content else None
-
-
 def _table(rows: list[list[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _list(api: _Api, args: argparse.Namespace) -> int:
+def _list(api: HubApi, args: argparse.Namespace) -> int:
     apps: list[dict[str, Any]] = []
     cursor = None
     while True:
@@ -107,7 +79,7 @@ def _list(api: _Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def _create(api: _Api, args: argparse.Namespace) -> int:
+def _create(api: HubApi, args: argparse.Namespace) -> int:
     body = {"name": args.name, "framework": args.framework, "envs": args.envs}
     app = api.call("POST", "/api/apps", body, expect=(201,))
     if args.json:
@@ -117,13 +89,13 @@ def _create(api: _Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def _rename(api: _Api, args: argparse.Namespace) -> int:
+def _rename(api: HubApi, args: argparse.Namespace) -> int:
     app = api.call("PATCH", f"/api/apps/{args.client_id}", {"name": args.name})
     print(json.dumps(app, indent=2) if args.json else f"app {app['client_id']} renamed to {app['name']!r}")
     return 0
 
 
-def _delete(api: _Api, args: argparse.Namespace) -> int:
+def _delete(api: HubApi, args: argparse.Namespace) -> int:
     if not args.yes:
         app = api.call("GET", f"/api/apps/{args.client_id}")
         label = app["name"] or app["client_id"]
@@ -141,7 +113,7 @@ def _delete(api: _Api, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     action = {"list": _list, "create": _create, "rename": _rename, "delete": _delete}[args.apps_action]
-    api = _Api(args)
+    api = HubApi(args)
     try:
         return action(api, args)
     except CLIError as exc:
