@@ -185,6 +185,17 @@ def test_defaults_log_little(hub: HubServer) -> None:
     assert "logs" not in item and "spans" not in item
 
 
+def test_the_hub_finds_a_request_by_its_client_ip(hub: HubServer) -> None:
+    client_id, items, _ = run(
+        hub, lambda client: client.get("/work"), APITALLY_REQUEST_LOGGING_ENABLED="true"
+    )
+    (item,) = items
+    assert item["request"]["client_ip"] == "127.0.0.1"  # uvicorn's scope["client"]
+    found = hub.query(client_id, "dev", "requests", client_ip="127.0.0.1")
+    assert [row["uuid"] for row in found["items"]] == [item["uuid"]]
+    assert hub.query(client_id, "dev", "requests", client_ip="10.9.9.9")["items"] == []
+
+
 def test_off_by_default(hub: HubServer) -> None:
     _, items, _ = run(hub, lambda client: client.get("/work"))
     assert items == []
@@ -278,3 +289,18 @@ def test_config_from_env() -> None:
     )
     assert config.enabled and not config.log_query_params and config.exclude_paths == ("^/a", "^/b")
     assert config.log_request_body is False  # an unreadable value keeps the default
+
+
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [
+        (("127.0.0.1", 50000), "127.0.0.1"),
+        (("::1", 50000, 0, 0), "::1"),
+        (("testclient", 50000), None),
+        (None, None),
+    ],
+)
+def test_the_item_has_the_client_ip(client: Any, expected: str | None) -> None:
+    line = build(RequestLoggingConfig(enabled=True), raw({"client": client}))
+    assert line is not None
+    assert line["request"].get("client_ip") == expected

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,7 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
     # while it folds and answers, dropped again before the upgrade (then the schema-1 hub's)
     added = ("override_name", "override_group", "overridden_at")
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE request_log ADD COLUMN client_ip TEXT")  # and what schema 8 adds
         for column in added:
             conn.execute(f"ALTER TABLE consumers ADD COLUMN {column} TEXT")
         for statement in ENDPOINT_SETTINGS_DDL:
@@ -213,6 +215,7 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
         for column in added:
             conn.execute(f"ALTER TABLE consumers DROP COLUMN {column}")
         conn.execute("DROP TABLE endpoint_settings")
+        conn.execute("ALTER TABLE request_log DROP COLUMN client_ip")
     assert "queue_pending" not in _indexes(url)
 
     store = PostgresStorage(url)
@@ -285,6 +288,35 @@ def test_schema_6_adds_the_apps_registry_to_a_database_with_data(pg_cluster: Pos
             ).fetchall()
         )
         assert {row[0] for row in tables} == set(APP_DATA_TABLES)
+    finally:
+        store.close()
+
+
+def test_schema_8_adds_the_client_ip_to_a_request_log_with_data(pg_cluster: PostgresCluster) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    old = PostgresStorage(url, migrations=MIGRATIONS[:7])
+    assert old.open() == 7
+    old.close()
+    app = AppKey(new_uuid(), "prod")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
+            " status_code, response_time, item) VALUES (%s, 'prod', %s, %s, %s, 'GET', '/a', 'http://h/a',"
+            " 200, 0.1, '{}')",
+            (app.client_id, new_uuid(), new_uuid(), T0),
+        )
+    store = PostgresStorage(url)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 8
+        window = LogQuery(app, T0 - 60, T0 + 600)
+        assert store.request_log(window)[1] == 1  # the old item stays, without an address
+        line = log_line(timestamp=T0 + 5)
+        line["request"]["client_ip"] = "203.0.113.9"
+        assert store.enqueue(RawMessage(app, "log", new_uuid(), None, T0, gzip_lines([line]), "gzip", 1))
+        FoldingWorker(store).drain()
+        found, total = store.request_log(replace(window, client_ip="203.0.113.9"))
+        assert total == 1 and [s.request_uuid for s in found] == [line["uuid"]]
+        assert store.request_log(window)[1] == 2
     finally:
         store.close()
 

@@ -143,3 +143,24 @@ def test_the_page_has_the_filters_and_says_the_bound(http: httpx.Client, client_
     assert "response_body=stock" in page.text and "min_request_size=30" in page.text  # the CSV link
     plain = http.get(f"/apps/{client_id}/dev/requests")
     assert 'id="body-scan"' not in plain.text and plain.text.count('data-request="') == 4
+
+
+def test_client_ip_filter(http: httpx.Client, client_id: str) -> None:
+    now = time.time()
+    lines = [log_line(url=f"https://host/items/{n}", timestamp=now - 5 + n) for n in range(3)]
+    lines[0]["request"]["client_ip"] = "10.0.0.1"
+    lines[1]["request"]["client_ip"] = "2001:db8::1"
+    del lines[2]["request"]["client_ip"]
+    upload(http, client_id, lines)
+    assert urls(http, client_id, client_ip="10.0.0.1") == ["0"]
+    assert urls(http, client_id, client_ip="2001:0db8:0::1") == ["1"]  # the normal text form
+    assert urls(http, client_id, client_ip="10.0.0.2") == []
+    bad = http.get(f"/api/{client_id}/dev/requests", params={"since": "1h", "client_ip": "10.0.0.0/33"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "client_ip"]
+    page = http.get(f"/apps/{client_id}/dev/requests", params={"client_ip": "10.0.0.1"})
+    assert page.status_code == 200, page.text[:300]
+    assert "<label>Client IP <input" in page.text and page.text.count('data-request="') == 1
+    assert "client_ip=10.0.0.1" in page.text  # the CSV link
+    item_page = http.get(f"/apps/{client_id}/dev/requests/{lines[0]['uuid']}")
+    assert item_page.status_code == 200, item_page.text[:300]
+    assert "<dt>Client IP</dt>" in item_page.text and "requests?client_ip=10.0.0.1" in item_page.text

@@ -7,6 +7,7 @@ import json
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,14 @@ import pytest
 
 from apitally_hub import HubServer
 from apitally_hub.config import Retention
+from apitally_hub.ingest.worker import FoldingWorker
 from apitally_hub.storage.records import (
     AppKey,
     AppRecord,
     ConsumerInfo,
     EndpointSetting,
+    LogQuery,
+    RawMessage,
     Segment,
     TrafficQuery,
 )
@@ -35,6 +39,8 @@ from tests.support.hub_samples import (
     BACKFILL_CONSUMERS,
     BACKFILL_EXPECTED,
     BACKFILL_TRAFFIC,
+    gzip_lines,
+    log_line,
     new_uuid,
     settling_client,
     sync,
@@ -325,6 +331,36 @@ def test_schema_8_adds_consumer_names_and_endpoint_settings_to_a_database_with_d
         assert store.endpoint_settings(app) == []
         store.put_endpoint_setting(app, EndpointSetting("GET", "/a", 100, True, 300))
         assert store.endpoint_settings(app) == [EndpointSetting("GET", "/a", 100, True, 300)]
+    finally:
+        store.close()
+
+
+def test_schema_9_adds_the_client_ip_to_a_request_log_with_data(db_file: Path) -> None:
+    app = AppKey(new_uuid(), "prod")
+    now = time.time()
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:8]) == 8
+        conn.execute(
+            "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
+            " status_code, response_time, item) VALUES (?, 'prod', ?, ?, ?, 'GET', '/a', 'http://h/a',"
+            " 200, 0.1, '{}')",
+            (app.client_id, new_uuid(), new_uuid(), now),
+        )
+    finally:
+        conn.close()
+    store = SQLiteStorage(db_file)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 9
+        window = LogQuery(app, now - 60, now + 600)
+        assert store.request_log(window)[1] == 1  # the old item stays, without an address
+        line = log_line(timestamp=now + 5)
+        line["request"]["client_ip"] = "203.0.113.9"
+        assert store.enqueue(RawMessage(app, "log", new_uuid(), None, now, gzip_lines([line]), "gzip", 1))
+        FoldingWorker(store).drain()
+        found, total = store.request_log(replace(window, client_ip="203.0.113.9"))
+        assert total == 1 and [s.request_uuid for s in found] == [line["uuid"]]
+        assert store.request_log(window)[1] == 2
     finally:
         store.close()
 

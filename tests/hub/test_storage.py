@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -593,6 +594,24 @@ def test_request_log_files_fold_into_searchable_items(store: Storage) -> None:
     assert store.request_log(LogQuery(APP, T0 - 1, T0 + 100, search="x_1"))[1] == 0
     found = store.request_log_item(APP, lines[3]["uuid"])
     assert found is not None and found[1] == file_uuid and json.loads(found[2]) == lines[3]
+
+
+def test_request_log_is_filtered_by_client_ip(store: Storage) -> None:
+    lines = [log_line(timestamp=T0 + i) for i in range(4)]
+    for line, ip in zip(lines, ("10.0.0.1", "10.0.0.1", "::1", None), strict=True):
+        if ip is None:
+            del line["request"]["client_ip"]
+        else:
+            line["request"]["client_ip"] = ip
+    assert store.enqueue(RawMessage(APP, "log", new_uuid(), None, T0, gzip_lines(lines), "gzip", len(lines)))
+    fold(store)
+    window = LogQuery(APP, T0 - 1, T0 + 100)
+    items, total = store.request_log(replace(window, client_ip="10.0.0.1"))
+    assert total == 2 and {i.request_uuid for i in items} == {lines[0]["uuid"], lines[1]["uuid"]}
+    by_v6, _ = store.request_log(replace(window, client_ip="::1"))
+    assert [i.request_uuid for i in by_v6] == [lines[2]["uuid"]]
+    assert store.request_log(replace(window, client_ip="10.0.0.2"))[1] == 0
+    assert store.request_log(window)[1] == 4
 
 
 # -- retention --------------------------------------------------------------------------------

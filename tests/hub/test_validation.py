@@ -138,3 +138,17 @@ def test_loads_strict_rejects_duplicates_and_constants() -> None:
             continue
         raise AssertionError(text)
     assert loads_strict('{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+
+
+@pytest.mark.parametrize("ip", ["203.0.113.7", "2001:db8::1", "::1"])
+def test_client_ip_accepts_addresses(ip: str) -> None:
+    line = log_line()
+    line["request"]["client_ip"] = ip
+    assert validate_log_lines([(0, line)]) == []
+
+
+@pytest.mark.parametrize("ip", ["testclient", "", "10.0.0.0/8", "1.2.3.256", " 1.2.3.4", 7, "1" * 65])
+def test_client_ip_rejects_what_is_not_an_address(ip: object) -> None:
+    line = log_line()
+    line["request"]["client_ip"] = ip
+    assert [e.loc for e in validate_log_lines([(0, line)])] == [("lines", 0, "request", "client_ip")]

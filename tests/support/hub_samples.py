@@ -120,6 +120,7 @@ def log_line(
         "headers": [["accept", "*/*"]],
         "size": 123,
         "body": base64.b64encode(b'{"name": "x"}').decode(),
+        "client_ip": "192.0.2.1",
     }
     if consumer is not None:
         request["consumer"] = consumer

@@ -196,6 +196,7 @@ def log_row(text: str) -> LogRow:
         line.get("trace_id"),
         exception.get("type"),
         text,
+        request.get("client_ip"),
     )
 
 

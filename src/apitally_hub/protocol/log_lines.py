@@ -7,6 +7,7 @@ located as ``("lines", <0-based line index>, ...)``.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +35,9 @@ _SPAN_KINDS = frozenset({"INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"}
 _SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
 
 _LINE_OPTIONAL = ("exception", "logs", "spans", "trace_id")
-_REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body")
+_REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body", "client_ip")
+MAX_CLIENT_IP = 64
+"""Longest ``request.client_ip`` text: an IPv6 address with a zone fits."""
 _RESPONSE_OPTIONAL = ("headers", "size", "body")
 
 
@@ -115,6 +118,18 @@ def _check_request(c: Checker, value: Any, loc: Loc, window: TimeWindow | None) 
         c.string(request["consumer"], (*loc, "consumer"), min_len=1, max_len=MAX_IDENTIFIER, stripped=True)
     if present(request, "body", nullable=True):
         c.base64(request["body"], (*loc, "body"))
+    if present(request, "client_ip", nullable=True):
+        _check_ip(c, request["client_ip"], (*loc, "client_ip"))
+
+
+def _check_ip(c: Checker, value: Any, loc: Loc) -> None:
+    text = c.string(value, loc, min_len=1, max_len=MAX_CLIENT_IP)
+    if text is None:
+        return
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        c.add(loc, "Input should be an IPv4 or IPv6 address", "ip_address")
 
 
 def _check_response(c: Checker, value: Any, loc: Loc) -> None:

@@ -188,6 +188,7 @@ class LogRow:
     exception_type: str | None
     item: str
     """The line's JSON text."""
+    client_ip: str | None = None
 
 
 @dataclass
@@ -444,6 +445,8 @@ class LogQuery:
     status_code: int | None = None
     status_class: int | None = None
     consumer: str | None = None
+    client_ip: str | None = None
+    """The request's client address, exact (as the hub stores it: the text the client sent)."""
     search: str | None = None
     """Case-insensitive substring of the URL."""
     min_response_time: float | None = None

@@ -28,6 +28,7 @@ Bad parameters give 422 naming ``["query", <name>]``.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from apitally_hub.errors import HubError, field_error
+from apitally_hub.protocol.log_lines import MAX_CLIENT_IP
 from apitally_hub.protocol.messages import is_valid_env, normalize_client_id
 from apitally_hub.query.app_settings import APDEX_MS_RANGE
 from apitally_hub.query.cursors import BadCursor, Page
@@ -103,7 +105,19 @@ def log_filters(request: Request) -> dict[str, Any]:
         values[name] = None if value < 0 else value
     for name in BODY_FILTERS:
         values[name] = text_param(request, name, max_len=MAX_BODY_SEARCH)
+    values["client_ip"] = client_ip_param(request)
     return values
+
+
+def client_ip_param(request: Request) -> str | None:
+    """``client_ip``: an IPv4 or IPv6 address (exact match, in its normal text form), or None."""
+    raw = text_param(request, "client_ip", max_len=MAX_CLIENT_IP)
+    if raw is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise field_error(("query", "client_ip"), "Should be an IPv4 or IPv6 address", "ip_address") from None
 
 
 def page_param(request: Request) -> Page:

@@ -8,6 +8,7 @@ keeps the item (exclusion), and is reported once.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import re
@@ -83,6 +84,7 @@ class ItemBuilder:
             else None,
             "size": item.request_size,
             "consumer": item.consumer,
+            "client_ip": client_ip_of(scope),
             "body": self._body(item.request_body, item.request_body_too_large, "mask_request_body", request),
         }
         res: dict[str, Any] = {
@@ -183,6 +185,20 @@ def response_info_of(item: RawLogItem) -> ResponseInfo:
         item.response_size,
         item.response_time or 0.0,
     )
+
+
+def client_ip_of(scope: dict[str, Any]) -> str | None:
+    """The client's address as the ASGI server reports it (after its proxy-header handling), if an IP.
+
+    Test clients and Unix sockets report other names ("testclient"); those are left out.
+    """
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return str(ipaddress.ip_address(str(client[0])))
+    except (ValueError, IndexError, TypeError):
+        return None
 
 
 def _forwarded_https(headers: list[tuple[str, str]]) -> bool:

@@ -25,6 +25,7 @@ from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
 from apitally_hub.storage.sql.dialect import POSTGRES
+from apitally_hub.storage.sql.request_log_schema import REQUEST_LOG_CLIENT_IP_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     statements(APPS_DDL),  # 6: the apps registry (SQLite's schema 7)
     # 7: consumers named in the dashboard, settings per endpoint (SQLite's 8)
     statements((*consumer_overrides.MIGRATION, *endpoint_settings.DDL)),
+    statements(REQUEST_LOG_CLIENT_IP_DDL),  # 8: the request log's client address (SQLite's 9)
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

@@ -511,6 +511,7 @@ def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
         ("path", query.path),
         ("status_code", query.status_code),
         ("consumer", query.consumer),
+        ("client_ip", query.client_ip),
     ):
         if value is not None:
             where.append(f"{column} = ?")

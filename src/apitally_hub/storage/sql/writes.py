@@ -331,7 +331,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
         tx.executemany(
             "INSERT INTO request_log (client_id, env, file_uuid, request_uuid, timestamp, method, path, url,"
             " status_code, response_time, consumer, request_size, response_size, trace_id, exception_type,"
-            " item) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " item, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (client_id, env, request_uuid) DO NOTHING",
             [
                 (
@@ -350,6 +350,7 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                     r.trace_id,
                     r.exception_type,
                     r.item,
+                    r.client_ip,
                 )
                 for file_uuid, r in delta.log_rows
             ],

@@ -19,6 +19,7 @@ from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
 from apitally_hub.storage.sql.dialect import SQLITE
+from apitally_hub.storage.sql.request_log_schema import REQUEST_LOG_CLIENT_IP_DDL
 
 _logger = logging.getLogger(__name__)
 
@@ -353,6 +354,13 @@ def _v8_workspace(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v9_client_ip(conn: sqlite3.Connection) -> None:
+    """Schema 9: the request log's client address (its filter; portable DDL shared with PostgreSQL).
+    Items logged before have none."""
+    for statement in REQUEST_LOG_CLIENT_IP_DDL:
+        conn.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_queue_and_rollups,
@@ -362,6 +370,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_group_traffic,
     _v7_apps,
     _v8_workspace,
+    _v9_client_ip,
 )
 """Ordered migrations; the schema version is the number applied."""
 

@@ -23,7 +23,7 @@ from apitally_hub.web.query_api import BODY_FILTERS, SIZE_FILTERS, log_filters
 PAGE_SIZE = 50
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-LOG_FILTERS = ("method", "status", "q", "min_ms", "max_ms", *SIZE_FILTERS, *BODY_FILTERS)
+LOG_FILTERS = ("method", "status", "q", "client_ip", "min_ms", "max_ms", *SIZE_FILTERS, *BODY_FILTERS)
 
 
 def _milliseconds(view_value: str | None, name: str) -> float | None:
