@@ -21,8 +21,10 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole number in ``[low, high]``; ``default`` when absent or empty (an HTML form sends its
+    empty fields)."""
     raw = request.query_params.get(name)
-    if raw is None:
+    if not raw:
         return default
     if _INT_RE.fullmatch(raw) is None or not low <= int(raw) <= high:
         raise field_error(("query", name), f"Should be an integer from {low} to {high}", "int_parsing")
