@@ -267,6 +267,8 @@ def test_dashboard_form_creates_an_app_and_shows_its_setup_page(open_hub: HubSer
         )
         assert f'instrument_app(app, client_id="{client_id}", env="prod")' in page
         assert "after app = FastAPI()\nimport apitally_otel\n" in page
+        assert "from apitally_otel.fastapi import ApitallyMiddleware" in page
+        assert f'app.add_middleware(ApitallyMiddleware, client_id="{client_id}", env="prod")' in page
         assert 'env="dev"' in http.get(location, params={"env": "dev"}).text
         assert page.count("Waiting for data") == 2
         traffic = http.get(f"/apps/{client_id}/prod")  # before any data: the app's pages work
