@@ -164,3 +164,8 @@ def test_client_ip_filter(http: httpx.Client, client_id: str) -> None:
     item_page = http.get(f"/apps/{client_id}/dev/requests/{lines[0]['uuid']}")
     assert item_page.status_code == 200, item_page.text[:300]
     assert "<dt>Client IP</dt>" in item_page.text and "requests?client_ip=10.0.0.1" in item_page.text
+    # An item without the field (an older client, the classic 0.x one, or logged before the
+    # migration): its page shows a dash.
+    without = http.get(f"/apps/{client_id}/dev/requests/{lines[2]['uuid']}")
+    assert without.status_code == 200, without.text[:300]
+    assert '<dt>Client IP</dt><dd class="mono">\N{EN DASH}</dd>' in without.text
