@@ -37,6 +37,14 @@ PEER_REQUIREMENTS: dict[str, list[str]] = {
         "httptools",
     ],
     "apitally-0.25.1": ["apitally[fastapi]==0.25.1", "uvicorn", "uvloop", "httptools"],
+    # A plain OpenTelemetry SDK app exporting OTLP/HTTP (tests/support/otlp_peers/): no apitally code.
+    "otel-sdk": [
+        "opentelemetry-sdk==1.45.1",
+        "opentelemetry-exporter-otlp-proto-http==1.45.1",
+        "opentelemetry-instrumentation-fastapi==0.66b1",
+        "fastapi==0.165.0",
+        "uvicorn==0.54.0",
+    ],
 }
 
 

@@ -30,7 +30,7 @@ from benchmarks.client import (
     request_log,
     throughput,
 )
-from benchmarks.hub import abuse, alerting, dashboard, storage
+from benchmarks.hub import abuse, alerting, dashboard, otlp, storage
 
 Runner = Callable[..., dict[str, Any]]
 BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
@@ -44,6 +44,7 @@ BENCHMARKS: dict[str, tuple[str, Runner, Callable[[dict[str, Any]], str]]] = {
     "hub_abuse": ("The hub under abuse", abuse.run, abuse.report),
     "hostile_hub": ("A broken or hostile hub", hostile_hub.run, hostile_hub.report),
     "hub_storage": ("Hub storage: SQLite and PostgreSQL", storage.run, storage.report),
+    "hub_otlp": ("Hub OTLP/HTTP ingest: SQLite and PostgreSQL", otlp.run, otlp.report),
     "dashboard": ("Dashboard pages' server time", dashboard.run, dashboard.report),
 }
 

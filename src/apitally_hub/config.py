@@ -19,6 +19,7 @@ from typing import Any
 
 from apitally_hub.alerting import rulesfile
 from apitally_hub.alerting.config import AlertingConfig
+from apitally_hub.ingest.otlp import held
 from apitally_hub.options import FLAG, SECTION, Flag, option, section
 from apitally_hub.protocol.messages import normalize_client_id
 from apitally_hub.security.hosts import HostPolicy
@@ -384,6 +385,15 @@ class HubConfig:
         help="when folding falls this far behind, the clients that caused it get 503 (default: 30)",
     )
     """Seconds folding may fall behind before the clients causing it get 503 (inf: never)."""
+    otlp_span_hold: float = option(
+        held.DEFAULT_HOLD_SECONDS,
+        flag="--otlp-span-hold",
+        type=_positive,
+        metavar="SECONDS",
+        group=_LIMITS,
+        help="how long request counts from an OTLP sender's spans wait for its HTTP metrics, which"
+        " count it instead when they come (default: %(default)g)",
+    )
     retention: Retention = section(Retention)
     prune_interval: float = DEFAULT_PRUNE_INTERVAL
     allow_extra_fields: bool = option(

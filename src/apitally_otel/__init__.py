@@ -1,6 +1,7 @@
 """apitally-otel: API monitoring for Starlette and FastAPI, built on OpenTelemetry."""
 
 from apitally_otel._asgi.context import set_consumer
+from apitally_otel._asgi.custom_attributes import set_request_attribute
 from apitally_otel._asgi.handled import capture_exception
 from apitally_otel._consumers import Consumer
 from apitally_otel.instrumentation import Instrumentation, instrument_app
@@ -22,4 +23,5 @@ __all__ = [
     "capture_exception",
     "instrument_app",
     "set_consumer",
+    "set_request_attribute",
 ]

@@ -6,9 +6,14 @@ def test_all_is_sorted_and_complete() -> None:
     assert exported == sorted(exported)
     for name in exported:
         assert hasattr(apitally_otel, name), name
-    assert {"instrument_app", "set_consumer", "ApitallySpanProcessor", "ApitallyMetricReader"} <= set(
-        exported
-    )
+    assert {
+        "instrument_app",
+        "set_consumer",
+        "set_request_attribute",
+        "capture_exception",
+        "ApitallySpanProcessor",
+        "ApitallyMetricReader",
+    } <= set(exported)
 
 
 def test_import_is_inert() -> None:

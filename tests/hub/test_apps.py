@@ -19,6 +19,8 @@ from tests.support.hub_samples import gzip_lines, log_line, new_uuid, settling_c
 
 ADMIN = "admin-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef"
+WRITE_TOKEN = re.compile(r"apt_[a-zA-Z0-9]{24}")
+"""What the apitally 1.x client accepts as a write token (and nothing else)."""
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -55,6 +57,9 @@ def test_create_get_patch_and_list(http: httpx.Client) -> None:
         ("prod", False, 0),
         ("dev", False, 0),
     ]
+    token = app.pop("write_token")
+    assert WRITE_TOKEN.fullmatch(token)
+    assert [t["token"] for t in app["write_tokens"]] == [token]
     assert http.get(f"/api/apps/{client_id}").json() == app
     rows = listed(http, client_id)
     assert [(r["env"], r["name"], r["framework"], r["instances"], r["last_seen"]) for r in rows] == [
@@ -131,6 +136,7 @@ def test_patch_validates_the_same_way_and_changes_nothing(http: httpx.Client) ->
     app = create(http)
     response = http.patch(f"/api/apps/{app['client_id']}", json={"name": "B", "envs": ["bad env"]})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "envs"]
+    del app["write_token"]
     assert http.get(f"/api/apps/{app['client_id']}").json() == app
 
 
@@ -181,6 +187,61 @@ def test_delete_removes_the_app_and_all_its_data(http: httpx.Client) -> None:
     assert {r["env"]: r["instances"] for r in listed(http, other)} == {"prod": 1, "dev": 0}  # untouched
 
 
+# -- write tokens (OTLP ingest's credentials) ----------------------------------------------------
+
+
+def tokens_of(http: httpx.Client, client_id: str) -> list[tuple[str, bool]]:
+    """(token, revoked) of the app's write tokens, oldest first."""
+    app = http.get(f"/api/apps/{client_id}").json()
+    return [(t["token"], t["revoked_at"] is not None) for t in app["write_tokens"]]
+
+
+def test_write_tokens_are_created_listed_and_revoked(hub: HubServer, http: httpx.Client) -> None:
+    app = create(http)
+    client_id, first = app["client_id"], app["write_token"]
+    store = hub.context.store
+    assert store.app_for_write_token(first) == client_id
+    made = http.post(f"/api/apps/{client_id}/write-tokens")
+    assert made.status_code == 201, made.text
+    second = made.json()["token"]
+    assert WRITE_TOKEN.fullmatch(second) and second != first and made.json()["created_at"] > 0
+    assert tokens_of(http, client_id) == [(first, False), (second, False)]
+
+    revoke = f"/api/apps/{client_id}/write-tokens/revoke"
+    revoked = http.post(revoke, json={"token": first})
+    assert revoked.status_code == 200, revoked.text
+    assert revoked.json()["token"] == first and revoked.json()["revoked_at"] is not None
+    assert tokens_of(http, client_id) == [(first, True), (second, False)]
+    assert store.app_for_write_token(first) is None and store.app_for_write_token(second) == client_id
+    again = http.post(revoke, json={"token": first})  # revoking again changes nothing
+    assert again.status_code == 200 and again.json()["revoked_at"] == revoked.json()["revoked_at"]
+
+    other = create(http, name="Other")
+    for token in (other["write_token"], "apt_" + "x" * 24, "not-a-token"):
+        assert http.post(revoke, json={"token": token}).status_code == 404
+    assert store.app_for_write_token(other["write_token"]) == other["client_id"]  # untouched
+    for body, loc in (({}, ["body", "token"]), ({"token": first, "x": 1}, ["body", "x"]), ([], ["body"])):
+        response = http.post(revoke, json=body)
+        assert response.status_code == 422 and [d["loc"] for d in response.json()["detail"]] == [loc]
+    missing = new_uuid()
+    assert http.post(f"/api/apps/{missing}/write-tokens").status_code == 404
+    assert http.post(f"/api/apps/{missing}/write-tokens/revoke", json={"token": second}).status_code == 404
+
+    assert http.delete(f"/api/apps/{client_id}").json()["deleted"]["write_tokens"] == 2
+    assert store.app_for_write_token(second) is None
+
+
+def test_naming_an_app_that_only_reported_gives_it_a_write_token(http: httpx.Client) -> None:
+    client_id = new_uuid()
+    report(http, client_id, "prod")
+    assert tokens_of(http, client_id) == []
+    http.patch(f"/api/apps/{client_id}", json={"name": "Legacy"}).raise_for_status()
+    [(token, revoked)] = tokens_of(http, client_id)
+    assert WRITE_TOKEN.fullmatch(token) and not revoked
+    http.patch(f"/api/apps/{client_id}", json={"name": "Legacy API"}).raise_for_status()
+    assert tokens_of(http, client_id) == [(token, False)]  # renaming adds none
+
+
 # -- who may change apps ------------------------------------------------------------------------
 
 
@@ -211,6 +272,23 @@ def test_viewers_may_read_apps_but_not_change_them(roles_hub: HubServer) -> None
         assert not_json.status_code == 415
         page = http.get(f"/apps/{app['client_id']}", headers=bearer(VIEWER)).text
         assert app["client_id"] in page and 'id="edit-app-form"' not in page and "Delete app" not in page
+        # write tokens are secrets: viewers see none, in the API or on the setup page
+        assert "write_tokens" not in http.get(path, headers=bearer(VIEWER)).json()
+        assert [t["token"] for t in http.get(path, headers=bearer(ADMIN)).json()["write_tokens"]] == [
+            app["write_token"]
+        ]
+        assert app["write_token"] not in page and 'id="write-tokens-read-only"' in page
+        assert "Bearer%20&lt;write token&gt;" in page and "Create write token" not in page
+        tokens = f"{path}/write-tokens"
+        assert http.post(tokens, headers=bearer(VIEWER)).status_code == 403
+        assert (
+            http.post(
+                f"{tokens}/revoke", json={"token": app["write_token"]}, headers=bearer(VIEWER)
+            ).status_code
+            == 403
+        )
+        admin_page = http.get(f"/apps/{app['client_id']}", headers=bearer(ADMIN)).text
+        assert app["write_token"] in admin_page and "Create write token" in admin_page
         assert 'id="new-app"' not in http.get("/", headers=bearer(VIEWER)).text
         assert 'id="new-app-form"' not in http.get("/apps/new", headers=bearer(VIEWER)).text
         assert http.post("/apps/new", data={"name": "C"}, headers=bearer(VIEWER)).status_code == 403
@@ -298,6 +376,46 @@ def test_dashboard_form_creates_an_app_and_shows_its_setup_page(open_hub: HubSer
         assert http.get(f"/api/{client_id}/dev/instances").json()["instances"] == []
 
 
+def test_dashboard_setup_page_lists_creates_and_revokes_write_tokens(open_hub: HubServer) -> None:
+    with settling_client(open_hub) as http:
+        app = create(http, envs=["prod"])
+        client_id, first = app["client_id"], app["write_token"]
+        location = f"/apps/{client_id}"
+        page = http.get(location).text
+        assert ">Write tokens</h2>" in page and f'<tr data-token="{first}">' in page
+        assert f"APITALLY_OTLP_ENDPOINT={open_hub.url}\nexport APITALLY_WRITE_TOKEN={first}\n" in page
+        assert "APITALLY_ENV=prod" in page
+        assert f"OTEL_EXPORTER_OTLP_ENDPOINT={open_hub.url}\n" in page
+        assert "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf" in page
+        assert f"OTEL_EXPORTER_OTLP_HEADERS=Authorization=Bearer%20{first},Apitally-Env=prod" in page
+        assert "OTEL_SEMCONV_STABILITY_OPT_IN=http" in page
+        assert f'endpoint: {open_hub.url}\n    headers:\n      Authorization: "Bearer {first}"\n' in page
+        assert "Apitally-Env: prod" in page
+
+        made = http.post(location, data={"csrf": csrf_of(page), "action": "create_write_token"})
+        assert made.status_code == 303 and made.headers["location"].endswith("?token=created#write-tokens")
+        page = http.get(made.headers["location"]).text
+        assert 'id="token-notice">Write token created.' in page
+        [(first_listed, _), (second, _)] = tokens_of(http, client_id)
+        assert first_listed == first and f'<tr data-token="{second}">' in page
+        assert f"APITALLY_WRITE_TOKEN={second}" in page  # the snippets show the newest
+
+        revoked = http.post(
+            location, data={"csrf": csrf_of(page), "action": "revoke_write_token", "token": second}
+        )
+        assert revoked.status_code == 303
+        page = http.get(revoked.headers["location"]).text
+        assert f'<tr data-token="{second}" class="revoked">' in page and "Revoked" in page
+        assert f"APITALLY_WRITE_TOKEN={first}" in page
+        assert tokens_of(http, client_id) == [(first, False), (second, True)]
+        unknown = http.post(
+            location, data={"csrf": csrf_of(page), "action": "revoke_write_token", "token": "apt_" + "y" * 24}
+        )
+        assert unknown.status_code == 404
+        no_csrf = http.post(location, data={"action": "create_write_token"})
+        assert no_csrf.status_code == 403 and len(tokens_of(http, client_id)) == 2
+
+
 # -- the command line --------------------------------------------------------------------------
 
 
@@ -323,6 +441,7 @@ def test_cli_creates_lists_renames_and_deletes(
     assert (
         uuid.UUID(client_id) and app["name"] == "Shop" and [e["env"] for e in app["envs"]] == ["prod", "dev"]
     )
+    assert WRITE_TOKEN.fullmatch(app["write_token"])
 
     assert main(["apps", "list", *hub]) == 0
     out = capsys.readouterr().out
@@ -339,6 +458,28 @@ def test_cli_creates_lists_renames_and_deletes(
     assert "403" in capsys.readouterr().err
     assert main(["apps", "create", "--name", "X", "--env", "bad.env", *hub]) == 1
     assert "envs" in capsys.readouterr().err
+
+    assert main(["apps", "write-tokens", client_id, *hub]) == 0
+    out = capsys.readouterr().out
+    assert "TOKEN" in out and app["write_token"] in out
+    assert main(["apps", "write-token-create", client_id, *hub]) == 0
+    second = capsys.readouterr().out.strip()
+    assert WRITE_TOKEN.fullmatch(second)
+    assert main(["apps", "write-token-revoke", client_id, app["write_token"], *hub]) == 0
+    assert "revoked" in capsys.readouterr().out
+    assert main(["apps", "write-tokens", client_id, *hub, "--json"]) == 0
+    listed_tokens = json.loads(capsys.readouterr().out)["write_tokens"]
+    assert [(t["token"], t["revoked_at"] is not None) for t in listed_tokens] == [
+        (app["write_token"], True),
+        (second, False),
+    ]
+    assert main(["apps", "write-token-revoke", client_id, "apt_" + "z" * 24, *hub]) == 1
+    assert "404" in capsys.readouterr().err
+    viewer = ["--hub", roles_hub.url, "--token", VIEWER]
+    assert main(["apps", "write-tokens", client_id, *viewer]) == 1
+    assert "admin" in capsys.readouterr().err
+    assert main(["apps", "write-token-create", client_id, *viewer]) == 1
+    assert "403" in capsys.readouterr().err
 
     assert main(["apps", "delete", client_id, "--yes", *hub]) == 0
     assert "deleted" in capsys.readouterr().out

@@ -38,10 +38,14 @@ from apitally_hub.storage.records import (
     LogQuery,
     RawMessage,
     Segment,
+    SeriesPoint,
     StoreUnavailable,
     TrafficQuery,
+    WriteToken,
 )
+from apitally_hub.storage.sql import otlp_series
 from apitally_hub.storage.sql.apps import APP_DATA_TABLES
+from apitally_hub.storage.sql.dialect import POSTGRES
 from apitally_hub.storage.sql.endpoint_settings import DDL as ENDPOINT_SETTINGS_DDL
 from tests.support.backends import new_postgres_database
 from tests.support.hub_samples import (
@@ -199,14 +203,15 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
     log_uuid = new_uuid()
     body = gzip_lines(lines)
     assert old.enqueue(RawMessage(app, "log", log_uuid, None, T0, body, "gzip", len(lines)))
-    # this hub's code reads what schema 7 adds (consumers' columns, endpoint settings): there
+    # this hub's code reads what schemas 7 and 9 add (consumers' columns, endpoint settings, OTLP
+    # series): there
     # while it folds and answers, dropped again before the upgrade (then the schema-1 hub's)
     added = ("override_name", "override_group", "overridden_at")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("ALTER TABLE request_log ADD COLUMN client_ip TEXT")  # and what schema 8 adds
         for column in added:
             conn.execute(f"ALTER TABLE consumers ADD COLUMN {column} TEXT")
-        for statement in ENDPOINT_SETTINGS_DDL:
+        for statement in (*ENDPOINT_SETTINGS_DDL, *otlp_series.ddl(POSTGRES)):  # and schema 9's
             conn.execute(statement)
     FoldingWorker(old).drain()
     before = _answers(old, app)
@@ -215,6 +220,7 @@ def test_a_schema_1_database_keeps_all_its_data(pg_cluster: PostgresCluster) -> 
         for column in added:
             conn.execute(f"ALTER TABLE consumers DROP COLUMN {column}")
         conn.execute("DROP TABLE endpoint_settings")
+        conn.execute("DROP TABLE otlp_series")
         conn.execute("ALTER TABLE request_log DROP COLUMN client_ip")
     assert "queue_pending" not in _indexes(url)
 
@@ -317,6 +323,41 @@ def test_schema_8_adds_the_client_ip_to_a_request_log_with_data(pg_cluster: Post
         found, total = store.request_log(replace(window, client_ip="203.0.113.9"))
         assert total == 1 and [s.request_uuid for s in found] == [line["uuid"]]
         assert store.request_log(window)[1] == 2
+    finally:
+        store.close()
+
+
+def test_schema_9_adds_write_tokens_and_series_to_a_database_with_apps(pg_cluster: PostgresCluster) -> None:
+    _, url = new_postgres_database(pg_cluster, migrated=False)
+    old = PostgresStorage(url, migrations=MIGRATIONS[:8])
+    assert old.open() == 8
+    old.close()
+    named, reported = new_uuid(), new_uuid()
+    app = AppKey(named, "prod")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO apps (client_id, name, framework, envs, created_at, updated_at)"
+            " VALUES (%s, 'Shop', 'fastapi', '[\"prod\"]', 100, 100)",
+            (named,),
+        )
+        conn.execute(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, syncs)"
+            " VALUES (%s, 'prod', %s, 100, 200, 3)",
+            (reported, new_uuid()),
+        )
+    store = PostgresStorage(url)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 9
+        [token] = store.write_tokens(named)
+        assert WriteToken.is_well_formed(token.token) and token.revoked_at is None
+        assert store.app_for_write_token(token.token) == named
+        assert store.write_tokens(reported) == []
+        assert store.swap_series(app, "i1", [SeriesPoint("a", 1, 2, "3")], 300) == {}
+        assert store.swap_series(app, "i1", [SeriesPoint("a", 1, 4, "5")], 300) == {
+            "a": SeriesPoint("a", 1, 2, "3")
+        }
+        assert store.delete_app(named) == {"apps": 1, "write_tokens": 1, "otlp_series": 1}
+        assert {"write_tokens_client", "otlp_series_updated_at"} <= _indexes(url)
     finally:
         store.close()
 

@@ -24,7 +24,9 @@ from apitally_hub.storage.records import (
     LogQuery,
     RawMessage,
     Segment,
+    SeriesPoint,
     TrafficQuery,
+    WriteToken,
 )
 from apitally_hub.storage.sql.apps import APP_DATA_TABLES
 from apitally_hub.storage.sqlite.schema import (
@@ -361,6 +363,42 @@ def test_schema_9_adds_the_client_ip_to_a_request_log_with_data(db_file: Path) -
         found, total = store.request_log(replace(window, client_ip="203.0.113.9"))
         assert total == 1 and [s.request_uuid for s in found] == [line["uuid"]]
         assert store.request_log(window)[1] == 2
+    finally:
+        store.close()
+
+
+def test_schema_10_adds_write_tokens_and_series_to_a_database_with_apps(db_file: Path) -> None:
+    named, reported = new_uuid(), new_uuid()
+    app = AppKey(named, "prod")
+    conn = sqlite3.connect(db_file, isolation_level=None)
+    try:
+        assert migrate(conn, MIGRATIONS[:9]) == 9
+        conn.execute(
+            "INSERT INTO apps (client_id, name, framework, envs, created_at, updated_at)"
+            " VALUES (?, 'Shop', 'fastapi', '[\"prod\"]', 100, 100)",
+            (named,),
+        )
+        conn.execute(
+            "INSERT INTO instances (client_id, env, instance_uuid, first_seen, last_seen, syncs)"
+            " VALUES (?, 'prod', ?, 100, 200, 3)",
+            (reported, new_uuid()),
+        )
+    finally:
+        conn.close()
+    store = SQLiteStorage(db_file)
+    try:
+        assert store.open() == SCHEMA_VERSION >= 10
+        # every app of the registry has a first write token; one that only reported gets its own
+        # when it is named
+        [token] = store.write_tokens(named)
+        assert WriteToken.is_well_formed(token.token) and token.revoked_at is None
+        assert store.app_for_write_token(token.token) == named
+        assert store.write_tokens(reported) == []
+        assert store.swap_series(app, "i1", [SeriesPoint("a", 1, 2, "3")], 300) == {}
+        assert store.swap_series(app, "i1", [SeriesPoint("a", 1, 4, "5")], 300) == {
+            "a": SeriesPoint("a", 1, 2, "3")
+        }
+        assert store.delete_app(named) == {"apps": 1, "write_tokens": 1, "otlp_series": 1}
     finally:
         store.close()
 

@@ -1,9 +1,13 @@
-"""``apitally-otel apps list|create|rename|delete``: manage a hub's apps over its JSON API.
+"""``apitally-otel apps list|create|rename|delete|write-tokens|write-token-create|write-token-revoke``:
+manage a hub's apps and their write tokens over its JSON API.
 
     apitally-otel apps list
     apitally-otel apps create --name Shop --framework fastapi --env prod --env dev --json
     apitally-otel apps rename UUID "Shop API"
     apitally-otel apps delete UUID --yes        # the app and all its data, every env
+    apitally-otel apps write-tokens UUID        # its write tokens (OTLP ingest), revoked ones too
+    apitally-otel apps write-token-create UUID  # prints a new one
+    apitally-otel apps write-token-revoke UUID apt_...
 
 ``--hub`` (default http://127.0.0.1:8250) and ``--token`` (default ``$APITALLY_HUB_TOKEN``, sent as
 a bearer token) say where and as whom; changes need an admin token.
@@ -12,6 +16,7 @@ a bearer token) say where and as whom; changes need an admin token.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from typing import Any
@@ -27,7 +32,9 @@ def register(subparsers: Subparsers) -> None:
     common.add_argument("--hub", default="http://127.0.0.1:8250", help="hub base URL (default: %(default)s)")
     common.add_argument("--token", default=None, help="the hub's token (default: $APITALLY_HUB_TOKEN)")
     common.add_argument("--json", action="store_true", help="print JSON")
-    apps = subparsers.add_parser("apps", help="list, create, rename and delete the apps of a hub")
+    apps = subparsers.add_parser(
+        "apps", help="list, create, rename and delete the apps of a hub, and manage their write tokens"
+    )
     actions = apps.add_subparsers(dest="apps_action", required=True, metavar="ACTION")
     actions.add_parser("list", parents=[common], help="the apps and their envs")
     create = actions.add_parser("create", parents=[common], help="a new app (prints its client id)")
@@ -42,6 +49,17 @@ def register(subparsers: Subparsers) -> None:
     delete = actions.add_parser("delete", parents=[common], help="delete an app and all its data")
     delete.add_argument("client_id", type=client_id_arg, metavar="UUID")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    tokens = actions.add_parser(
+        "write-tokens", parents=[common], help="an app's write tokens (OTLP ingest), revoked ones too"
+    )
+    tokens.add_argument("client_id", type=client_id_arg, metavar="UUID")
+    token_create = actions.add_parser(
+        "write-token-create", parents=[common], help="a new write token for an app (prints it)"
+    )
+    token_create.add_argument("client_id", type=client_id_arg, metavar="UUID")
+    token_revoke = actions.add_parser("write-token-revoke", parents=[common], help="revoke a write token")
+    token_revoke.add_argument("client_id", type=client_id_arg, metavar="UUID")
+    token_revoke.add_argument("write_token", metavar="TOKEN")  # not "token": --token is the hub's
     apps.set_defaults(handler=run)
 
 
@@ -85,7 +103,7 @@ def _create(api: HubApi, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(app, indent=2))
     else:
-        print(f"app {app['name']!r} created: client id {app['client_id']}")
+        print(f"app {app['name']!r} created: client id {app['client_id']}, write token {app['write_token']}")
     return 0
 
 
@@ -111,8 +129,52 @@ def _delete(api: HubApi, args: argparse.Namespace) -> int:
     return 0
 
 
+def _utc(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _write_tokens(api: HubApi, args: argparse.Namespace) -> int:
+    app = api.call("GET", f"/api/apps/{args.client_id}")
+    if "write_tokens" not in app:
+        raise CLIError("the hub shows write tokens to an admin token only")
+    tokens = app["write_tokens"]
+    if args.json:
+        print(json.dumps({"client_id": args.client_id, "write_tokens": tokens}, indent=2))
+        return 0
+    rows = [["TOKEN", "CREATED", "REVOKED"]]
+    rows += [[t["token"], _utc(t["created_at"]), _utc(t["revoked_at"])] for t in tokens]
+    _table(rows) if tokens else print("no write tokens")
+    return 0
+
+
+def _write_token_create(api: HubApi, args: argparse.Namespace) -> int:
+    token = api.call("POST", f"/api/apps/{args.client_id}/write-tokens", {}, expect=(201,))
+    print(json.dumps(token, indent=2) if args.json else token["token"])
+    return 0
+
+
+def _write_token_revoke(api: HubApi, args: argparse.Namespace) -> int:
+    path = f"/api/apps/{args.client_id}/write-tokens/revoke"
+    token = api.call("POST", path, {"token": args.write_token})
+    print(json.dumps(token, indent=2) if args.json else f"write token {token['token']} revoked")
+    return 0
+
+
+ACTIONS = {
+    "list": _list,
+    "create": _create,
+    "rename": _rename,
+    "delete": _delete,
+    "write-tokens": _write_tokens,
+    "write-token-create": _write_token_create,
+    "write-token-revoke": _write_token_revoke,
+}
+
+
 def run(args: argparse.Namespace) -> int:
-    action = {"list": _list, "create": _create, "rename": _rename, "delete": _delete}[args.apps_action]
+    action = ACTIONS[args.apps_action]
     api = HubApi(args)
     try:
         return action(api, args)

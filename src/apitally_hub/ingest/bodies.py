@@ -169,6 +169,11 @@ def _gunzip(data: bytes, limit: int) -> Iterator[bytes]:
         raise HubError(400, f"Request body is not a valid gzip stream: {exc}") from None
 
 
+def gunzip(data: bytes, *, limit: int) -> bytes:
+    """A whole gzip stream decompressed (at most ``limit`` bytes: 413 beyond)."""
+    return b"".join(_gunzip(data, limit))
+
+
 def gunzip_lines(data: bytes, *, max_total: int, max_line: int) -> Iterator[tuple[int, bytes]]:
     """The lines of a gzip NDJSON body as ``(line_index, raw_line)``, decompressed as they are read,
     so that only one line is held at a time: 413 when the whole would exceed ``max_total`` bytes

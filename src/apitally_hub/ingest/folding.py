@@ -200,5 +200,15 @@ def log_row(text: str) -> LogRow:
     )
 
 
+ATTACH_PREFIX = '{"attach":'
+"""A line of the hub's own making (never a client's: those are validated at ingest) that adds
+log records to a stored request-log item: ``{"attach": <request uuid>, "logs": [...]}``."""
+
+
 def fold_log(delta: AppDelta, file_uuid: str, lines: Sequence[str], start: int, stop: int) -> None:
-    delta.log_rows.extend((file_uuid, log_row(text)) for text in lines[start:stop])
+    for text in lines[start:stop]:
+        if text.startswith(ATTACH_PREFIX):
+            line = json.loads(text)
+            delta.log_attachments.append((line["attach"], line["logs"]))
+        else:
+            delta.log_rows.append((file_uuid, log_row(text)))

@@ -28,18 +28,28 @@ RETRY_AFTER = 15
 class Backlog:
     max_lag: float = DEFAULT_MAX_LAG
     _heavy: frozenset[str] = field(default_factory=frozenset)
+    _behind: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refresh(self, pending: dict[str, tuple[int, float]], now: float) -> None:
         """``pending``: client id -> (bytes pending, oldest received_at) from the store."""
         heavy: frozenset[str] = frozenset()
+        behind = False
         if pending and math.isfinite(self.max_lag):
             oldest = min(received for _, received in pending.values())
+            behind = now - oldest > self.max_lag / 2
             if now - oldest > self.max_lag:
                 share = sum(size for size, _ in pending.values()) / len(pending)
                 heavy = frozenset(client for client, (size, _) in pending.items() if size >= share)
         with self._lock:
             self._heavy = heavy
+            self._behind = behind
+
+    @property
+    def behind(self) -> bool:
+        """Folding is behind (the oldest pending message waited over half the allowed lag): OTLP
+        clients are asked to export less often."""
+        return self._behind
 
     def holds_back(self, client_id: str) -> bool:
         return client_id in self._heavy

@@ -35,9 +35,16 @@ _SPAN_KINDS = frozenset({"INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"}
 _SPAN_STATUSES = frozenset({"UNSET", "OK", "ERROR"})
 
 _LINE_OPTIONAL = ("exception", "logs", "spans", "trace_id")
-_REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body", "client_ip")
+_REQUEST_OPTIONAL = ("path", "headers", "size", "consumer", "body", "client_ip", "attributes")
 MAX_CLIENT_IP = 64
 """Longest ``request.client_ip`` text: an IPv6 address with a zone fits."""
+MAX_ATTRIBUTES = 20
+"""Custom attributes per line (``request.attributes``, the client's ``set_request_attribute``)."""
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_VALUE = 256
+ATTRIBUTE_KEY_RE = re.compile(rf"[A-Za-z0-9_.\-]{{1,{MAX_ATTRIBUTE_KEY}}}")
+"""An attribute's key: 1 to 64 ASCII letters, digits, ``_``, ``.`` or ``-``."""
+ATTRIBUTE_KEY_MSG = f"Attribute key should be 1 to {MAX_ATTRIBUTE_KEY} characters of A-Z a-z 0-9 _ . -"
 _RESPONSE_OPTIONAL = ("headers", "size", "body")
 
 
@@ -120,6 +127,24 @@ def _check_request(c: Checker, value: Any, loc: Loc, window: TimeWindow | None) 
         c.base64(request["body"], (*loc, "body"))
     if present(request, "client_ip", nullable=True):
         _check_ip(c, request["client_ip"], (*loc, "client_ip"))
+    if present(request, "attributes", nullable=True):
+        _check_attributes(c, request["attributes"], (*loc, "attributes"))
+
+
+def _check_attributes(c: Checker, value: Any, loc: Loc) -> None:
+    """``{key: text}``: at most :data:`MAX_ATTRIBUTES`, keys matching :data:`ATTRIBUTE_KEY_RE`,
+    string values of at most :data:`MAX_ATTRIBUTE_VALUE` characters."""
+    if not isinstance(value, dict):
+        c.add(loc, "Input should be an object", "object_type")
+        return
+    if len(value) > MAX_ATTRIBUTES:
+        c.add(loc, f"Object should have at most {MAX_ATTRIBUTES} attributes", "too_long")
+        return
+    for key, text in value.items():
+        if ATTRIBUTE_KEY_RE.fullmatch(key) is None:
+            c.add((*loc, key[:100]), ATTRIBUTE_KEY_MSG, "attribute_key")
+            continue
+        c.string(text, (*loc, key), max_len=MAX_ATTRIBUTE_VALUE)
 
 
 def _check_ip(c: Checker, value: Any, loc: Loc) -> None:

@@ -4,6 +4,11 @@ app's fields (:func:`parse_app_fields`), creating, renaming and deleting apps, a
 
 An app that reports without having been created is an app too: it has no registry row until it
 is named (:func:`update_app` creates the row, with the envs it reported).
+
+Write tokens (OTLP ingest's per-app credentials, ``apt_`` and 24 letters or digits): creating an
+app creates its first, and so does naming an app that only reported; more can be created, and any
+revoked (:func:`create_write_token`, :func:`revoke_write_token`). They are secrets: views show
+them only when asked to (``with_tokens``, for admins).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 from apitally_hub.protocol.checker import FieldError
 from apitally_hub.protocol.messages import is_valid_env
 from apitally_hub.storage.base import Storage
-from apitally_hub.storage.records import FRAMEWORKS, AppInfo, AppRecord
+from apitally_hub.storage.records import FRAMEWORKS, AppInfo, AppRecord, WriteToken
 
 MAX_NAME = 100
 MAX_ENVS = 20
@@ -99,12 +104,14 @@ def parse_app_fields(body: Any, *, partial: bool) -> dict[str, Any]:
     return fields
 
 
-def create_app(storage: Storage, body: Any, *, now: float) -> AppRecord:
-    """A new app with a new random client id; raises :class:`InvalidApp`."""
+def create_app(storage: Storage, body: Any, *, now: float) -> tuple[AppRecord, WriteToken]:
+    """A new app with a new random client id, and its first write token; raises :class:`InvalidApp`."""
     fields = parse_app_fields(body, partial=False)
     record = AppRecord(str(uuid.uuid4()), fields["name"], fields["framework"], fields["envs"], now, now)
     storage.put_app(record)
-    return record
+    token = WriteToken.generate(record.client_id, now)
+    storage.add_write_token(token)
+    return record, token
 
 
 def reported(storage: Storage, client_id: str) -> list[AppInfo]:
@@ -117,6 +124,7 @@ def update_app(storage: Storage, client_id: str, body: Any, *, now: float) -> Ap
     far gets its registry row (it needs a name). None: no such app. Raises :class:`InvalidApp`."""
     fields = parse_app_fields(body, partial=True)
     record = storage.app_record(client_id)
+    named = record is None
     if record is None:
         infos = reported(storage, client_id)
         if not infos:
@@ -133,6 +141,8 @@ def update_app(storage: Storage, client_id: str, body: Any, *, now: float) -> Ap
         now,
     )
     storage.put_app(updated)
+    if named and not storage.write_tokens(client_id):
+        storage.add_write_token(WriteToken.generate(client_id, now))
     return updated
 
 
@@ -142,10 +152,59 @@ def delete_app(storage: Storage, client_id: str) -> dict[str, int] | None:
     return deleted or None
 
 
-def app_view(storage: Storage, client_id: str) -> dict[str, Any] | None:
+def app_exists(storage: Storage, client_id: str) -> bool:
+    """Whether ``client_id`` is an app: of the registry, or one that reported."""
+    return storage.app_record(client_id) is not None or bool(reported(storage, client_id))
+
+
+def token_view(token: WriteToken) -> dict[str, Any]:
+    return {"token": token.token, "created_at": token.created_at, "revoked_at": token.revoked_at}
+
+
+def write_tokens(storage: Storage, client_id: str) -> list[WriteToken] | None:
+    """The app's write tokens, revoked ones too, oldest first; None: no such app."""
+    if not app_exists(storage, client_id):
+        return None
+    return storage.write_tokens(client_id)
+
+
+def create_write_token(storage: Storage, client_id: str, *, now: float) -> WriteToken | None:
+    """Another write token of the app; None: no such app."""
+    if not app_exists(storage, client_id):
+        return None
+    token = WriteToken.generate(client_id, now)
+    storage.add_write_token(token)
+    return token
+
+
+def parse_token_body(body: Any) -> str:
+    """The ``token`` of a revocation's body (``{"token": "apt_..."}``); raises :class:`InvalidApp`."""
+    if not isinstance(body, Mapping):
+        raise InvalidApp([FieldError(("body",), "Should be a JSON object", "model_type")])
+    errors = [
+        FieldError(("body", str(key)), "Unknown field", "extra_forbidden") for key in body if key != "token"
+    ]
+    token = body.get("token")
+    if not isinstance(token, str) or not token:
+        errors.append(FieldError(("body", "token"), "Give the write token to revoke", "missing"))
+    if errors:
+        raise InvalidApp(errors)
+    return str(token)
+
+
+def revoke_write_token(storage: Storage, client_id: str, token: str, *, now: float) -> WriteToken | None:
+    """Revoke the app's ``token`` (revoking it again changes nothing); None: the app has no such
+    token. OTLP ingest caches a token's app for a few seconds: it is refused within them."""
+    if not WriteToken.is_well_formed(token) or not storage.revoke_write_token(client_id, token, now):
+        return None
+    return next((t for t in storage.write_tokens(client_id) if t.token == token), None)
+
+
+def app_view(storage: Storage, client_id: str, *, with_tokens: bool = False) -> dict[str, Any] | None:
     """The app as the API shows it: its registry fields (``registered`` false and ``name`` null for
     an app that only reported) and its ``envs`` — registered and reported — each with whether data
-    has arrived (``has_data``), its instances and last sync. None: no such app."""
+    has arrived (``has_data``), its instances and last sync; ``with_tokens``: and its
+    ``write_tokens`` (secrets: for admins only). None: no such app."""
     record = storage.app_record(client_id)
     infos = {info.app.env: info for info in reported(storage, client_id)}
     if record is None and not infos:
@@ -166,7 +225,7 @@ def app_view(storage: Storage, client_id: str) -> dict[str, Any] | None:
                 "last_sync_at": info.last_sync_at if info else None,
             }
         )
-    return {
+    view: dict[str, Any] = {
         "client_id": client_id,
         "name": record.name if record else None,
         "framework": record.framework if record else None,
@@ -175,3 +234,6 @@ def app_view(storage: Storage, client_id: str) -> dict[str, Any] | None:
         "updated_at": record.updated_at if record else None,
         "envs": envs,
     }
+    if with_tokens:
+        view["write_tokens"] = [token_view(token) for token in storage.write_tokens(client_id)]
+    return view

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from apitally_hub.ingest.otlp.held import MODE_KEY
 from apitally_hub.query import uptime
 from apitally_hub.query.base import QueryBase
 from apitally_hub.query.cursors import FIRST_PAGE, Page, next_page_cursor, page_offset
@@ -18,7 +19,19 @@ OFFLINE_AFTER_INTERVALS = 3
 
 
 class InstanceQueries(QueryBase):
-    def _instance(self, info: InstanceInfo, now: float, *, detail: bool) -> dict[str, Any]:
+    def counted_from(self, app: AppKey) -> dict[str, str]:
+        """How each OTLP instance of ``app`` is counted: ``metrics`` (its HTTP server metrics),
+        ``spans`` (its SERVER spans: the counts follow its trace sampling) or ``held`` (spans
+        counted only if no metrics come). Instances of the classic protocol are not listed."""
+        rows = self.storage.series_with_prefix(MODE_KEY, app=app, limit=100_000)
+        return {ref.instance_id: point.value for ref, point in rows if ref.key == MODE_KEY}
+
+    def span_counted_instances(self, app: AppKey) -> int:
+        return sum(1 for mode in self.counted_from(app).values() if mode == "spans")
+
+    def _instance(
+        self, info: InstanceInfo, now: float, *, detail: bool, modes: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         interval = info.sync_interval or self.default_sync_interval
         heartbeat = info.last_sync_at if info.last_sync_at is not None else info.startup_at
         online = heartbeat is not None and now - heartbeat <= OFFLINE_AFTER_INTERVALS * interval
@@ -39,6 +52,7 @@ class InstanceQueries(QueryBase):
             "has_openapi": info.openapi is not None,
             "cpu_percent": info.cpu_percent,
             "memory_rss": info.memory_rss,
+            "counted_from": (modes or {}).get(info.instance_uuid),
         }
         if detail:
             result["paths"] = info.paths
@@ -48,11 +62,12 @@ class InstanceQueries(QueryBase):
     def instances(self, app: AppKey, page: Page = FIRST_PAGE) -> dict[str, Any]:
         now = self.clock()
         infos = self.storage.instances(app)
+        modes = self.counted_from(app)
         offset = page_offset(page.cursor)
         shown = infos[offset : offset + page.limit]
         return {
             "now": now,
-            "instances": [self._instance(info, now, detail=False) for info in shown],
+            "instances": [self._instance(info, now, detail=False, modes=modes) for info in shown],
             "total": len(infos),
             "next_cursor": next_page_cursor(offset, len(shown), len(infos)),
         }

@@ -9,6 +9,12 @@ import re
 from starlette.requests import Request
 
 from apitally_hub.errors import field_error
+from apitally_hub.protocol.log_lines import (
+    ATTRIBUTE_KEY_MSG,
+    ATTRIBUTE_KEY_RE,
+    MAX_ATTRIBUTE_KEY,
+    MAX_ATTRIBUTE_VALUE,
+)
 from apitally_hub.query.timewindow import DEFAULT_SINCE, Window, parse_time
 
 MAX_TEXT = 2048
@@ -46,6 +52,30 @@ def text_param(request: Request, name: str, *, max_len: int = MAX_TEXT) -> str |
     if len(raw) > max_len:
         raise field_error(("query", name), f"Should have at most {max_len} characters", "string_too_long")
     return raw
+
+
+MAX_ATTRIBUTE_FILTER = MAX_ATTRIBUTE_KEY + 1 + MAX_ATTRIBUTE_VALUE
+"""Longest ``attribute`` filter: a key, ``:`` and a value."""
+
+
+def attribute_param(request: Request) -> tuple[str, str] | None:
+    """``attribute=key:value`` (the first ``:`` ends the key; the value, possibly empty, matches
+    exactly): ``(key, value)``, or None when absent or empty."""
+    raw = text_param(request, "attribute", max_len=MAX_ATTRIBUTE_FILTER)
+    if raw is None:
+        return None
+    key, colon, value = raw.partition(":")
+    if not colon:
+        raise field_error(("query", "attribute"), "Should be key:value", "attribute_filter")
+    if ATTRIBUTE_KEY_RE.fullmatch(key) is None:
+        raise field_error(("query", "attribute"), ATTRIBUTE_KEY_MSG, "attribute_key")
+    if len(value) > MAX_ATTRIBUTE_VALUE:
+        raise field_error(
+            ("query", "attribute"),
+            f"The value should have at most {MAX_ATTRIBUTE_VALUE} characters",
+            "string_too_long",
+        )
+    return key, value
 
 
 def status_param(request: Request) -> str | None:

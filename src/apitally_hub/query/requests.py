@@ -33,6 +33,8 @@ class RequestLogQueries(QueryBase):
         }
         if query.request_body or query.response_body:
             answer["body_search_scanned_at_most"] = LOG_BODY_SCAN
+        if query.attribute is not None:
+            answer["attribute_search_scanned_at_most"] = LOG_BODY_SCAN
         return answer
 
     def request_log_item(self, app: AppKey, request_uuid: str) -> dict[str, Any] | None:

@@ -2,7 +2,8 @@
 needs an admin's credential.
 
 Public: ``/health`` and the ingest endpoints under ``/v2/`` (the protocol's own addressing: the
-client id in the path, plus the ``--client-id`` allow-list). Everything else — the query API under
+client id in the path, plus the ``--client-id`` allow-list) and ``/v1/`` (OTLP: an app's write
+token, checked by the endpoint itself). Everything else — the query API under
 ``/api/`` and whatever is added later (the dashboard) — is denied by default and needs
 ``Authorization: Bearer <token>``, compared in constant time (:class:`~.tokens.TokenSet`).
 
@@ -17,7 +18,8 @@ read outside the API is then redirected (303) to the login page instead of answe
 Roles (:mod:`.tokens`): a credential is an admin's or a viewer's (a session carries the role of
 the token it was made from). A **write** is every request but GET/HEAD under ``/api/`` and every
 POST elsewhere except ``/login`` and ``/logout`` (the dashboard's forms); a viewer's write is
-refused with 403, whatever the page showed. Ingest (``/v2/``) is public and not gated by roles.
+refused with 403, whatever the page showed. Ingest (``/v2/``, ``/v1/``) is public and not gated by
+roles.
 With no token configured everything is allowed (as an admin).
 
 Writes under ``/api/`` are also guarded against cross-site requests, token or not: a body must be
@@ -47,7 +49,7 @@ from apitally_hub.security.tokens import ADMIN, Role, TokenSet
 _logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/health"})
-PUBLIC_PREFIXES = ("/v2/",)
+PUBLIC_PREFIXES = ("/v2/", "/v1/")
 API_PREFIXES = ("/api/",)
 """Refused requests here get 401; a refused page read elsewhere is sent to the login page."""
 

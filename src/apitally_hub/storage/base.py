@@ -22,6 +22,9 @@ The data model, common to every backend:
 - settings: a few named values per app (e.g. the dashboard's Apdex threshold), per endpoint (its
   own Apdex threshold, whether the dashboard leaves it out), and the hub's own
   under :data:`~.records.HUB_SETTINGS` (e.g. the secret that signs dashboard sessions); never pruned.
+- OTLP ingest: write tokens (per app, revocable; :meth:`Storage.app_for_write_token` finds the
+  app of one), and the last point of each cumulative series (:meth:`Storage.swap_series`) that
+  turns the next one into a delta, kept for two days.
 - alerting (:mod:`.alerts`, reached as ``storage.alerts``): rules, channels, alert state and
   history, silences, the notification outbox, health checks.
 
@@ -54,10 +57,13 @@ from apitally_hub.storage.records import (
     Rejection,
     RejectionRow,
     RetentionPolicy,
+    SeriesPoint,
+    SeriesRef,
     ServerErrorRow,
     TrafficQuery,
     TrafficRow,
     ValidationErrorRow,
+    WriteToken,
 )
 
 
@@ -96,7 +102,47 @@ class Storage(abc.ABC):
         """Commit ``message`` to the queue; False when ``(client_id, kind, message_uuid)`` is stored."""
 
     @abc.abstractmethod
+    def enqueue_many(
+        self, messages: Sequence[RawMessage], *, forget_series: Sequence[SeriesRef] = ()
+    ) -> list[bool]:
+        """:meth:`enqueue` each of ``messages`` in one transaction (all committed, or none); for
+        each, False when it was stored already (or earlier in ``messages``). The series rows
+        ``forget_series`` are deleted in the same transaction (what the messages were made of)."""
+
+    @abc.abstractmethod
     def record_rejection(self, rejection: Rejection) -> None: ...
+
+    # -- OTLP ingest ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def app_for_write_token(self, token: str) -> str | None:
+        """The client id whose unrevoked write token ``token`` is; None for any other text. One
+        indexed lookup (every OTLP request makes it; callers may cache the answer briefly)."""
+
+    @abc.abstractmethod
+    def swap_series(
+        self, app: AppKey, instance_id: str, points: Sequence[SeriesPoint], now: float
+    ) -> dict[str, SeriesPoint]:
+        """In one transaction: the stored point of every key of ``points`` that had one (as it was
+        before this call), and each of ``points`` stored in its place — unless the stored point has
+        the same ``start_nano`` and a ``time_nano`` at least as late (a resend or a late point: the
+        stored one stays). A new ``start_nano`` (the series restarted) always replaces it. Several
+        hub processes may call it at once: each sees the points the others stored before it.
+        :meth:`prune` forgets series not updated for two days."""
+
+    @abc.abstractmethod
+    def series_with_prefix(
+        self,
+        prefix: str,
+        *,
+        updated_before: float | None = None,
+        app: AppKey | None = None,
+        instance_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[SeriesRef, SeriesPoint]]:
+        """The series rows whose key starts with ``prefix``, oldest update first (at most
+        ``limit``): only those not updated since ``updated_before`` and of ``app`` and
+        ``instance_id`` when given."""
 
     # -- folding ------------------------------------------------------------------------------
 
@@ -245,6 +291,20 @@ class Storage(abc.ABC):
         """In one transaction, delete the app and everything held for it in any env: its registry
         row, queued messages, aggregates, instances, consumers, request log, rejections, settings
         and alerting; returns the rows deleted per table (none: nothing was held)."""
+
+    # -- write tokens (OTLP ingest's per-app credentials) ------------------------------------------
+
+    @abc.abstractmethod
+    def write_tokens(self, client_id: str) -> list[WriteToken]:
+        """The app's write tokens, revoked ones too, oldest first."""
+
+    @abc.abstractmethod
+    def add_write_token(self, token: WriteToken) -> None: ...
+
+    @abc.abstractmethod
+    def revoke_write_token(self, client_id: str, token: str, now: float) -> bool:
+        """Revoke the app's ``token`` (one revoked before keeps its ``revoked_at``); False when the
+        app has no such token."""
 
 
 StorageFactory = Callable[[str], Storage]

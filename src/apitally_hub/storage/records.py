@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -209,6 +211,9 @@ class AppDelta:
     """In the order the syncs were made (timestamp order)."""
     log_rows: list[tuple[str, LogRow]] = field(default_factory=list)
     """(file_uuid, row)"""
+    log_attachments: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    """(request uuid, log records): records that came apart from their request-log item (an
+    OTLP sender's log records of a request), added to its ``logs`` if it is stored."""
 
     def is_empty(self) -> bool:
         return not any(
@@ -222,6 +227,7 @@ class AppDelta:
                 self.consumers_seen,
                 self.consumers_named,
                 self.log_rows,
+                self.log_attachments,
             )
         )
 
@@ -461,6 +467,10 @@ class LogQuery:
     """Case-insensitive substrings of the bodies. Bodies are kept base64-encoded inside each item,
     where no index reaches them: only the newest :data:`LOG_BODY_SCAN` items matching the other
     filters are searched."""
+    attribute: tuple[str, str] | None = None
+    """(key, value): items whose ``request.attributes`` has that key with exactly that value. Read
+    from each item's JSON, where no index reaches them: like a body search, only the newest
+    :data:`LOG_BODY_SCAN` items matching the other filters are searched."""
     limit: int = 100
     before: tuple[float, int] | None = None
     """Keyset cursor: only items older than this (timestamp, row id)."""
@@ -539,3 +549,52 @@ class AppRecord:
     """In the order given; at least one."""
     created_at: float
     updated_at: float
+
+
+# -- OTLP ingest: write tokens and cumulative series -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class WriteToken:
+    """A per-app credential for OTLP ingest (``Authorization: Bearer apt_...``): ``apt_`` and 24
+    ASCII letters or digits, the only form the apitally 1.x client accepts
+    (``^apt_[a-zA-Z0-9]{24}$``). An app may have several; a revoked one is kept (``revoked_at``
+    set) and authenticates nothing."""
+
+    token: str
+    client_id: str
+    created_at: float
+    revoked_at: float | None = None
+
+    @staticmethod
+    def generate(client_id: str, now: float) -> WriteToken:
+        """A new random token of ``client_id`` (24 characters from :mod:`secrets`: about 143 bits)."""
+        alphabet = string.ascii_letters + string.digits
+        return WriteToken("apt_" + "".join(secrets.choice(alphabet) for _ in range(24)), client_id, now)
+
+    @staticmethod
+    def is_well_formed(token: str) -> bool:
+        """Whether ``token`` has a write token's form (checked before any lookup)."""
+        body = token[4:]
+        return len(token) == 28 and token.startswith("apt_") and body.isascii() and body.isalnum()
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """The last point stored of one cumulative OTLP series (of one app env and instance), so that
+    the next one can be turned into a delta: ``start_nano`` (a new one: the series restarted),
+    ``time_nano``, and the point's ``value`` as text (its encoding is the caller's)."""
+
+    key: str
+    start_nano: int
+    time_nano: int
+    value: str
+
+
+@dataclass(frozen=True, order=True)
+class SeriesRef:
+    """Where one ``otlp_series`` row is: its app env, instance and key."""
+
+    app: AppKey
+    instance_id: str
+    key: str

@@ -33,6 +33,7 @@ from apitally_hub.web.endpoint_settings_api import EndpointSettingEndpoints
 from apitally_hub.web.errors import http_exception_handler, hub_error_handler, store_unavailable_handler
 from apitally_hub.web.ingest import IngestEndpoints
 from apitally_hub.web.lifespan import hub_lifespan
+from apitally_hub.web.otlp import OtlpEndpoints
 from apitally_hub.web.query_api import QueryEndpoints
 
 _logger = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         *IngestEndpoints(context).routes(),
+        *OtlpEndpoints(context).routes(),
         # writes on paths the query API reads too (…/consumers/{identifier:path}): by method
         *ConsumerEndpoints(context).routes(),
         *EndpointSettingEndpoints(context).routes(),

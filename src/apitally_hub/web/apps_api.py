@@ -1,13 +1,26 @@
 """The apps registry's JSON API (the query API's ``GET /api/apps`` lists the apps).
 
-==================================  =================================================================
-``POST /api/apps``                  create ``{"name", "framework", "envs": ["prod", "dev"]}`` -> 201,
-                                    the app with its new ``client_id``
-``GET /api/apps/{client_id}``       the app: name, framework, and per env whether data has arrived
-``PATCH /api/apps/{client_id}``     change ``name``, ``framework`` or ``envs`` (naming an app that
-                                    only reported creates its registry entry)
-``DELETE /api/apps/{client_id}``    delete the app and all its data, every env -> ``{"deleted"}``
-==================================  =================================================================
+=================================================  ==================================================
+``POST /api/apps``                                 create ``{"name", "framework", "envs": ["prod",
+                                                   "dev"]}`` -> 201, the app with its new
+                                                   ``client_id`` and first ``write_token``
+``GET /api/apps/{client_id}``                      the app: name, framework, per env whether data
+                                                   has arrived, and (for admins) its
+                                                   ``write_tokens``
+``PATCH /api/apps/{client_id}``                    change ``name``, ``framework`` or ``envs``
+                                                   (naming an app that only reported creates its
+                                                   registry entry and first write token)
+``DELETE /api/apps/{client_id}``                   delete the app and all its data, every env ->
+                                                   ``{"deleted"}``
+``POST /api/apps/{client_id}/write-tokens``        another write token -> 201 ``{"token",
+                                                   "created_at"}``
+``POST /api/apps/{client_id}/write-tokens/revoke`` ``{"token": "apt_..."}`` -> the token with its
+                                                   ``revoked_at`` (404: the app has no such token)
+=================================================  ==================================================
+
+Write tokens are OTLP ingest's per-app credentials (``apt_`` and 24 letters or digits). They are
+secrets: ``GET`` shows them to an admin's bearer token (or on a hub without tokens) only, and a
+revocation names the token in its body, never in a URL (which access logs keep).
 
 Frameworks: ``starlette``, ``fastapi``, ``other``. ``envs`` is a list of env names (or one string of
 them, separated by commas or spaces), at least one. Invalid fields are a 422 naming each (``loc``
@@ -29,6 +42,7 @@ from apitally_hub.errors import HubError, unprocessable
 from apitally_hub.protocol.messages import normalize_client_id
 from apitally_hub.query import app_registry
 from apitally_hub.query.app_registry import InvalidApp
+from apitally_hub.security.tokens import ADMIN
 from apitally_hub.web.alerts_api import json_body
 from apitally_hub.web.context import HubContext
 
@@ -49,6 +63,8 @@ class AppEndpoints:
             ("/api/apps/{client_id}", "GET", self.get),
             ("/api/apps/{client_id}", "PATCH", self.update),
             ("/api/apps/{client_id}", "DELETE", self.delete),
+            ("/api/apps/{client_id}/write-tokens", "POST", self.create_write_token),
+            ("/api/apps/{client_id}/write-tokens/revoke", "POST", self.revoke_write_token),
         ]
         return [
             Route(path, self._guard(handler), methods=[method], name=f"apps:{method}:{path}")
@@ -72,8 +88,14 @@ class AppEndpoints:
             raise HubError(404, "Unknown client id")
         return client_id
 
-    def _view(self, client_id: str) -> dict[str, Any]:
-        view = app_registry.app_view(self.context.store, client_id)
+    def _is_admin(self, request: Request) -> bool:
+        """Whether the asker may see write tokens: an admin's bearer token, or a hub without tokens
+        (the access gate has let the request through already)."""
+        tokens = self.context.tokens
+        return not tokens or tokens.authorization_role(request.headers.get("authorization")) == ADMIN
+
+    def _view(self, client_id: str, *, with_tokens: bool = True) -> dict[str, Any]:
+        view = app_registry.app_view(self.context.store, client_id, with_tokens=with_tokens)
         if view is None:
             raise HubError(404, "No such app")
         return view
@@ -85,14 +107,15 @@ class AppEndpoints:
         store, now = self.context.store, self.context.clock()
 
         def work() -> dict[str, Any]:
-            record = app_registry.create_app(store, body, now=now)
-            return self._view(record.client_id)
+            record, token = app_registry.create_app(store, body, now=now)
+            return {**self._view(record.client_id), "write_token": token.token}
 
         return JSONResponse(await self.context.run(work), status_code=201)
 
     async def get(self, request: Request) -> Response:
         client_id = self._client_id(request)
-        return JSONResponse(await self.context.run(lambda: self._view(client_id)))
+        with_tokens = self._is_admin(request)
+        return JSONResponse(await self.context.run(lambda: self._view(client_id, with_tokens=with_tokens)))
 
     async def update(self, request: Request) -> Response:
         client_id = self._client_id(request)
@@ -112,4 +135,28 @@ class AppEndpoints:
         deleted = await self.context.run(lambda: app_registry.delete_app(store, client_id))
         if deleted is None:
             raise HubError(404, "No such app")
+        self.context.write_tokens.clear()  # its write tokens are gone
         return JSONResponse({"client_id": client_id, "deleted": deleted})
+
+    async def create_write_token(self, request: Request) -> Response:
+        client_id = self._client_id(request)
+        await json_body(request)  # none, or {} (read, so that a body too large is refused)
+        store, now = self.context.store, self.context.clock()
+        token = await self.context.run(lambda: app_registry.create_write_token(store, client_id, now=now))
+        if token is None:
+            raise HubError(404, "No such app")
+        return JSONResponse(
+            {"client_id": client_id, "token": token.token, "created_at": token.created_at}, status_code=201
+        )
+
+    async def revoke_write_token(self, request: Request) -> Response:
+        client_id = self._client_id(request)
+        value = app_registry.parse_token_body(await json_body(request))
+        store, now = self.context.store, self.context.clock()
+        token = await self.context.run(
+            lambda: app_registry.revoke_write_token(store, client_id, value, now=now)
+        )
+        if token is None:
+            raise HubError(404, "No such write token")
+        self.context.write_tokens.clear()  # refused at once by this process
+        return JSONResponse({"client_id": client_id, **app_registry.token_view(token)})

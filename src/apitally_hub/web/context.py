@@ -22,6 +22,7 @@ from apitally_hub.limits.budget import BodyBudget
 from apitally_hub.limits.rate import IngestRateLimiter
 from apitally_hub.query.service import QueryService
 from apitally_hub.security.tokens import TokenSet
+from apitally_hub.security.write_tokens import WriteTokenCache
 from apitally_hub.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class HubContext:
     _limiter: anyio.CapacityLimiter | None = None
     tokens: TokenSet = field(default_factory=TokenSet)
     """The read tokens (none: reads are open, on loopback only)."""
+    write_tokens: WriteTokenCache = field(default_factory=WriteTokenCache)
+    """Which app an OTLP write token names, remembered briefly; cleared when one is revoked."""
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:

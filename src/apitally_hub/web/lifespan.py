@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from apitally_hub.alerting.workers import Alerting
 from apitally_hub.ingest.fold_process import FoldingProcess
+from apitally_hub.ingest.otlp import held
 from apitally_hub.ingest.worker import Folder, FoldingWorker
 from apitally_hub.storage import create_storage
 from apitally_hub.web.context import HubContext
@@ -52,6 +53,7 @@ def hub_lifespan(
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_prune_periodically, context)
                 tasks.start_soon(_watch_backlog, context)
+                tasks.start_soon(_release_held_spans, context)
                 try:
                     yield
                 finally:
@@ -101,6 +103,33 @@ async def _watch_backlog(context: HubContext) -> None:
         except Exception:  # the store is unavailable: ingest answers 503 by itself; try again
             _logger.debug("Could not read the folding backlog", exc_info=True)
         await anyio.sleep(BACKLOG_REFRESH)
+
+
+HELD_LEASE = "otlp-held"
+
+
+async def _release_held_spans(context: HubContext) -> None:
+    """Queue the request counts held from OTLP senders' spans once no HTTP metrics came for them
+    (:mod:`~apitally_hub.ingest.otlp.held`); one hub process at a time (a lease)."""
+    hold = context.config.otlp_span_hold
+    interval = min(15.0, hold / 3)
+    lease_seconds = max(interval * 4, 60.0)
+
+    def work() -> int:
+        store, now = context.store, context.clock()
+        if not store.try_lease(HELD_LEASE, _HOLDER, seconds=lease_seconds, now=now):
+            return 0
+        return held.release_due(store, now, hold)
+
+    while True:
+        await anyio.sleep(interval)
+        try:
+            released = await context.run(work)
+        except Exception:  # keep the hub serving; the next round retries
+            _logger.exception("Releasing held OTLP span counts failed")
+            continue
+        if released and context.worker is not None:
+            context.worker.notify()
 
 
 async def _prune_periodically(context: HubContext) -> None:

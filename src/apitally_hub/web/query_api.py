@@ -20,7 +20,7 @@ lists ``limit`` (1-1000, default 100) and ``cursor`` (the ``next_cursor`` of the
 (default) or ``last_seen`` (cheap over long windows:
 :meth:`~apitally_hub.query.service.QueryService.consumers`).
 ``apdex_ms`` defaults to the app's setting. ``requests`` also takes ``q`` (URL text), ``min_ms``/``max_ms``,
-the size bounds and the body texts of :func:`log_filters`.
+the size bounds, the body texts, ``client_ip`` and ``attribute`` (``key:value``) of :func:`log_filters`.
 ``format=csv`` on a table (``endpoints``, ``validation-errors``, ``server-errors``, ``consumers``,
 ``consumer-groups``, ``requests``) downloads all its rows as CSV (:mod:`.csv_export`).
 Bad parameters give 422 naming ``["query", <name>]``.
@@ -44,6 +44,7 @@ from apitally_hub.query.cursors import BadCursor, Page
 from apitally_hub.query.endpoints import ENDPOINT_SORTS
 from apitally_hub.query.params import (
     MAX_TEXT,
+    attribute_param,
     bool_param,
     int_param,
     status_param,
@@ -94,11 +95,13 @@ MAX_BODY_SEARCH = 256
 """Longest body text to search for."""
 
 
-def log_filters(request: Request) -> dict[str, Any]:
-    """The request log's filters on sizes (bytes, bounds included) and on body text (a
+def log_filters(request: Request, *, attribute: bool = True) -> dict[str, Any]:
+    """The request log's filters on sizes (bytes, bounds included), on body text (a
     case-insensitive substring, over the newest :data:`~apitally_hub.storage.records.LOG_BODY_SCAN`
-    requests matching the other filters): keywords of :class:`LogQuery`. The JSON API and the
-    dashboard's request log read them alike."""
+    requests matching the other filters), on the client IP and (``attribute``) on a custom
+    attribute (``attribute=key:value``, exact, over the same newest requests): keywords of
+    :class:`LogQuery`. The JSON API and the dashboard's request log read them alike (the dashboard
+    reads ``attribute`` itself, to say a bad one next to its field)."""
     values: dict[str, Any] = {}
     for name in SIZE_FILTERS:
         value = int_param(request, name, -1, 0, 2**53)
@@ -106,6 +109,8 @@ def log_filters(request: Request) -> dict[str, Any]:
     for name in BODY_FILTERS:
         values[name] = text_param(request, name, max_len=MAX_BODY_SEARCH)
     values["client_ip"] = client_ip_param(request)
+    if attribute:
+        values["attribute"] = attribute_param(request)
     return values
 
 

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from apitally_otel import _sentry
 from apitally_otel._asgi.attributes import put_attribute, span_attributes
 from apitally_otel._asgi.context import RequestRecord, current_request, send_last
+from apitally_otel._asgi.custom_attributes import put_on_span
 from apitally_otel._asgi.routes import RouteTemplates, route_key
 from apitally_otel._consumers import Consumer, consumer_from_value
 from apitally_otel._error_details import MAX_BODY_BYTES
@@ -406,6 +407,8 @@ class Exchange:
             record.validation_encoding = self.content_encoding
             self.body_parts = None
         span = self.span
+        if record.attributes and span.is_recording():
+            put_on_span(span, record.attributes)  # from set_request_attribute()
         if record.route is None or not span.is_recording():
             return
         put_attribute(span, "http.route", record.route)

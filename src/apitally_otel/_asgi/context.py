@@ -5,7 +5,8 @@ request — endpoints in the threadpool, ``BaseHTTPMiddleware`` child tasks — 
 (contexts are copied, the object is shared), so :func:`set_consumer` works from anywhere, and the
 span processor finds the record when the request's SERVER span ends in the same context. The
 same goes for :func:`~apitally_otel.capture_exception` (:mod:`apitally_otel._asgi.handled`), whose
-:class:`HandledError` entries the record holds.
+:class:`HandledError` entries the record holds, and for
+:func:`~apitally_otel.set_request_attribute` (:mod:`apitally_otel._asgi.custom_attributes`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RequestRecord:
     """What the capture middleware measured for one HTTP request."""
 
     __slots__ = (
+        "attributes",
         "consumer",
         "exception",
         "fallback_consumer",
@@ -72,6 +74,7 @@ class RequestRecord:
         self.fallback_consumer: Consumer | None = None  # callback / request.state: after span attributes
         self.log: LogCapture | None = None  # when this request is request-logged
         self.handled: list[HandledError] | None = None  # from capture_exception()
+        self.attributes: dict[str, str] | None = None  # from set_request_attribute()
 
 
 current_request: ContextVar[RequestRecord | None] = ContextVar("apitally_otel_request", default=None)

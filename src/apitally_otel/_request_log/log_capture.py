@@ -21,6 +21,10 @@ MAX_BODY_BYTES = 50_000
 MAX_LOG_RECORDS = 1000
 MAX_LOG_MESSAGE = 2048
 MAX_SPANS = 1000
+MAX_ATTRIBUTES = 20
+"""Custom attributes per request (``set_request_attribute``); keys and values bounded as below."""
+MAX_ATTRIBUTE_KEY = 64
+MAX_ATTRIBUTE_VALUE = 256
 # A record passed from one logging system to the other (Loguru's InterceptHandler recipe, or a
 # Loguru sink that propagates to the standard library) reaches us twice, within microseconds.
 _BRIDGE_WINDOW = 0.05
@@ -55,6 +59,7 @@ class RawLogItem:
     logs: list[dict[str, Any]] | None = None
     spans: list[dict[str, Any]] | None = None
     trace_id: int = 0
+    attributes: dict[str, str] | None = None  # set_request_attribute(): bounded when they were set
 
     def approximate_size(self) -> int:
         return (
@@ -62,6 +67,7 @@ class RawLogItem:
             + len(self.request_body or b"")
             + len(self.response_body or b"")
             + 300 * len(self.spans or ())
+            + 320 * len(self.attributes or ())
         )
 
 
@@ -218,6 +224,8 @@ class LogCapture:
             elif record.handled:
                 item.exception, item.sentry = record.handled[0].exception, record.handled[0].sentry
         item.trace_id = record.trace_id
+        if record.attributes:
+            item.attributes = dict(list(record.attributes.items())[:MAX_ATTRIBUTES])
         if self._request_body is not None:
             item.request_body = self._request_body.value()
             item.request_body_too_large = self._request_body.too_large

@@ -85,6 +85,7 @@ class ItemBuilder:
             "size": item.request_size,
             "consumer": item.consumer,
             "client_ip": client_ip_of(scope),
+            "attributes": item.attributes or None,
             "body": self._body(item.request_body, item.request_body_too_large, "mask_request_body", request),
         }
         res: dict[str, Any] = {

@@ -4,6 +4,7 @@ run with it shows up under the app's name on the apps list."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -71,4 +72,39 @@ def test_create_an_app_then_see_its_traffic_under_its_name(admin: BrowserContext
     expect(row.locator("td.app-name")).to_have_text("Checkout API")
     expect(row.locator("td.num").nth(1)).to_have_text("8")  # the 7 hits and the readiness probe
     expect(page.locator(f'tr[data-app="{client_id}/prod"] td.app-name')).to_have_text("Checkout API")
+    page.close()
+
+
+def test_create_list_and_revoke_write_tokens(admin: BrowserContext, hub: HubServer) -> None:
+    page = admin.new_page()
+    page.goto(f"{hub.url}/apps/new")
+    page.get_by_label("Name").fill("Ingest API")
+    page.get_by_label("Environments").fill("prod")
+    page.get_by_role("button", name="Create app").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Ingest API")
+
+    rows = page.locator("#write-tokens-table tbody tr")
+    expect(rows).to_have_count(1)  # the app's first write token
+    first = rows.first.locator("code").inner_text()
+    assert re.fullmatch(r"apt_[a-zA-Z0-9]{24}", first)
+    expect(rows.first.locator(".token-status")).to_have_text("Active")
+    assert f"APITALLY_WRITE_TOKEN={first}" in page.locator("#snippet-otlp-apitally").inner_text()
+
+    page.get_by_role("button", name="Create write token").click()
+    expect(page.locator("#token-notice")).to_have_text("Write token created.")
+    expect(rows).to_have_count(2)
+    second = rows.nth(1).locator("code").inner_text()
+    assert re.fullmatch(r"apt_[a-zA-Z0-9]{24}", second) and second != first
+    expect(page.locator("#snippet-otlp-sdk")).to_contain_text(
+        f"Authorization=Bearer%20{second},Apitally-Env=prod"
+    )
+
+    page.locator(f'tr[data-token="{second}"]').get_by_role("button", name="Revoke").click()
+    expect(page.locator("#token-notice")).to_have_text("Write token revoked.")
+    revoked = page.locator(f'tr[data-token="{second}"]')
+    expect(revoked.locator(".token-status")).to_contain_text("Revoked")
+    expect(revoked.get_by_role("button", name="Revoke")).to_have_count(0)
+    expect(page.locator(f'tr[data-token="{first}"] .token-status')).to_have_text("Active")
+    assert hub.context.store.app_for_write_token(second) is None
+    assert hub.context.store.app_for_write_token(first) is not None
     page.close()

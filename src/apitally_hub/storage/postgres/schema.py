@@ -15,12 +15,19 @@ bodies, ``JSONB`` histogram bins (``{"<lower edge>": count}``, merged by ``merge
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 import psycopg
 
 from apitally_hub.storage.records import MAX_STORED_COUNT
-from apitally_hub.storage.sql import consumer_overrides, endpoint_settings, group_traffic
+from apitally_hub.storage.sql import (
+    consumer_overrides,
+    endpoint_settings,
+    group_traffic,
+    otlp_series,
+    write_tokens,
+)
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
@@ -186,6 +193,16 @@ def statements(ddl: Sequence[str]) -> Migration:
     return run
 
 
+def _v9_otlp(conn: psycopg.Connection) -> None:
+    """Schema 9 (SQLite's 10): OTLP ingest's write tokens (a first one for each app of the
+    registry) and the last point of each cumulative series."""
+    statements((*write_tokens.DDL, *otlp_series.ddl(POSTGRES)))(conn)
+    client_ids = [str(row[0]) for row in conn.execute("SELECT client_id FROM apps ORDER BY client_id")]
+    write_tokens.backfill(
+        lambda sql, params: conn.execute(POSTGRES.sql(sql), params), client_ids, time.time()
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     script(_V1_TABLES),  # 1: the tables, keys and merge_bins
     script(_V2_INDEXES),  # 2: the indexes that the queue, pruning and reads need to stay fast
@@ -196,6 +213,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 7: consumers named in the dashboard, settings per endpoint (SQLite's 8)
     statements((*consumer_overrides.MIGRATION, *endpoint_settings.DDL)),
     statements(REQUEST_LOG_CLIENT_IP_DDL),  # 8: the request log's client address (SQLite's 9)
+    _v9_otlp,  # 9: write tokens and cumulative series of OTLP ingest (SQLite's 10)
 )
 """Ordered migrations; the schema version is the number applied. Append only."""
 

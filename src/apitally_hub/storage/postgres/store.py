@@ -23,8 +23,8 @@ from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from apitally_hub.storage.postgres.schema import MIGRATIONS, Migration, current_version, migrate
-from apitally_hub.storage.records import RawMessage, Rejection, StoreUnavailable
-from apitally_hub.storage.sql import writes
+from apitally_hub.storage.records import RawMessage, Rejection, StoreUnavailable, WriteToken
+from apitally_hub.storage.sql import write_tokens, writes
 from apitally_hub.storage.sql.dialect import POSTGRES
 from apitally_hub.storage.sql.store import SQLStorage
 from apitally_hub.storage.sql.tx import Cursor, Tx
@@ -148,6 +148,13 @@ class PostgresStorage(SQLStorage):
 
     def record_rejection(self, rejection: Rejection) -> None:
         self._run(self._writer, lambda conn: writes.record_rejection(_Tx(conn), rejection), transaction=False)
+
+    def app_for_write_token(self, token: str) -> str | None:
+        if not WriteToken.is_well_formed(token):
+            return None
+        return self._run(
+            self._reader, lambda conn: write_tokens.app_for_write_token(_Tx(conn), token), transaction=False
+        )
 
     def schema_version(self) -> int:
         return self._run(self._reader, lambda conn: current_version(conn))

@@ -45,6 +45,8 @@ APP_DATA_TABLES: tuple[str, ...] = (
     "alert_outbox",
     "health_checks",
     "health_check_events",
+    "write_tokens",
+    "otlp_series",
     "apps",
 )
 """Every table with a ``client_id`` column: what deleting an app empties of its rows (a test

@@ -503,7 +503,7 @@ def _log_summary(row: Sequence[Any]) -> LogSummary:
     return LogSummary(int(row[0]), *row[1:])
 
 
-def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
+def request_log(tx: Tx, dialect: Dialect, query: LogQuery) -> tuple[list[LogSummary], int]:
     where = ["client_id = ?", "env = ?", "timestamp >= ?", "timestamp <= ?"]
     params: list[Any] = [query.app.client_id, query.app.env, query.since, query.until]
     for column, value in (
@@ -541,6 +541,8 @@ def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
     condition = " AND ".join(where)
     if query.request_body or query.response_body:
         return _request_log_by_body(tx, query, condition, params)
+    if query.attribute is not None:
+        return _request_log_by_attribute(tx, dialect, query, condition, params)
     total = -1
     if query.count:
         total = int(tx.execute(f"SELECT COUNT(*) FROM request_log WHERE {condition}", params).fetchone()[0])
@@ -555,6 +557,51 @@ def request_log(tx: Tx, query: LogQuery) -> tuple[list[LogSummary], int]:
     return [_log_summary(row) for row in rows], total
 
 
+_ATTRIBUTE_VALUE = {
+    "sqlite": "json_extract(item, ?)",
+    "postgresql": "(item::jsonb -> 'request' -> 'attributes' ->> CAST(? AS text))",
+}
+"""A custom attribute's value in the stored line's JSON (``request.attributes``), given its key
+(:func:`_attribute_arg`)."""
+
+
+def _attribute_arg(dialect: Dialect, key: str) -> str:
+    """The parameter of :data:`_ATTRIBUTE_VALUE` for ``key`` (validated: ``[A-Za-z0-9_.-]``, so a
+    quoted SQLite JSON path label holds it as it is)."""
+    return f'$.request.attributes."{key}"' if dialect.name == "sqlite" else key
+
+
+def _request_log_by_attribute(
+    tx: Tx, dialect: Dialect, query: LogQuery, condition: str, params: list[Any]
+) -> tuple[list[LogSummary], int]:
+    """The request log filtered by a custom attribute (exact value): among the newest
+    :data:`LOG_BODY_SCAN` items matching the other filters, like a body search (the attributes
+    are read from each item's JSON, where no index reaches them); ``total`` counts the matches
+    among them."""
+    assert query.attribute is not None
+    key, value = query.attribute
+    newest = f"FROM request_log WHERE {condition} ORDER BY timestamp DESC, id DESC LIMIT ?"
+    match = f"{_ATTRIBUTE_VALUE[dialect.name]} = ?"
+    args = [*params, LOG_BODY_SCAN, _attribute_arg(dialect, key), value]
+    total = -1
+    if query.count:
+        total = int(
+            tx.execute(
+                f"SELECT COUNT(*) FROM (SELECT item {newest}) AS scanned WHERE {match}", args
+            ).fetchone()[0]
+        )
+    page_where, page_args = match, list(args)
+    if query.before is not None:
+        page_where += " AND (timestamp < ? OR (timestamp = ? AND id < ?))"
+        page_args += [query.before[0], query.before[0], query.before[1]]
+    rows = tx.execute(
+        f"SELECT {_LOG_COLUMNS} FROM (SELECT {_LOG_COLUMNS}, item {newest}) AS scanned"
+        f" WHERE {page_where} ORDER BY timestamp DESC, id DESC LIMIT ?",
+        [*page_args, query.limit],
+    ).fetchall()
+    return [_log_summary(row) for row in rows], total
+
+
 _BODY_BATCH = 250
 """Items read at once by a body search (their bodies may be large: memory stays bounded)."""
 
@@ -563,8 +610,8 @@ def _request_log_by_body(
     tx: Tx, query: LogQuery, condition: str, params: list[Any]
 ) -> tuple[list[LogSummary], int]:
     """The request log filtered by body text: the newest :data:`LOG_BODY_SCAN` items matching
-    the other filters, read in batches, each item's bodies decoded and searched; ``total`` counts
-    the matches among them."""
+    the other filters, read in batches, each item's bodies decoded and searched (and its custom
+    attribute compared, when the query has one); ``total`` counts the matches among them."""
     matches: list[tuple[float, int]] = []
     last: tuple[float, int] | None = None
     scanned = 0
@@ -579,7 +626,7 @@ def _request_log_by_body(
             [*params, *extra_params, min(_BODY_BATCH, LOG_BODY_SCAN - scanned)],
         ).fetchall()
         for row_id, timestamp, item in batch:
-            if _bodies_match(item, query.request_body, query.response_body):
+            if _item_matches(item, query):
                 matches.append((float(timestamp), int(row_id)))
         scanned += len(batch)
         if len(batch) < _BODY_BATCH:
@@ -598,13 +645,20 @@ def _request_log_by_body(
     return [_log_summary(row) for row in rows], total
 
 
-def _bodies_match(item: str, request_text: str | None, response_text: str | None) -> bool:
+def _item_matches(item: str, query: LogQuery) -> bool:
+    """Whether a stored line has the query's body texts and its custom attribute (when given)."""
     try:
         line = json.loads(item)
     except ValueError:  # stored items were validated at ingest; a damaged one matches nothing
         return False
-    for part, text in (("request", request_text), ("response", response_text)):
+    for part, text in (("request", query.request_body), ("response", query.response_body)):
         if text and text.lower() not in _body_text(line.get(part)):
+            return False
+    if query.attribute is not None:
+        key, value = query.attribute
+        request = line.get("request")
+        attributes = request.get("attributes") if isinstance(request, dict) else None
+        if not isinstance(attributes, dict) or attributes.get(key) != value:
             return False
     return True
 

@@ -32,12 +32,24 @@ from apitally_hub.storage.records import (
     Rejection,
     RejectionRow,
     RetentionPolicy,
+    SeriesPoint,
+    SeriesRef,
     ServerErrorRow,
     TrafficQuery,
     TrafficRow,
     ValidationErrorRow,
+    WriteToken,
 )
-from apitally_hub.storage.sql import app_settings, apps, consumer_overrides, endpoint_settings, reads, writes
+from apitally_hub.storage.sql import (
+    app_settings,
+    apps,
+    consumer_overrides,
+    endpoint_settings,
+    otlp_series,
+    reads,
+    write_tokens,
+    writes,
+)
 from apitally_hub.storage.sql.alerts import SQLAlertStore
 from apitally_hub.storage.sql.dialect import Dialect
 from apitally_hub.storage.sql.tx import Tx
@@ -70,8 +82,56 @@ class SQLStorage(Storage):
     def enqueue(self, message: RawMessage) -> bool:
         return self.write(lambda tx: writes.enqueue(tx, message))
 
+    def enqueue_many(
+        self, messages: Sequence[RawMessage], *, forget_series: Sequence[SeriesRef] = ()
+    ) -> list[bool]:
+        # inserted in key order (concurrent batches take the unique index's locks in one order)
+        order = sorted(
+            range(len(messages)),
+            key=lambda i: (messages[i].app.client_id, messages[i].kind, messages[i].message_uuid),
+        )
+
+        def work(tx: Tx) -> list[bool]:
+            stored = [False] * len(messages)
+            for i in order:
+                stored[i] = writes.enqueue(tx, messages[i])
+            otlp_series.forget(tx, forget_series)
+            return stored
+
+        return self.write(work) if messages or forget_series else []
+
     def record_rejection(self, rejection: Rejection) -> None:
         self.write(lambda tx: writes.record_rejection(tx, rejection))
+
+    # -- OTLP ingest ----------------------------------------------------------------------------
+
+    def app_for_write_token(self, token: str) -> str | None:
+        if not WriteToken.is_well_formed(token):
+            return None
+        return self.read(lambda tx: write_tokens.app_for_write_token(tx, token))
+
+    def swap_series(
+        self, app: AppKey, instance_id: str, points: Sequence[SeriesPoint], now: float
+    ) -> dict[str, SeriesPoint]:
+        if not points:
+            return {}
+        dialect = self.dialect
+        return self.write(lambda tx: otlp_series.swap_series(tx, dialect, app, instance_id, points, now))
+
+    def series_with_prefix(
+        self,
+        prefix: str,
+        *,
+        updated_before: float | None = None,
+        app: AppKey | None = None,
+        instance_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[SeriesRef, SeriesPoint]]:
+        return self.read(
+            lambda tx: otlp_series.with_prefix(
+                tx, prefix, updated_before=updated_before, app=app, instance_id=instance_id, limit=limit
+            )
+        )
 
     # -- folding ------------------------------------------------------------------------------
 
@@ -130,6 +190,7 @@ class SQLStorage(Storage):
                 return tx.execute(statement, params).rowcount
 
             deleted[kind] = deleted.get(kind, 0) + max(self.write(step), 0)
+        deleted["otlp_series"] = self.write(lambda tx: otlp_series.prune(tx, now))
         deleted.update(
             self.alerts.prune_alerting(
                 now, history_seconds=policy.resolutions[HOUR], outbox_seconds=policy.rejections
@@ -183,7 +244,7 @@ class SQLStorage(Storage):
         )
 
     def request_log(self, query: LogQuery) -> tuple[list[LogSummary], int]:
-        return self.read(lambda tx: reads.request_log(tx, query))
+        return self.read(lambda tx: reads.request_log(tx, self.dialect, query))
 
     def request_log_item(self, app: AppKey, request_uuid: str) -> tuple[LogSummary, str, str] | None:
         return self.read(lambda tx: reads.request_log_item(tx, app, request_uuid))
@@ -225,3 +286,14 @@ class SQLStorage(Storage):
 
     def delete_app(self, client_id: str) -> dict[str, int]:
         return self.write(lambda tx: apps.delete_app(tx, client_id))
+
+    # -- write tokens -----------------------------------------------------------------------------
+
+    def write_tokens(self, client_id: str) -> list[WriteToken]:
+        return self.read(lambda tx: write_tokens.write_tokens(tx, client_id))
+
+    def add_write_token(self, token: WriteToken) -> None:
+        self.write(lambda tx: write_tokens.add_write_token(tx, token))
+
+    def revoke_write_token(self, client_id: str, token: str, now: float) -> bool:
+        return self.write(lambda tx: write_tokens.revoke_write_token(tx, client_id, token, now))

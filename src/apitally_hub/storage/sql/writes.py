@@ -355,6 +355,45 @@ def apply_delta(tx: Tx, dialect: Dialect, app: AppKey, delta: AppDelta) -> None:
                 for file_uuid, r in delta.log_rows
             ],
         )
+    if delta.log_attachments:
+        _attach_logs(tx, dialect, app, delta.log_attachments)
+
+
+MAX_ATTACHED_LOGS = 1000
+"""Log records an item holds at most (as a client's own item: hub-protocol.md §5)."""
+
+
+def _attach_logs(
+    tx: Tx, dialect: Dialect, app: AppKey, attachments: list[tuple[str, list[dict[str, Any]]]]
+) -> None:
+    """Add log records to stored request-log items (those not stored are left: their records
+    came without the item, e.g. a request the sender's sampling dropped)."""
+    records: dict[str, list[dict[str, Any]]] = {}
+    for request_uuid, logs in attachments:
+        records.setdefault(request_uuid, []).extend(logs)
+    for request_uuid in sorted(records):
+        row = tx.execute(
+            "SELECT item FROM request_log WHERE client_id = ? AND env = ? AND request_uuid = ?"
+            + dialect.for_update,
+            (app.client_id, app.env, request_uuid),
+        ).fetchone()
+        if row is None:
+            continue
+        item = json.loads(str(row[0]))
+        kept = item.get("logs") or []
+        added = [record for record in records[request_uuid] if record not in kept]
+        if not added:
+            continue
+        item["logs"] = sorted(kept + added, key=lambda record: record.get("timestamp", 0))[:MAX_ATTACHED_LOGS]
+        tx.execute(
+            "UPDATE request_log SET item = ? WHERE client_id = ? AND env = ? AND request_uuid = ?",
+            (
+                json.dumps(item, separators=(",", ":"), ensure_ascii=False),
+                app.client_id,
+                app.env,
+                request_uuid,
+            ),
+        )
 
 
 MIN_INTERVAL, MAX_INTERVAL = 1.0, 3600.0

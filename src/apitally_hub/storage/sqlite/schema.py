@@ -10,11 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable
 
 from apitally_hub.storage.records import MAX_STORED_COUNT, error_group_hash
-from apitally_hub.storage.sql import consumer_overrides, endpoint_settings, group_traffic
+from apitally_hub.storage.sql import (
+    consumer_overrides,
+    endpoint_settings,
+    group_traffic,
+    otlp_series,
+    write_tokens,
+)
 from apitally_hub.storage.sql.alerts_schema import ALERTING_DDL
 from apitally_hub.storage.sql.app_settings import APP_SETTINGS_DDL
 from apitally_hub.storage.sql.apps import APPS_DDL
@@ -361,6 +368,15 @@ def _v9_client_ip(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v10_otlp(conn: sqlite3.Connection) -> None:
+    """Schema 10: OTLP ingest's write tokens (a first one for each app of the registry) and the
+    last point of each cumulative series (portable DDL shared with PostgreSQL)."""
+    for statement in (*write_tokens.DDL, *otlp_series.ddl(SQLITE)):
+        conn.execute(statement)
+    client_ids = [str(row[0]) for row in conn.execute("SELECT client_id FROM apps ORDER BY client_id")]
+    write_tokens.backfill(conn.execute, client_ids, time.time())
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_queue_and_rollups,
@@ -371,6 +387,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_apps,
     _v8_workspace,
     _v9_client_ip,
+    _v10_otlp,
 )
 """Ordered migrations; the schema version is the number applied."""
 

@@ -72,7 +72,12 @@ async def endpoints(dash: Dashboard, request: Request) -> Response:
             page=Page(PAGE_SIZE, cursor),
             show_excluded=show_excluded,
         )
-        return {**chrome(q, view), "table": table, "settings": q.settings(app)}
+        return {
+            **chrome(q, view),
+            "table": table,
+            "settings": q.settings(app),
+            "span_counted": q.span_counted_instances(app),
+        }
 
     return await dash.render(
         request,

@@ -1,5 +1,6 @@
 """One request-log line made readable (pure functions): bodies decoded from base64 and
-pretty-printed when they are JSON, masked headers marked, spans laid out as a waterfall.
+pretty-printed when they are JSON, masked headers marked, custom attributes in rows, spans laid
+out as a waterfall.
 
 Nothing here escapes HTML: the templates do, for every value (a body is shown as text, never
 interpreted).
@@ -112,6 +113,11 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def attribute_rows(attributes: Any) -> list[dict[str, str]]:
+    """The custom attributes (``request.attributes``) as ``{"key", "value"}`` rows, by key."""
+    return [{"key": str(key), "value": str(value)} for key, value in sorted(_dict(attributes).items())]
+
+
 def present_item(item: dict[str, Any]) -> dict[str, Any]:
     request: dict[str, Any] = _dict(item.get("request"))
     response: dict[str, Any] = _dict(item.get("response"))
@@ -121,6 +127,7 @@ def present_item(item: dict[str, Any]) -> dict[str, Any]:
     return {
         "request": request,
         "response": response,
+        "attributes": attribute_rows(request.get("attributes")),
         "request_headers": header_rows(request.get("headers")),
         "response_headers": header_rows(response.get("headers")),
         "request_body": decode_body(request.get("body")),

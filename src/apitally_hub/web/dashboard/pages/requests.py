@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from apitally_hub.errors import HubError
+from apitally_hub.query.params import attribute_param
 from apitally_hub.query.service import QueryService
 from apitally_hub.storage.records import LOG_BODY_SCAN, LogQuery
 from apitally_hub.web.dashboard.pages.common import chrome
@@ -23,7 +24,27 @@ from apitally_hub.web.query_api import BODY_FILTERS, SIZE_FILTERS, log_filters
 PAGE_SIZE = 50
 _STATUS_RE = re.compile(r"[1-5](?:xx|\d\d)")
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-LOG_FILTERS = ("method", "status", "q", "client_ip", "min_ms", "max_ms", *SIZE_FILTERS, *BODY_FILTERS)
+LOG_FILTERS = (
+    "method",
+    "status",
+    "q",
+    "client_ip",
+    "attribute",
+    "min_ms",
+    "max_ms",
+    *SIZE_FILTERS,
+    *BODY_FILTERS,
+)
+
+
+def _attribute_filter(request: Request) -> tuple[tuple[str, str] | None, str | None]:
+    """(the ``attribute`` filter, or None; what is wrong with it, said next to its field, or None)."""
+    try:
+        return attribute_param(request), None
+    except HubError as exc:
+        if exc.status_code != 422:
+            raise
+        return None, str(exc.detail[0]["msg"])
 
 
 def _milliseconds(view_value: str | None, name: str) -> float | None:
@@ -49,6 +70,7 @@ async def requests(dash: Dashboard, request: Request) -> Response:
     if method is not None and (not method.isalpha() or len(method) > 16):
         raise BadView("method should be an HTTP method")
     consumer = view.consumer
+    attribute, attribute_error = _attribute_filter(request)
     query = LogQuery(
         view.app,
         view.window.since,
@@ -61,7 +83,8 @@ async def requests(dash: Dashboard, request: Request) -> Response:
         search=view.param("q"),
         min_response_time=_milliseconds(view.param("min_ms"), "min_ms"),
         max_response_time=_milliseconds(view.param("max_ms"), "max_ms"),
-        **log_filters(request),
+        **log_filters(request, attribute=False),
+        attribute=attribute,
         limit=PAGE_SIZE,
     )
     cursor = view.param("cursor")
@@ -70,10 +93,17 @@ async def requests(dash: Dashboard, request: Request) -> Response:
         method=method,
         path=path,
         consumer=query.consumer,
-        **{name: view.param(name) for name in LOG_FILTERS if name != "method"},
+        **{
+            name: view.param(name)
+            for name in LOG_FILTERS
+            if name != "method" and not (name == "attribute" and attribute_error)
+        },
     )
 
     def data(q: QueryService) -> dict[str, Any]:
+        if attribute_error is not None:  # nothing is searched until the filter is put right
+            log: dict[str, Any] = {"total": 0, "limit": PAGE_SIZE, "items": [], "next_cursor": None}
+            return {**chrome(q, view), "log": log}
         return {**chrome(q, view), "log": q.request_log(query, cursor)}
 
     return await dash.render(
@@ -88,6 +118,9 @@ async def requests(dash: Dashboard, request: Request) -> Response:
         extra_filtered=any(view.param(name) for name in LOG_FILTERS),
         csv_href=csv_href,
         body_scan=LOG_BODY_SCAN if query.request_body or query.response_body else None,
+        attribute_scan=LOG_BODY_SCAN if attribute is not None else None,
+        filter_errors={"attribute": attribute_error} if attribute_error else {},
+        status_code=422 if attribute_error else 200,
     )
 
 

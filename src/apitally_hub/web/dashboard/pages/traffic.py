@@ -35,6 +35,7 @@ async def traffic(dash: Dashboard, request: Request) -> Response:
         return {
             **chrome(q, view),
             "overview": overview,
+            "span_counted": q.span_counted_instances(app),
             "series": series,
             "charts": {
                 "requests": requests_chart(series, view),
