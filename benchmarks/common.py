@@ -4,6 +4,7 @@ JSON-line worker processes, machine description, statistics and markdown tables.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -65,15 +66,22 @@ def python_for(variant: str, *, create: bool) -> str | None:
         return str(python)
     if not create:
         return None
-    log(f"creating {venv} ({' '.join(PEER_REQUIREMENTS[variant])})")
-    try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run([*pip, "-c", str(CONSTRAINTS), *PEER_REQUIREMENTS[variant]], check=True)
-    except (subprocess.CalledProcessError, OSError) as exc:
-        log(f"could not create the {variant} environment ({exc}); skipping it")
-        return None
-    marker.write_text(wanted)
+    VENVS_DIR.mkdir(parents=True, exist_ok=True)
+    # one creator at a time (parallel test workers may want the same venv): the others wait, then
+    # find it made
+    with open(VENVS_DIR / f".{variant}.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if python.exists() and marker.exists() and marker.read_text() == wanted:
+            return str(python)
+        log(f"creating {venv} ({' '.join(PEER_REQUIREMENTS[variant])})")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+            subprocess.run([*pip, "-c", str(CONSTRAINTS), *PEER_REQUIREMENTS[variant]], check=True)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            log(f"could not create the {variant} environment ({exc}); skipping it")
+            return None
+        marker.write_text(wanted)
     return str(python)
 
 

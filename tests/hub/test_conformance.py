@@ -15,7 +15,15 @@ import pytest
 from apitally_hub import HubServer
 from tests.support.hub_samples import gzip_lines, log_line, minimal_log_line, new_uuid, startup, sync
 
-DELETE = object()
+
+class _Delete:
+    """The mutation that removes the field (its repr names the test ids the same in every process)."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 
 
 def mutate(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:

@@ -260,7 +260,14 @@ def test_request_log_filters_and_detail(http: httpx.Client, app_path: str, clien
 
 def test_apps_lists_client_and_env(http: httpx.Client, client_id: str) -> None:
     assert http.post(f"/v2/{client_id}/staging/sync", json=sync()).status_code == 202
-    apps = http.get("/api/apps").json()["apps"]
+    # every page: the session's hub holds many named apps (listed first) by now
+    apps: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        body = http.get("/api/apps", params={"limit": 1000, **({"cursor": cursor} if cursor else {})}).json()
+        apps += body["apps"]
+        if not (cursor := body["next_cursor"]):
+            break
     assert {"client_id": client_id, "env": "staging"}.items() <= next(
         a for a in apps if a["client_id"] == client_id
     ).items()
